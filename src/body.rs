@@ -1,0 +1,216 @@
+//! Body types: what the gateway sends to clients and to upstreams, without boxing the common cases.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+
+/// Boxed error used by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body sent to a client: empty, one buffer, a streamed upstream body, or anything else.
+#[derive(Debug, Default)]
+pub enum Body {
+    /// No bytes.
+    #[default]
+    Empty,
+    /// One buffer, sent once.
+    Full(Option<Bytes>),
+    /// An upstream response streamed through as it arrives.
+    Upstream(Incoming),
+    /// Any other body.
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl Body {
+    /// A body of one buffer.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b = bytes.into();
+        if b.is_empty() {
+            Body::Empty
+        } else {
+            Body::Full(Some(b))
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            Body::Boxed(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(b) => b.is_none(),
+            Body::Upstream(inc) => inc.is_end_stream(),
+            Body::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Upstream(inc) => inc.size_hint(),
+            Body::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The request body was larger than `limits.max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds {limit} bytes")]
+pub struct BodyTooLarge {
+    /// The configured limit.
+    pub limit: u64,
+}
+
+/// A request body sent upstream: streamed from the client with a size cap.
+///
+/// A streamed body can be made *reclaimable*: if the upstream connection fails before the body
+/// was polled, [`Reclaim::take`] gives it back so the request can go to another endpoint.
+pub struct RequestBody {
+    source: Source,
+    hint: SizeHint,
+    limit: u64,
+    read: u64,
+}
+
+enum Source {
+    Empty,
+    Full(Option<Bytes>),
+    Stream(Incoming),
+    Shared(Arc<Mutex<Option<Incoming>>>),
+}
+
+/// Handle to get an unpolled streamed body back after a failed connection attempt.
+pub struct Reclaim(Arc<Mutex<Option<Incoming>>>);
+
+impl Reclaim {
+    /// The body, if the failed attempt never started reading it.
+    pub fn take(&self) -> Option<Incoming> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl RequestBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self {
+            source: Source::Empty,
+            hint: SizeHint::with_exact(0),
+            limit: u64::MAX,
+            read: 0,
+        }
+    }
+
+    /// A body of one buffer (used for bodies the gateway builds itself).
+    pub fn full(bytes: Bytes) -> Self {
+        let hint = SizeHint::with_exact(bytes.len() as u64);
+        Self {
+            source: Source::Full(Some(bytes)),
+            hint,
+            limit: u64::MAX,
+            read: 0,
+        }
+    }
+
+    /// A client body streamed through, failing with [`BodyTooLarge`] past `limit` bytes.
+    pub fn stream(body: Incoming, limit: u64) -> Self {
+        let hint = body.size_hint();
+        if body.is_end_stream() {
+            return Self::empty();
+        }
+        Self {
+            source: Source::Stream(body),
+            hint,
+            limit,
+            read: 0,
+        }
+    }
+
+    /// Like [`RequestBody::stream`], plus a handle to reclaim the body if it was never polled.
+    pub fn reclaimable(body: Incoming, limit: u64) -> (Self, Option<Reclaim>) {
+        if body.is_end_stream() {
+            return (Self::empty(), None);
+        }
+        let hint = body.size_hint();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let me = Self {
+            source: Source::Shared(slot.clone()),
+            hint,
+            limit,
+            read: 0,
+        };
+        (me, Some(Reclaim(slot)))
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Source::Shared(slot) = &this.source {
+            let taken = slot.lock().ok().and_then(|mut s| s.take());
+            this.source = match taken {
+                Some(body) => Source::Stream(body),
+                None => Source::Empty,
+            };
+        }
+        let frame = match &mut this.source {
+            Source::Empty | Source::Shared(_) => return Poll::Ready(None),
+            Source::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Source::Stream(inc) => match Pin::new(inc).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => f,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        if let Some(data) = frame.data_ref() {
+            this.read += data.len() as u64;
+            if this.read > this.limit {
+                this.source = Source::Empty;
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: this.limit }))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Empty => true,
+            Source::Full(b) => b.is_none(),
+            Source::Stream(inc) => inc.is_end_stream(),
+            Source::Shared(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Stream(inc) => inc.size_hint(),
+            _ => self.hint.clone(),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Serde mirror of `gateway.toml`: shapes only, every table `deny_unknown_fields`.
+//! Values that need checking keep their span (`Spanned`) so errors can point at them;
+//! nothing here is used at request time (see `config::runtime`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string value with its position in the file.
+pub type Text = Spanned<String>;
+
+/// The whole `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// `[server]`: listeners and process settings.
+    #[serde(default)]
+    pub server: ServerFile,
+    /// `[limits]`: protection against slow or greedy clients.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// `[log]`: access log settings.
+    #[serde(default)]
+    pub log: LogFile,
+    /// `[upstreams.NAME]`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<Spanned<String>, UpstreamFile>,
+
+    /// `[[routes]]`, in file order (file order breaks ties between equally specific routes).
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+
+    /// `[bff]`: where client profiles live.
+    #[serde(default)]
+    pub bff: BffSettingsFile,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Plain HTTP/1.1 + h2c listener; default `127.0.0.1:8080`.
+    pub listen: Option<Text>,
+    /// Admin listener; default `127.0.0.1:9901`; `""` disables it.
+    pub admin_listen: Option<Text>,
+    /// Tokio worker threads; default: number of CPUs.
+    pub workers: Option<Spanned<i64>>,
+    /// Peers (IPs or CIDRs) whose X-Forwarded-For is kept and appended to.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
+    /// How long in-flight requests may take to finish on shutdown; default `30s`.
+    pub shutdown_grace: Option<Text>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Time allowed to receive a request's headers; default `10s`.
+    pub header_read_timeout: Option<Text>,
+    /// Largest request head (request line + headers); default `16KiB`, at least `8KiB`.
+    pub max_header_bytes: Option<Text>,
+    /// Most request headers; default `100`.
+    pub max_headers: Option<Spanned<i64>>,
+    /// Largest request body; default `10MiB`.
+    pub max_body_bytes: Option<Text>,
+    /// Idle keep-alive connections are closed after this; default `60s`.
+    pub idle_timeout: Option<Text>,
+    /// Open client connections per listener; default `10000`.
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// One line per request at info level on target `access`; default `true`.
+    pub access_log: Option<bool>,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// `host:port` or `http://host:port` entries, used round-robin.
+    pub endpoints: Spanned<Vec<Text>>,
+    /// Time to the response head; default `30s`.
+    pub timeout: Option<Text>,
+    /// Time to open a TCP connection; default `2s`.
+    pub connect_timeout: Option<Text>,
+    /// How long an endpoint that refused a connection is skipped; default `10s`.
+    pub fail_timeout: Option<Text>,
+    /// Idle pooled connections kept per endpoint; default `256`.
+    pub max_idle_per_endpoint: Option<Spanned<i64>>,
+    /// Idle pooled connections are closed after this; default `90s`.
+    pub pool_idle_timeout: Option<Text>,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Unique id, used in logs and metrics.
+    pub id: Text,
+    /// What requests this route takes.
+    #[serde(rename = "match")]
+    pub matcher: Spanned<MatchFile>,
+    /// Upstream name from `[upstreams]`.
+    pub upstream: Text,
+    /// Removed from the start of the path before forwarding.
+    pub strip_prefix: Option<Text>,
+    /// Put in front of the path (after `strip_prefix`) before forwarding.
+    pub rewrite_prefix: Option<Text>,
+    /// Overrides the upstream's `timeout`.
+    pub timeout: Option<Text>,
+    /// Keep the client's Host header instead of the endpoint's; default `false`.
+    pub preserve_host: Option<bool>,
+    /// Changes to the request before it goes upstream.
+    #[serde(default)]
+    pub request_headers: HeaderOpsFile,
+    /// Changes to the response before it goes to the client.
+    #[serde(default)]
+    pub response_headers: HeaderOpsFile,
+}
+
+/// `match = { ... }` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    /// Segment-aware prefix: `/api/users` takes `/api/users` and `/api/users/7`, not `/api/usersX`.
+    pub path_prefix: Option<Text>,
+    /// Exact path.
+    pub path: Option<Text>,
+    /// Allowed methods; default all.
+    #[serde(default)]
+    pub methods: Vec<Text>,
+    /// `api.example.com` or `*.example.com`.
+    pub host: Option<Text>,
+    /// Header equality conditions (all must hold).
+    #[serde(default)]
+    pub headers: BTreeMap<Spanned<String>, Text>,
+}
+
+/// `add`, `set` and `remove` header operations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOpsFile {
+    /// Appended (an existing value is kept).
+    #[serde(default)]
+    pub add: BTreeMap<Spanned<String>, Text>,
+    /// Replaced (any existing value is removed first).
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Text>,
+    /// Removed.
+    #[serde(default)]
+    pub remove: Vec<Text>,
+}
+
+/// `[bff]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BffSettingsFile {
+    /// Folder of client profiles; default `bff/` beside gateway.toml.
+    pub dir: Option<Text>,
+}

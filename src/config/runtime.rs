@@ -1,0 +1,77 @@
+//! Validated, compiled configuration used at request time. Never sees TOML.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::net::Cidr;
+use crate::route::RouteTable;
+use crate::upstream::Upstream;
+
+/// Everything that changes with config, swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Content hash of every source file, as 16 hex digits.
+    pub version: String,
+    /// When this runtime was compiled.
+    pub loaded_at: SystemTime,
+    /// Every file this runtime was built from (gateway.toml first).
+    pub sources: Vec<PathBuf>,
+    /// Listener and process settings.
+    pub server: ServerSettings,
+    /// Client protection limits.
+    pub limits: Limits,
+    /// Whether to write one access-log line per request.
+    pub access_log: bool,
+    /// Compiled route table.
+    pub routes: RouteTable,
+    /// Upstream clusters by name.
+    pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+}
+
+/// `[server]`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Plain HTTP listener.
+    pub listen: SocketAddr,
+    /// Admin listener, if enabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// Tokio worker threads (`None`: number of CPUs).
+    pub workers: Option<usize>,
+    /// Peers whose forwarding headers are trusted.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// `[limits]`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time from connection open (or the end of the previous response) to a complete request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers per request.
+    pub max_headers: usize,
+    /// Largest request body in bytes.
+    pub max_body_bytes: u64,
+    /// Idle connection lifetime.
+    pub idle_timeout: Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `GatewayError`: every way a request can fail, and the one place each maps to an HTTP answer.
+
+use std::time::Duration;
+
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// Everything that can end a request early. Client-facing text never carries internal details
+/// (addresses, upstream names, parser messages); those go to the logs via `Display`.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route matches the host and path.
+    #[error("no route matches")]
+    NoRoute,
+    /// A route matches the path but not the method.
+    #[error("method not allowed (allowed: {allow:?})")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: HeaderValue,
+    },
+    /// The request is malformed in a way hyper let through (e.g. a dot-segment path).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request body is larger than `limits.max_body_bytes`.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// No endpoint of the upstream accepted a connection.
+    #[error("upstream `{upstream}` unreachable: {reason}")]
+    UpstreamUnreachable {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+        /// Underlying error (logs only).
+        reason: String,
+    },
+    /// The upstream did not send a response head in time.
+    #[error("upstream `{upstream}` timed out after {timeout:?}")]
+    UpstreamTimeout {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The upstream broke the exchange (reset, invalid response).
+    #[error("upstream `{upstream}` failed: {reason}")]
+    UpstreamProtocol {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+        /// Underlying error (logs only).
+        reason: String,
+    },
+    /// The gateway is draining for shutdown.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// The pieces of an RFC 9457 problem for one error.
+struct Problem {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.problem().status
+    }
+
+    /// Stable problem `type` URI.
+    pub fn problem_type(&self) -> String {
+        format!("https://portico.dev/problems/{}", self.problem().slug)
+    }
+
+    /// The only error → HTTP mapping: exhaustive, no catch-all.
+    fn problem(&self) -> Problem {
+        use GatewayError as E;
+        let p = |status, slug, title, detail: &str| Problem {
+            status,
+            slug,
+            title,
+            detail: detail.to_string(),
+        };
+        match self {
+            E::NoRoute => p(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "Not Found",
+                "No route matches this request.",
+            ),
+            E::MethodNotAllowed { .. } => p(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method Not Allowed",
+                "This path does not accept this method; see the Allow header.",
+            ),
+            E::BadRequest(why) => p(StatusCode::BAD_REQUEST, "bad-request", "Bad Request", why),
+            E::PayloadTooLarge { limit } => Problem {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                slug: "payload-too-large",
+                title: "Content Too Large",
+                detail: format!("The request body is larger than {limit} bytes."),
+            },
+            E::UpstreamUnreachable { .. } => p(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unreachable",
+                "Bad Gateway",
+                "The upstream service could not be reached.",
+            ),
+            E::UpstreamTimeout { .. } => p(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream-timeout",
+                "Gateway Timeout",
+                "The upstream service did not answer in time.",
+            ),
+            E::UpstreamProtocol { .. } => p(
+                StatusCode::BAD_GATEWAY,
+                "upstream-error",
+                "Bad Gateway",
+                "The upstream service sent an invalid response.",
+            ),
+            E::ShuttingDown => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Service Unavailable",
+                "The gateway is shutting down; retry on another instance.",
+            ),
+        }
+    }
+
+    /// The `application/problem+json` response for this error.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let p = self.problem();
+        let body = serde_json::json!({
+            "type": format!("https://portico.dev/problems/{}", p.slug),
+            "title": p.title,
+            "status": p.status.as_u16(),
+            "detail": p.detail,
+            "request_id": request_id,
+        });
+        let mut resp = Response::new(Body::full(body.to_string()));
+        *resp.status_mut() = p.status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            GatewayError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, allow);
+            }
+            GatewayError::ShuttingDown => {
+                headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            GatewayError::NoRoute
+            | GatewayError::BadRequest(_)
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamProtocol { .. } => {}
+        }
+        resp
+    }
+}

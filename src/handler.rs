@@ -1,0 +1,279 @@
+//! The request path, top to bottom: route, filters, forward, response headers, access log.
+//! `handle` turns every error into a response in one place; `proxy` runs the phases in order.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{Body, RequestBody};
+use crate::config::Runtime;
+use crate::error::GatewayError;
+use crate::filter::headers::{self, X_REQUEST_ID};
+use crate::route::Route;
+use crate::server::ConnInfo;
+
+/// What the access log and metrics learn while a request runs.
+#[derive(Default)]
+struct Trace {
+    route: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+}
+
+/// Serves one request on the runtime current when it arrived; never fails.
+pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let logged = rt
+        .access_log
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let mut trace = Trace::default();
+
+    let mut resp = match proxy(&rt, conn, &request_id, &mut trace, req).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::warn!(request_id = ?request_id, route = ?trace.route, error = %err, "request failed");
+            }
+            err.into_response(request_id.to_str().unwrap_or(""))
+        }
+    };
+    resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+
+    if let Some((method, path)) = logged {
+        tracing::info!(
+            target: "access",
+            %method,
+            path,
+            route = trace.route.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            upstream = trace.upstream.as_deref().unwrap_or("-"),
+            duration_us = start.elapsed().as_micros() as u64,
+            request_id = request_id.to_str().unwrap_or(""),
+            peer = %conn.peer,
+        );
+    }
+    resp
+}
+
+/// The phases, in their fixed order.
+async fn proxy(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    trace: &mut Trace,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    // Phase 1: reject what must never reach routing.
+    check_path(req.uri().path())?;
+    let host = request_host(&req);
+
+    // Phase 2: route.
+    let route = rt.routes.find(
+        host.as_deref(),
+        req.method(),
+        req.uri().path(),
+        req.headers(),
+    )?;
+    trace.route = Some(route.id.clone());
+    trace.upstream = Some(route.proxy.upstream.name.clone());
+
+    // Phase 3: body limit known up front.
+    let limit = rt.limits.max_body_bytes;
+    if content_length(&req).is_some_and(|n| n > limit) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+
+    // Phase 4: request headers.
+    let upgrading = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
+
+    // Phase 5: forward.
+    let action = &route.proxy;
+    let upstream = &action.upstream;
+    let (body, reclaim) = if upstream.endpoints().len() > 1 {
+        RequestBody::reclaimable(body, limit)
+    } else {
+        (RequestBody::stream(body, limit), None)
+    };
+    let mut resp = upstream
+        .forward(Request::from_parts(parts, body), reclaim, action.timeout)
+        .await?;
+
+    // Phase 6: response headers (and the tunnel for a protocol switch).
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switched, client_upgrade) {
+        let upstream_io = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client, upstream_io));
+    }
+    let (mut head, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);
+    if !action.response_headers.is_empty() {
+        action.response_headers.apply(&mut head.headers);
+    }
+    Ok(Response::from_parts(head, Body::Upstream(body)))
+}
+
+/// Rewrites the request head for the upstream: hop-by-hop, forwarding headers, request id,
+/// Host, route header edits, path rewrite.
+fn prepare_request_head(
+    rt: &Runtime,
+    conn: &ConnInfo,
+    route: &Route,
+    request_id: &HeaderValue,
+    parts: &mut http::request::Parts,
+    upgrading: bool,
+) {
+    let action = &route.proxy;
+    let original_host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, upgrading);
+    let trusted = headers::is_trusted(&rt.server.trusted_proxies, conn.peer.ip());
+    let proto = if conn.tls { "https" } else { "http" };
+    headers::set_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        trusted,
+        proto,
+        original_host.as_ref(),
+    );
+    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+    match (action.preserve_host, original_host) {
+        (true, Some(h)) => {
+            parts.headers.insert(HOST, h);
+        }
+        _ => {
+            parts.headers.remove(HOST);
+        }
+    }
+    if !action.request_headers.is_empty() {
+        action.request_headers.apply(&mut parts.headers);
+    }
+    let path = upstream_path(action, parts.uri.path_and_query());
+    parts.uri = Uri::from(path);
+    parts.version = Version::HTTP_11;
+}
+
+/// The path and query sent upstream after `strip_prefix` and `rewrite_prefix`.
+pub fn upstream_path(
+    action: &crate::route::ProxyAction,
+    pq: Option<&PathAndQuery>,
+) -> PathAndQuery {
+    let original = pq
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if action.strip_prefix.is_none() && action.rewrite_prefix.is_none() {
+        return original;
+    }
+    let path = original.path();
+    let mut rest = path;
+    if let Some(strip) = action.strip_prefix.as_deref() {
+        if crate::route::prefix_matches(strip, path) && strip != "/" {
+            rest = &path[strip.len()..];
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 16);
+    match action.rewrite_prefix.as_deref() {
+        Some(prefix) if prefix != "/" => {
+            out.push_str(prefix);
+            if rest != "/" {
+                out.push_str(rest);
+            }
+        }
+        _ => out.push_str(if rest.is_empty() { "/" } else { rest }),
+    }
+    if let Some(q) = original.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    PathAndQuery::try_from(out).unwrap_or(original)
+}
+
+/// Copies bytes both ways after a successful protocol switch (e.g. WebSocket).
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
+        return;
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+/// Refuses dot-segments (`/a/../b`, also percent-encoded): a route check must never be bypassed
+/// by a path the upstream would normalise into another route's.
+fn check_path(path: &str) -> Result<(), GatewayError> {
+    if !path.starts_with('/') {
+        return Err(GatewayError::BadRequest(
+            "The request target must be an absolute path.",
+        ));
+    }
+    if !path.contains('.') && !path.contains('%') {
+        return Ok(());
+    }
+    for seg in path.split('/') {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(GatewayError::BadRequest(
+                "The path must not contain dot-segments.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The host the client asked for: lowercase, without port.
+fn request_host(req: &Request<Incoming>) -> Option<Cow<'_, str>> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(HOST)?.to_str().ok()?,
+    };
+    let host = if let Some(v6) = raw.strip_prefix('[') {
+        v6.split(']').next().unwrap_or(v6)
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_refused() {
+        assert!(check_path("/a/b").is_ok());
+        assert!(check_path("/a/b.json").is_ok());
+        assert!(check_path("/a/../admin").is_err());
+        assert!(check_path("/a/%2e%2E/admin").is_err());
+        assert!(check_path("/a/./b").is_err());
+        assert!(check_path("/a/..").is_err());
+        assert!(check_path("/a/...").is_ok());
+    }
+}

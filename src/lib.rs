@@ -1,0 +1,21 @@
+//! Portico: a programmable API gateway and BFF reverse proxy.
+//!
+//! The request path lives in [`handler`]; the compiled, immutable config in [`config::Runtime`];
+//! the process lifecycle in [`gateway`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod filter;
+pub mod gateway;
+pub mod handler;
+pub mod logging;
+pub mod net;
+pub mod route;
+pub mod server;
+pub mod upstream;
+
+pub use gateway::{Gateway, Running, StartError};
