@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{Body, RequestBody};
 use crate::config::Runtime;
 use crate::error::GatewayError;
+use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::route::Route;
 use crate::server::ConnInfo;
@@ -88,14 +89,17 @@ async fn proxy(
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-
-    // Phase 4: request headers.
     let upgrading = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+
+    // Phase 4: guards (auth, then rate limits).
+    let _identity = filter::run_guards(rt, &route.guards, conn, &mut parts)?;
+
+    // Phase 5: request headers.
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
 
-    // Phase 5: forward.
+    // Phase 6: forward.
     let action = &route.proxy;
     let upstream = &action.upstream;
     let (body, reclaim) = if upstream.endpoints().len() > 1 {
@@ -107,7 +111,7 @@ async fn proxy(
         .forward(Request::from_parts(parts, body), reclaim, action.timeout)
         .await?;
 
-    // Phase 6: response headers (and the tunnel for a protocol switch).
+    // Phase 7: response headers (and the tunnel for a protocol switch).
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client)) = (switched, client_upgrade) {
         let upstream_io = hyper::upgrade::on(&mut resp);

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::error::GatewayError;
+use crate::filter::Guards;
 use crate::filter::headers::HeaderOps;
 use crate::upstream::Upstream;
 
@@ -50,6 +51,8 @@ pub struct Route {
     pub methods: Option<Box<[Method]>>,
     /// Header equality conditions.
     pub headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Filters run before the action (auth, rate limits).
+    pub guards: Guards,
     /// Where and how the request is forwarded.
     pub proxy: ProxyAction,
 }

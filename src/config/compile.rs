@@ -15,6 +15,7 @@ use super::file::{
 };
 use super::runtime::{Limits, Runtime, ServerSettings};
 use super::units::{parse_duration, parse_size};
+use crate::filter::Guards;
 use crate::filter::headers::HeaderOps;
 use crate::net::Cidr;
 use crate::route::{HostPattern, PathPattern, ProxyAction, Route, RouteTable};
@@ -321,6 +322,7 @@ fn routes(
             path,
             methods,
             headers,
+            guards: Guards::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,
