@@ -262,3 +262,15 @@ oha_run() {
         -z "$DURATION" -c "$CONNECTIONS" "$@" "$url" >"$out" \
         || die "oha failed against $url"
 }
+
+# Runs lib/compare.py with this script's settings. Usage: run_compare NAME TITLE [ARGS...]
+# (ARGS: --target NAME URL PID ..., --baseline, --half-target, --target-arg, ...)
+run_compare() {
+    local name=$1 title=$2
+    shift 2
+    log "running ${ROUNDS:-5} interleaved rounds of $DURATION per target ($name)"
+    python3 "$LT_DIR/lib/compare.py" --oha "$OHA" --out-dir "$RESULTS_DIR" --name "$name" \
+        --title "$title" --rounds "${ROUNDS:-5}" --half-rounds "${HALF_ROUNDS:-3}" \
+        --duration "$DURATION" --connections "$CONNECTIONS" --proxy-cpu "$PROXY_CPU" \
+        --loadgen-cpu "$LOADGEN_CPU" "$@"
+}

@@ -84,7 +84,7 @@ def run_oha(args, target, rate=None):
     ]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
-    cmd += args.oha_arg + [target["url"]]
+    cmd += args.oha_arg + target["args"] + [target["url"]]
     pid = target["pid"]
     if not alive(pid):
         sys.exit(f"compare: target {target['name']} (pid {pid}) is no longer running")
@@ -172,7 +172,7 @@ def ratio(a, b, digits=2):
     return f"{a / b:.{digits}f}x"
 
 
-def markdown(meta, sat, half, baseline, direct):
+def markdown(meta, sat, half, baseline, direct, references=()):
     lines = [f"# {meta['title']}", ""]
     lines.append(
         f"{meta['when']} on {meta['machine']}. {meta['rounds']} interleaved rounds of "
@@ -220,6 +220,22 @@ def markdown(meta, sat, half, baseline, direct):
                 f"| {name} | {fmt(s['p50_ms'], 3)} | {fmt(s['p99_ms'], 3)} | {fmt(add50, 3)} "
                 f"| {fmt(add99, 3)} | {fmt(s['us_per_req'], 1)} | {s['errors']} |"
             )
+        refs = [half["summary"][r] for r in references if r in half["summary"]]
+        if refs:
+            slow50 = max(r["p50_ms"] for r in refs)
+            slow99 = max(r["p99_ms"] for r in refs)
+            lines += [
+                "",
+                f"Over the slowest of {', '.join(references)} at the same rate "
+                f"(p50 {slow50:.3f} ms, p99 {slow99:.3f} ms):",
+                "",
+            ]
+            for name, s in half["summary"].items():
+                if name not in references:
+                    lines.append(
+                        f"- {name}: p50 +{s['p50_ms'] - slow50:.3f} ms, "
+                        f"p99 +{s['p99_ms'] - slow99:.3f} ms"
+                    )
     lines += ["", f"Raw runs: `{meta['json_name']}`. Chart: `{meta['svg_name']}`.", ""]
     return "\n".join(lines)
 
@@ -303,11 +319,21 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--proxy-cpu", default="0")
     p.add_argument("--loadgen-cpu", default="1")
-    p.add_argument("--oha-arg", action="append", default=[])
+    p.add_argument("--oha-arg", action="append", default=[], help="extra oha argument, every run")
+    p.add_argument("--target-arg", nargs=2, action="append", default=[], metavar=("NAME", "ARG"),
+                   help="extra oha argument for one target (e.g. an Authorization header)")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME",
+                   help="half-load table: also show each target's p50 over the slowest reference")
+    p.add_argument("--fail-on-errors", action="store_true",
+                   help="exit 3 after writing results when any run saw errors or non-2xx answers")
     args = p.parse_args()
 
-    targets = [{"name": n, "url": u, "pid": int(pid)} for n, u, pid in args.target]
+    targets = [{"name": n, "url": u, "pid": int(pid), "args": []} for n, u, pid in args.target]
     names = [t["name"] for t in targets]
+    for name, arg in args.target_arg:
+        if name not in names:
+            sys.exit(f"compare: --target-arg {name} is not a --target")
+        next(t for t in targets if t["name"] == name)["args"].append(arg)
     for name in args.half_target:
         if name not in names:
             sys.exit(f"compare: --half-target {name} is not a --target")
@@ -377,12 +403,23 @@ def main():
     }
     with open(os.path.join(args.out_dir, meta["json_name"]), "w") as f:
         json.dump({"meta": meta, "runs": runs, "summary": sat, "half": half}, f, indent=1)
-    md = markdown(meta, sat, half, args.baseline, args.direct)
+    md = markdown(meta, sat, half, args.baseline, args.direct, args.reference)
     with open(os.path.join(args.out_dir, f"{args.name}-latest.md"), "w") as f:
         f.write(md)
     with open(os.path.join(args.out_dir, meta["svg_name"]), "w") as f:
         f.write(svg_chart(meta, sat, args.baseline))
     print(md)
+    all_runs = runs + (half["runs"] if half else [])
+    failed = [r for r in all_runs if r["errors"] or r["non_2xx"]]
+    if failed:
+        kinds = {}
+        for r in failed:
+            for k, v in r["error_kinds"].items():
+                kinds[k] = kinds.get(k, 0) + v
+        print(f"compare: {len(failed)} run(s) saw errors or non-2xx answers: "
+              f"{sum(r['non_2xx'] for r in failed)} non-2xx, errors {kinds}", file=sys.stderr)
+        if args.fail_on_errors:
+            sys.exit(3)
 
 
 if __name__ == "__main__":
