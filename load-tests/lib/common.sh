@@ -264,7 +264,7 @@ oha_run() {
 }
 
 # Runs lib/compare.py with this script's settings. Usage: run_compare NAME TITLE [ARGS...]
-# (ARGS: --target NAME URL PID ..., --baseline, --half-target, --target-arg, ...)
+# (ARGS: --target NAME URL PID ..., --baseline, --half-target, --target-header, ...)
 run_compare() {
     local name=$1 title=$2
     shift 2

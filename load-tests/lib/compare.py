@@ -320,8 +320,8 @@ def main():
     p.add_argument("--proxy-cpu", default="0")
     p.add_argument("--loadgen-cpu", default="1")
     p.add_argument("--oha-arg", action="append", default=[], help="extra oha argument, every run")
-    p.add_argument("--target-arg", nargs=2, action="append", default=[], metavar=("NAME", "ARG"),
-                   help="extra oha argument for one target (e.g. an Authorization header)")
+    p.add_argument("--target-header", nargs=2, action="append", default=[],
+                   metavar=("NAME", "HEADER"), help="a request header for one target's runs")
     p.add_argument("--reference", action="append", default=[], metavar="NAME",
                    help="half-load table: also show each target's p50 over the slowest reference")
     p.add_argument("--fail-on-errors", action="store_true",
@@ -330,10 +330,10 @@ def main():
 
     targets = [{"name": n, "url": u, "pid": int(pid), "args": []} for n, u, pid in args.target]
     names = [t["name"] for t in targets]
-    for name, arg in args.target_arg:
+    for name, header in args.target_header:
         if name not in names:
-            sys.exit(f"compare: --target-arg {name} is not a --target")
-        next(t for t in targets if t["name"] == name)["args"].append(arg)
+            sys.exit(f"compare: --target-header {name} is not a --target")
+        next(t for t in targets if t["name"] == name)["args"] += ["-H", header]
     for name in args.half_target:
         if name not in names:
             sys.exit(f"compare: --half-target {name} is not a --target")

@@ -54,6 +54,11 @@ impl HeaderOps {
 /// RFC 9110 §7.6.1. `Upgrade` (and `Connection: upgrade`) survive when `upgrading`; `TE: trailers`
 /// survives because gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    // Most heads carry none of these: one pass over the (few) names is cheaper than a dozen
+    // hashed removals of absent keys, on every request and every response.
+    if !upgrading && !headers.keys().any(is_hop_by_hop_candidate) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         if conn.as_bytes().contains(&b',') || !is_keep_alive_or_close(conn.as_bytes()) {
             let named: Vec<HeaderName> = headers
@@ -88,6 +93,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     }
 }
 
+/// Whether `name` is one that `strip_hop_by_hop` removes or inspects (besides names listed in
+/// `Connection`, which only matter when `Connection` itself is present).
+fn is_hop_by_hop_candidate(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::UPGRADE
+}
+
 fn is_keep_alive_or_close(v: &[u8]) -> bool {
     v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
 }
@@ -118,37 +137,67 @@ pub fn set_forwarded(
     host: Option<&HeaderValue>,
 ) {
     let peer = canonical(peer);
-    let peer_text = peer.to_string();
-    let xff = if trusted {
-        let prior: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            peer_text
-        } else {
-            format!("{}, {peer_text}", prior.join(", "))
-        }
-    } else {
+    if !trusted {
+        // The common case: the client's own values are replaced, so the value is just the
+        // peer's address, written without the formatting machinery.
         headers.remove(&FORWARDED);
-        peer_text
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
+        headers.insert(&X_FORWARDED_FOR, ip_header_value(peer));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        match host {
+            Some(h) => headers.insert(&X_FORWARDED_HOST, h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        return;
     }
-    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    // A trusted proxy's chain is kept and extended; its proto and host stand when present.
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if prior.is_empty() {
+        ip_header_value(peer)
+    } else {
+        let joined = format!("{}, {peer}", prior.join(", "));
+        HeaderValue::from_str(&joined).unwrap_or_else(|_| ip_header_value(peer))
+    };
+    headers.insert(&X_FORWARDED_FOR, xff);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host {
-            Some(h) => {
-                headers.insert(&X_FORWARDED_HOST, h.clone());
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(h) = host {
+            headers.insert(&X_FORWARDED_HOST, h.clone());
         }
+    }
+}
+
+/// An IP address as a header value; IPv4 is written by hand (the hot path), IPv6 via `Display`.
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            HeaderValue::from_bytes(&buf[..len]).expect("digits and dots are a valid header value")
+        }
+        IpAddr::V6(v6) => HeaderValue::from_str(&v6.to_string())
+            .expect("an IPv6 address is a valid header value"),
     }
 }
 
@@ -183,8 +232,21 @@ pub fn new_request_id() -> HeaderValue {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{prefix:016x}-{n:012x}");
-    HeaderValue::from_str(&text).expect("hex is a valid header value")
+    // `{prefix:016x}-{n:012x}`, written without the formatting machinery (every request).
+    let mut buf = [0u8; 29];
+    write_hex(&mut buf[..16], prefix);
+    buf[16] = b'-';
+    write_hex(&mut buf[17..], n);
+    HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+}
+
+/// Writes the low `out.len()` hex digits of `n`, zero-padded, lowercase.
+fn write_hex(out: &mut [u8], mut n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +299,48 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_fast_path_keeps_end_to_end_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        for name in ["proxy-authorization", "trailer", "transfer-encoding", "keep-alive"] {
+            let mut h = HeaderMap::new();
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{name} must go: {h:?}");
+        }
+    }
+
+    #[test]
+    fn ip_values_match_display() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "1.2.3.100"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(ip), ip.to_string().as_str());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_header_value(v6), "2001:db8::1");
+    }
+
+    #[test]
+    fn forwarded_untrusted_sets_all_three() {
+        let mut h = HeaderMap::new();
+        h.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil"));
+        set_forwarded(&mut h, "192.168.0.9".parse().unwrap(), false, "https", None);
+        assert_eq!(h[&X_FORWARDED_FOR], "192.168.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert!(!h.contains_key(&X_FORWARDED_HOST));
+        assert!(!h.contains_key(&FORWARDED));
+        let host = HeaderValue::from_static("api.example.com");
+        set_forwarded(&mut h, "::ffff:10.0.0.1".parse().unwrap(), false, "http", Some(&host));
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
+    }
+
+    #[test]
     fn request_ids() {
         let mut h = HeaderMap::new();
         h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
@@ -247,5 +351,13 @@ mod tests {
         );
         assert_ne!(request_id(&h), "bad id with spaces");
         assert_ne!(new_request_id(), new_request_id());
+        let id = new_request_id();
+        let text = id.to_str().unwrap();
+        assert_eq!(text.len(), 29);
+        let (prefix, n) = text.split_once('-').unwrap();
+        assert_eq!((prefix.len(), n.len()), (16, 12));
+        let next = new_request_id();
+        let next_n = u64::from_str_radix(next.to_str().unwrap().split_once('-').unwrap().1, 16);
+        assert!(next_n.unwrap() > u64::from_str_radix(n, 16).unwrap());
     }
 }
