@@ -111,10 +111,17 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = runtime.server.workers {
-        builder.worker_threads(n);
-    }
+    // One worker: a single-threaded scheduler does the same work without work-stealing queues
+    // and cross-thread wake-ups (measured with load-tests/profile and load-tests/compare).
+    let mut builder = match runtime.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let tokio = match builder.enable_all().build() {
         Ok(t) => t,
         Err(e) => {
