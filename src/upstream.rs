@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -42,6 +43,9 @@ pub struct Endpoint {
     pub scheme: Scheme,
     /// `host:port`.
     pub authority: Authority,
+    /// The `Host` sent when the route does not preserve the client's: the authority without a
+    /// default port, made once here instead of formatted on every request.
+    host_header: HeaderValue,
     /// Skipped until this many ms after process start (0: healthy).
     down_until_ms: AtomicU64,
 }
@@ -129,6 +133,7 @@ impl Upstream {
             .map(|(scheme, authority)| Endpoint {
                 scheme: scheme.clone(),
                 authority: authority.clone(),
+                host_header: host_header(scheme, authority),
                 down_until_ms: AtomicU64::new(0),
             })
             .collect();
@@ -185,6 +190,8 @@ impl Upstream {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let n = self.endpoints.len();
         let mut index = self.pick();
+        // Without a Host from the route (preserve_host), each attempt names its endpoint.
+        let set_host = !req.headers().contains_key(HOST);
         // Keep what a retry needs only when a retry is possible.
         let replay = (n > 1).then(|| (req.method().clone(), req.headers().clone(), req.version()));
         for attempt in 0..n {
@@ -197,6 +204,9 @@ impl Upstream {
                 p
             })
             .expect("scheme, authority and path make a URI");
+            if set_host {
+                req.headers_mut().insert(HOST, ep.host_header.clone());
+            }
             let result = tokio::time::timeout_at(deadline, self.client.request(req)).await;
             let err = match result {
                 Ok(Ok(resp)) => return Ok(resp),
@@ -245,6 +255,17 @@ impl Upstream {
     }
 }
 
+/// `Host` for an endpoint: `host`, or `host:port` unless the port is the scheme's default (the
+/// form HTTP clients send, RFC 9110 §7.2).
+fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let text = match authority.port_u16() {
+        Some(port) if port != default_port => authority.as_str(),
+        _ => authority.host(),
+    };
+    HeaderValue::from_str(text).expect("a parsed authority is a valid header value")
+}
+
 fn body_too_large(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -284,5 +305,18 @@ mod tests {
         assert!(parse_endpoint("ftp://x:1").is_err());
         assert!(parse_endpoint("http://x:1/path").is_err());
         assert!(parse_endpoint("not an address").is_err());
+    }
+
+    #[test]
+    fn host_headers_drop_default_ports_only() {
+        let host = |text: &str| {
+            let (scheme, authority) = parse_endpoint(text).unwrap();
+            host_header(&scheme, &authority)
+        };
+        assert_eq!(host("127.0.0.1:7001"), "127.0.0.1:7001");
+        assert_eq!(host("http://api.example.com:80"), "api.example.com");
+        assert_eq!(host("https://api.example.com:443"), "api.example.com");
+        assert_eq!(host("https://api.example.com:80"), "api.example.com:80");
+        assert_eq!(host("http://[::1]:8080"), "[::1]:8080");
     }
 }

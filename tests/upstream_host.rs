@@ -1,0 +1,53 @@
+//! The Host header an upstream sees: its own endpoint's (set once per endpoint at config
+//! compile time), the client's with preserve_host, and the next endpoint's after a failover.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn upstream_sees_its_endpoint_or_the_clients_host() {
+    let echo = Backend::echo("a").await;
+    let dead = dead_addr().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = ""
+[log]
+access_log = false
+[upstreams.one]
+endpoints = ["{echo}"]
+[upstreams.failover]
+endpoints = ["{dead}", "{echo}"]
+[[routes]]
+id = "own"
+match = {{ path_prefix = "/own" }}
+upstream = "one"
+[[routes]]
+id = "kept"
+match = {{ path_prefix = "/kept" }}
+upstream = "one"
+preserve_host = true
+[[routes]]
+id = "failover"
+match = {{ path_prefix = "/failover" }}
+upstream = "failover"
+"#,
+        echo = echo.addr,
+        dead = dead,
+    ))
+    .await;
+    let client_host = format!("127.0.0.1:{}", gw.addr.port());
+    let own = get(&gw.url("/own")).await.json();
+    assert_eq!(own["headers"]["host"], serde_json::json!([echo.addr.to_string()]));
+    assert_eq!(own["headers"]["x-forwarded-host"], serde_json::json!([client_host]));
+    let kept = get(&gw.url("/kept")).await.json();
+    assert_eq!(kept["headers"]["host"], serde_json::json!([client_host]));
+    // The first endpoint refuses: the retry names the endpoint it really goes to.
+    for _ in 0..2 {
+        let a = get(&gw.url("/failover")).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json()["headers"]["host"], serde_json::json!([echo.addr.to_string()]));
+    }
+}
