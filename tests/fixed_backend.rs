@@ -21,7 +21,12 @@ struct FixedBackend {
 impl FixedBackend {
     fn start(body_bytes: usize) -> FixedBackend {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portico-fixed-backend"))
-            .args(["--listen", "127.0.0.1:0", "--body-bytes", &body_bytes.to_string()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--body-bytes",
+                &body_bytes.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("backend starts");
@@ -66,7 +71,12 @@ POST /d HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
     let out = raw(backend.addr, req).await;
     assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
     assert_eq!(out.matches("content-length: 100").count(), 3, "{out}");
-    assert!(out.ends_with("HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"), "{out}");
+    assert!(
+        out.ends_with(
+            "HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        ),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -91,18 +101,43 @@ upstream = "fixed"
     .await;
     let h1 = h1_client();
     for i in 0..20 {
-        let a = send_with(&h1, Request::get(gw.url(&format!("/item/{i}"))).body(Full::default()).unwrap()).await;
+        let a = send_with(
+            &h1,
+            Request::get(gw.url(&format!("/item/{i}")))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(a.status, 200);
         assert_eq!(a.body.len(), 64);
         assert_eq!(a.json()["ok"], true);
         assert!(a.header("x-request-id").is_some());
     }
     let body = Bytes::from(payload(300_000));
-    let a = send_with(&h1, Request::post(gw.url("/upload")).body(Full::new(body)).unwrap()).await;
-    assert_eq!(a.status, 200, "a body bigger than one read is skipped, not parsed as a head");
-    let a = send_with(&h1, Request::get(gw.url("/after")).body(Full::default()).unwrap()).await;
+    let a = send_with(
+        &h1,
+        Request::post(gw.url("/upload"))
+            .body(Full::new(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        a.status, 200,
+        "a body bigger than one read is skipped, not parsed as a head"
+    );
+    let a = send_with(
+        &h1,
+        Request::get(gw.url("/after"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(a.status, 200);
     let h2 = h2c_client();
-    let a = send_with(&h2, Request::get(gw.url("/h2")).body(Full::default()).unwrap()).await;
+    let a = send_with(
+        &h2,
+        Request::get(gw.url("/h2")).body(Full::default()).unwrap(),
+    )
+    .await;
     assert_eq!((a.status.as_u16(), a.body.len()), (200, 64));
 }

@@ -40,14 +40,23 @@ upstream = "failover"
     .await;
     let client_host = format!("127.0.0.1:{}", gw.addr.port());
     let own = get(&gw.url("/own")).await.json();
-    assert_eq!(own["headers"]["host"], serde_json::json!([echo.addr.to_string()]));
-    assert_eq!(own["headers"]["x-forwarded-host"], serde_json::json!([client_host]));
+    assert_eq!(
+        own["headers"]["host"],
+        serde_json::json!([echo.addr.to_string()])
+    );
+    assert_eq!(
+        own["headers"]["x-forwarded-host"],
+        serde_json::json!([client_host])
+    );
     let kept = get(&gw.url("/kept")).await.json();
     assert_eq!(kept["headers"]["host"], serde_json::json!([client_host]));
     // The first endpoint refuses: the retry names the endpoint it really goes to.
     for _ in 0..2 {
         let a = get(&gw.url("/failover")).await;
         assert_eq!(a.status, 200);
-        assert_eq!(a.json()["headers"]["host"], serde_json::json!([echo.addr.to_string()]));
+        assert_eq!(
+            a.json()["headers"]["host"],
+            serde_json::json!([echo.addr.to_string()])
+        );
     }
 }

@@ -196,8 +196,9 @@ pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
             }
             HeaderValue::from_bytes(&buf[..len]).expect("digits and dots are a valid header value")
         }
-        IpAddr::V6(v6) => HeaderValue::from_str(&v6.to_string())
-            .expect("an IPv6 address is a valid header value"),
+        IpAddr::V6(v6) => {
+            HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value")
+        }
     }
 }
 
@@ -305,7 +306,12 @@ mod tests {
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 2);
-        for name in ["proxy-authorization", "trailer", "transfer-encoding", "keep-alive"] {
+        for name in [
+            "proxy-authorization",
+            "trailer",
+            "transfer-encoding",
+            "keep-alive",
+        ] {
             let mut h = HeaderMap::new();
             h.insert("x-keep", HeaderValue::from_static("1"));
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
@@ -316,7 +322,13 @@ mod tests {
 
     #[test]
     fn ip_values_match_display() {
-        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "1.2.3.100"] {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.2.3.100",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_header_value(ip), ip.to_string().as_str());
         }
@@ -335,7 +347,13 @@ mod tests {
         assert!(!h.contains_key(&X_FORWARDED_HOST));
         assert!(!h.contains_key(&FORWARDED));
         let host = HeaderValue::from_static("api.example.com");
-        set_forwarded(&mut h, "::ffff:10.0.0.1".parse().unwrap(), false, "http", Some(&host));
+        set_forwarded(
+            &mut h,
+            "::ffff:10.0.0.1".parse().unwrap(),
+            false,
+            "http",
+            Some(&host),
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
     }
