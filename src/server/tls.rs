@@ -183,6 +183,10 @@ async fn handshake(
     if first[0] != HANDSHAKE_RECORD {
         let mut stream = stream;
         if first[0].is_ascii_uppercase() {
+            // Read what was sent so closing does not reset the connection before the client
+            // has read the answer.
+            let mut sink = [0u8; 4096];
+            let _ = stream.try_read(&mut sink);
             let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
             let _ = stream.shutdown().await;
         }
