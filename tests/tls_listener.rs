@@ -139,7 +139,8 @@ async fn alpn_negotiates_h2_or_http11() {
     let pki = Pki::new("Test CA");
     let api = pki.server(&["api.test"]);
     let gw = start(&config(backend.addr, CERT_A, "", ""), &pair("api", &api)).await;
-    let cases: [(&[&'static [u8]], Option<&[u8]>, Version); 3] = [
+    type Offer = &'static [&'static [u8]];
+    let cases: [(Offer, Option<&[u8]>, Version); 3] = [
         (&[b"h2", b"http/1.1"], Some(b"h2"), Version::HTTP_2),
         (&[b"http/1.1"], Some(b"http/1.1"), Version::HTTP_11),
         (&[], None, Version::HTTP_11),
@@ -719,4 +720,33 @@ client_cert = "required"
         );
         assert!(line.contains(msg), "{key}: {line}");
     }
+}
+
+#[tokio::test]
+async fn portico_check_lists_certificates_and_names_a_broken_file() {
+    let pki = Pki::new("Test CA");
+    let api = pki.server(&["api.test", "*.api.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (n, t) in pair("api", &api) {
+        write(dir.path(), &n, t);
+    }
+    let toml = config("127.0.0.1:9".parse().unwrap(), CERT_A, "", "");
+    write(dir.path(), "gateway.toml", &toml);
+    let path = dir.path().join("gateway.toml");
+    let (code, out, err) = support::portico_cli(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("api.pem: api.test, *.api.test [default]; expires in"),
+        "{out}"
+    );
+
+    write(
+        dir.path(),
+        "certs/api.key",
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n",
+    );
+    let (code, _, err) = support::portico_cli(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("gateway.toml:8:"), "{err}");
+    assert!(err.contains("api.key: a PEM block"), "{err}");
 }

@@ -256,6 +256,31 @@ pub fn add_hsts(rt: &Runtime, conn: &ConnInfo, headers: &mut http::HeaderMap) {
     }
 }
 
+/// One line per served certificate (file, names, days left), for `portico check`.
+pub fn describe(tls: &TlsSettings) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut out = format!(
+        "https on {} (client certificates: {:?})\n",
+        tls.listen, tls.client_auth
+    );
+    for (i, c) in tls.certificates.iter().enumerate() {
+        let names = if c.meta.dns_names.is_empty() {
+            "(no DNS names)".to_string()
+        } else {
+            c.meta.dns_names.join(", ")
+        };
+        let days = (c.meta.not_after - now) / 86_400;
+        let default = if i == 0 { " [default]" } else { "" };
+        out.push_str(&format!(
+            "  {}: {names}{default}; expires in {days} days\n",
+            c.file.display()
+        ));
+    }
+    out
+}
+
 /// Binds the HTTPS listener when `[server.tls]` is configured and records its port in the
 /// gateway (for `redirect_https`); logs each certificate it serves.
 pub async fn bind(
