@@ -525,12 +525,24 @@ async fn new_certificate_files_serve_new_handshakes_while_open_connections_go_on
         );
     }
 
-    let stream = tls_connect(addr, "api.test", trust(&pki)).await.unwrap();
+    // One client config keeps its session cache across connections.
+    let client = trust(&pki);
+    let stream = tls_connect(addr, "api.test", client.clone()).await.unwrap();
     assert_eq!(served_cert(&stream), old.der);
     let mut open = Conn::over(stream).await.unwrap();
     assert_eq!(
         open.get("api.test", "/1").await.unwrap().1.status,
         StatusCode::OK
+    );
+
+    // A reload that changes no TLS input keeps the TLS config, so session tickets stay valid.
+    let same = gw.running().gateway.reload().expect("unchanged reload");
+    let tls_config = |rt: &portico::config::Runtime| rt.tls.as_ref().unwrap().server_config.clone();
+    assert!(std::sync::Arc::ptr_eq(&tls_config(&same), &tls_config(&rt)));
+    let resumed = tls_connect(addr, "api.test", client.clone()).await.unwrap();
+    assert_eq!(
+        resumed.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
     );
 
     for (name, text) in pair("api", &new) {
@@ -547,7 +559,15 @@ async fn new_certificate_files_serve_new_handshakes_while_open_connections_go_on
         "the config version covers certificate contents"
     );
 
-    let fresh = tls_connect(addr, "api.test", trust(&pki)).await.unwrap();
+    assert!(!std::sync::Arc::ptr_eq(
+        &tls_config(&reloaded),
+        &tls_config(&rt)
+    ));
+    let fresh = tls_connect(addr, "api.test", client).await.unwrap();
+    assert_eq!(
+        fresh.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
     assert_eq!(
         served_cert(&fresh),
         new.der,
