@@ -40,20 +40,31 @@ pub fn compile(
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
-    let routes = routes(&mut d, &file.routes, &upstreams);
+    let declared: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared);
+    let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
+    crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let mut sources = vec![source.path.clone()];
+    let tls_digest =
+        crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
     Ok(Runtime {
-        version: super::version_hash([source.text.as_bytes()]),
+        version: super::version_hash([source.text.as_bytes(), &tls_digest]),
         loaded_at: SystemTime::now(),
-        sources: vec![source.path.clone()],
+        sources,
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        tls,
     })
 }
 
@@ -209,14 +220,16 @@ fn upstreams(
                 "needs at least one endpoint",
             );
         }
-        let endpoints: Vec<_> = u
+        let mut endpoints: Vec<_> = u
             .endpoints
             .get_ref()
             .iter()
             .enumerate()
             .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
             .collect();
+        let tls = crate::upstream::tls::compile(d, u, &key, &mut endpoints);
         let settings = UpstreamSettings {
+            tls,
             endpoints,
             timeout: duration_or(
                 d,
@@ -268,6 +281,7 @@ fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    declared: &[&str],
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -291,7 +305,8 @@ fn routes(
         let before = d.errors.len();
         let (host, path, methods, headers) = matcher(d, &r.matcher, &key);
         let upstream = upstreams.get(r.upstream.get_ref().as_str()).cloned();
-        if upstream.is_none() {
+        // An upstream that exists but has errors of its own was reported already.
+        if upstream.is_none() && !declared.contains(&r.upstream.get_ref().as_str()) {
             d.error(
                 r.upstream.span(),
                 format!("{key}.upstream"),
@@ -322,7 +337,9 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards::default(),
+            guards: Guards {
+                client_cert: crate::filter::client_cert::rule(d, &r.client_cert, &key),
+            },
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

@@ -29,6 +29,8 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
+    pub tls: Option<crate::server::tls::TlsSettings>,
 }
 
 /// `[server]`, compiled.
