@@ -176,7 +176,7 @@ def markdown(meta, sat, half, baseline, direct, references=()):
     lines = [f"# {meta['title']}", ""]
     lines.append(
         f"{meta['when']} on {meta['machine']}. {meta['rounds']} interleaved rounds of "
-        f"{meta['duration']} per target, {meta['connections']} keep-alive connections, "
+        f"{meta['duration']} per target, {meta['connections']} {meta['conn_kind']}, "
         f"proxies pinned to CPU {meta['proxy_cpu']}, oha and the backend to CPU "
         f"{meta['loadgen_cpu']}. Medians; ratios are to {baseline} in the same run; "
         "'spread' is (max-min)/median of req per CPU-s across rounds."
@@ -396,6 +396,9 @@ def main():
         "half_rounds": args.half_rounds,
         "duration": args.duration,
         "connections": args.connections,
+        "conn_kind": "concurrent clients, a new connection per request"
+        if "--disable-keepalive" in args.oha_arg
+        else "keep-alive connections",
         "proxy_cpu": args.proxy_cpu,
         "loadgen_cpu": args.loadgen_cpu,
         "json_name": f"{args.name}-{stamp}.json",

@@ -23,7 +23,7 @@ require_portico_feature() {
     local what=$1 config=$2 out
     if ! out=$("$PORTICO" check --config "$config" 2>&1); then
         printf '%s\n' "$out" >&2
-        die "this Portico build does not support $what yet (config check failed above); run this scenario once that feature is merged"
+        die "portico check rejected the scenario's config (above): this build does not support $what yet, or the scenario is out of date with the config schema"
     fi
 }
 
@@ -34,14 +34,29 @@ start_portico_tls() {
     local plain_port
     plain_port=$(free_port)
     PORTICO_TLS_PORT=$(free_port)
-    render "$LT_DIR/conf/portico.toml.in" "$WORK/$name.toml" \
-        LISTEN="127.0.0.1:$plain_port" BACKEND="$BACKEND_ADDR" ACCESS_LOG="$access_log"
-    # [server.tls] must follow [server]'s keys: insert it right after `workers = 1`.
-    sed -i "/^workers = 1\$/a\\
-\\
-[server.tls]\\
-listen = \"127.0.0.1:$PORTICO_TLS_PORT\"\\
-certificates = [ { cert = \"$CERT\", key = \"$KEY\" } ]" "$WORK/$name.toml"
+    cat >"$WORK/$name.toml" <<CONF
+[server]
+listen = "127.0.0.1:$plain_port"
+admin_listen = ""
+workers = 1
+
+[server.tls]
+listen = "127.0.0.1:$PORTICO_TLS_PORT"
+certificates = [ { cert = "$CERT", key = "$KEY" } ]
+min_version = "1.3"
+
+[log]
+access_log = $access_log
+
+[upstreams.fixed]
+endpoints = ["$BACKEND_ADDR"]
+timeout = "5s"
+
+[[routes]]
+id = "fixed"
+match = { path_prefix = "/" }
+upstream = "fixed"
+CONF
     require_portico_feature "[server.tls] (issue 4)" "$WORK/$name.toml"
     start_portico "$name" "$WORK/$name.toml" "$PORTICO_TLS_PORT"
 }
