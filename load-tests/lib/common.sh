@@ -7,6 +7,7 @@
 #   PROXY_CPU=0 LOADGEN_CPU=1   CPUs for the proxy under test and for oha + the backend
 #   DURATION=5s CONNECTIONS=32  per oha run
 #   SKIP_BUILD=1                use the release binaries already in $CARGO_TARGET_DIR
+#   PORTICO_BIN=/path           measure this portico binary (e.g. a build of another branch)
 #   KEEP_WORK=1                 keep the temp folder (configs, server logs) for a post-mortem
 
 set -euo pipefail
@@ -101,16 +102,23 @@ ensure_cpus() {
     fi
 }
 
-# Release build of the gateway and the fixed backend (skipped with SKIP_BUILD=1).
+# Release build of the gateway and the fixed backend (skipped with SKIP_BUILD=1), copied into
+# $WORK at once: the target folder may be shared, and another build must not swap the binary
+# under a run. PORTICO_BIN=/path measures that gateway binary instead (e.g. another branch).
 build_release() {
     if [[ -z ${SKIP_BUILD:-} ]]; then
         log "building release binaries (cargo build --release)"
         (cd "$REPO_DIR" && cargo build --release --bin portico --bin portico-fixed-backend >&2) \
             || die "release build failed"
     fi
-    PORTICO=$RELEASE_DIR/portico
-    FIXED_BACKEND=$RELEASE_DIR/portico-fixed-backend
-    [[ -x $PORTICO && -x $FIXED_BACKEND ]] || die "release binaries missing in $RELEASE_DIR"
+    mkdir -p "$WORK/bin"
+    local portico_src=${PORTICO_BIN:-$RELEASE_DIR/portico}
+    [[ -x $portico_src && -x $RELEASE_DIR/portico-fixed-backend ]] \
+        || die "release binaries missing ($portico_src, $RELEASE_DIR/portico-fixed-backend)"
+    cp "$portico_src" "$WORK/bin/portico"
+    cp "$RELEASE_DIR/portico-fixed-backend" "$WORK/bin/portico-fixed-backend"
+    PORTICO=$WORK/bin/portico
+    FIXED_BACKEND=$WORK/bin/portico-fixed-backend
 }
 
 # --- servers ---------------------------------------------------------------------------------
