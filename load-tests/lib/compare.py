@@ -233,8 +233,8 @@ def markdown(meta, sat, half, baseline, direct, references=()):
             for name, s in half["summary"].items():
                 if name not in references:
                     lines.append(
-                        f"- {name}: p50 +{s['p50_ms'] - slow50:.3f} ms, "
-                        f"p99 +{s['p99_ms'] - slow99:.3f} ms"
+                        f"- {name}: p50 {s['p50_ms'] - slow50:+.3f} ms, "
+                        f"p99 {s['p99_ms'] - slow99:+.3f} ms"
                     )
     lines += ["", f"Raw runs: `{meta['json_name']}`. Chart: `{meta['svg_name']}`.", ""]
     return "\n".join(lines)
