@@ -30,8 +30,7 @@ struct Trace {
 pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let request_id = headers::request_id(req.headers());
-    let logged = rt
-        .access_log
+    let logged = (rt.access_log && crate::access_log::enabled())
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut trace = Trace::default();
 
@@ -48,17 +47,16 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
-        tracing::info!(
-            target: "access",
-            %method,
-            path,
-            route = trace.route.as_deref().unwrap_or("-"),
-            status = resp.status().as_u16(),
-            upstream = trace.upstream.as_deref().unwrap_or("-"),
-            duration_us = start.elapsed().as_micros() as u64,
-            request_id = request_id.to_str().unwrap_or(""),
-            peer = %conn.peer,
-        );
+        crate::access_log::write(&crate::access_log::Entry {
+            method: method.as_str(),
+            path: &path,
+            route: trace.route.as_deref().unwrap_or("-"),
+            status: resp.status().as_u16(),
+            upstream: trace.upstream.as_deref().unwrap_or("-"),
+            duration_us: start.elapsed().as_micros() as u64,
+            request_id: request_id.to_str().unwrap_or(""),
+            peer: conn.peer,
+        });
     }
     resp
 }
