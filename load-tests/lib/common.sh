@@ -6,7 +6,8 @@
 # Environment knobs (all optional):
 #   PROXY_CPU=0 LOADGEN_CPU=1   CPUs for the proxy under test and for oha + the backend
 #   DURATION=5s CONNECTIONS=32  per oha run
-#   SKIP_BUILD=1                use the release binaries already in $CARGO_TARGET_DIR
+#   SKIP_BUILD=1                use the release binaries already built (in LOAD_TARGET_DIR)
+#   LOAD_TARGET_DIR             cargo target folder for them (default: $CARGO_TARGET_DIR/load-<checkout>)
 #   PORTICO_BIN=/path           measure this portico binary (e.g. a build of another branch)
 #   KEEP_WORK=1                 keep the temp folder (configs, server logs) for a post-mortem
 
@@ -16,7 +17,6 @@ LT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(dirname "$LT_DIR")
 SCRIPT_NAME=$(basename "$0")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-RELEASE_DIR=$CARGO_TARGET_DIR/release
 PROXY_CPU=${PROXY_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 DURATION=${DURATION:-5s}
@@ -102,19 +102,24 @@ ensure_cpus() {
     fi
 }
 
-# Release build of the gateway and the fixed backend (skipped with SKIP_BUILD=1), copied into
-# $WORK at once: the target folder may be shared, and another build must not swap the binary
-# under a run. PORTICO_BIN=/path measures that gateway binary instead (e.g. another branch).
+# Release build of the gateway and the fixed backend (skipped with SKIP_BUILD=1) in a target
+# folder of this checkout's own (LOAD_TARGET_DIR): a target folder shared between checkouts can
+# hold another branch's `portico` (cargo does not re-copy a binary it considers fresh), which
+# would silently measure the wrong code. The binaries are then copied into $WORK so that no
+# build can swap them under a run. PORTICO_BIN=/path measures that gateway binary instead.
+LOAD_TARGET_DIR=${LOAD_TARGET_DIR:-$CARGO_TARGET_DIR/load-$(basename "$REPO_DIR")}
+RELEASE_DIR=$LOAD_TARGET_DIR/release
 build_release() {
     if [[ -z ${SKIP_BUILD:-} ]]; then
-        log "building release binaries (cargo build --release)"
-        (cd "$REPO_DIR" && cargo build --release --bin portico --bin portico-fixed-backend >&2) \
+        log "building release binaries in $LOAD_TARGET_DIR (cargo build --release)"
+        (cd "$REPO_DIR" && CARGO_TARGET_DIR=$LOAD_TARGET_DIR \
+            cargo build --release --bin portico --bin portico-fixed-backend >&2) \
             || die "release build failed"
     fi
     mkdir -p "$WORK/bin"
     local portico_src=${PORTICO_BIN:-$RELEASE_DIR/portico}
     [[ -x $portico_src && -x $RELEASE_DIR/portico-fixed-backend ]] \
-        || die "release binaries missing ($portico_src, $RELEASE_DIR/portico-fixed-backend)"
+        || die "release binaries missing ($portico_src, $RELEASE_DIR/portico-fixed-backend); run without SKIP_BUILD"
     cp "$portico_src" "$WORK/bin/portico"
     cp "$RELEASE_DIR/portico-fixed-backend" "$WORK/bin/portico-fixed-backend"
     PORTICO=$WORK/bin/portico
