@@ -56,6 +56,31 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
+    /// `x-client` named no BFF profile, there is no default profile, and no route matches.
+    #[error("unknown BFF client")]
+    BffUnknownClient,
+    /// A required BFF part failed (error status, connection, not JSON, too large, ...).
+    #[error("required part `{part}` failed: {reason}")]
+    BffPartFailed {
+        /// Part name (from the profile; shown to the client).
+        part: std::sync::Arc<str>,
+        /// Reason token, as in `portico-partial`.
+        reason: &'static str,
+    },
+    /// A required BFF part did not answer within its timeout or the response budget.
+    #[error("required part `{part}` timed out")]
+    BffPartTimeout {
+        /// Part name.
+        part: std::sync::Arc<str>,
+    },
+    /// A required BFF part needs a value the request did not carry.
+    #[error("required part `{part}` lacks {input}")]
+    BffMissingInput {
+        /// Part name.
+        part: std::sync::Arc<str>,
+        /// The placeholder, e.g. `{query.user}`.
+        input: Box<str>,
+    },
 }
 
 /// The pieces of an RFC 9457 problem for one error.
@@ -130,6 +155,32 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
+            E::BffUnknownClient => p(
+                StatusCode::NOT_FOUND,
+                "unknown-client",
+                "Not Found",
+                "No client profile serves this request; check the x-client header.",
+            ),
+            E::BffPartFailed { part, reason } => Problem {
+                status: StatusCode::BAD_GATEWAY,
+                slug: "bff-part-failed",
+                title: "Bad Gateway",
+                detail: format!("The required part `{part}` failed ({reason})."),
+            },
+            E::BffPartTimeout { part } => Problem {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                slug: "bff-deadline",
+                title: "Gateway Timeout",
+                detail: format!(
+                    "The required part `{part}` did not answer within the deadline budget."
+                ),
+            },
+            E::BffMissingInput { part, input } => Problem {
+                status: StatusCode::BAD_REQUEST,
+                slug: "bff-missing-input",
+                title: "Bad Request",
+                detail: format!("The part `{part}` needs {input}, which this request lacks."),
+            },
         }
     }
 
@@ -162,7 +213,11 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamProtocol { .. } => {}
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::BffUnknownClient
+            | GatewayError::BffPartFailed { .. }
+            | GatewayError::BffPartTimeout { .. }
+            | GatewayError::BffMissingInput { .. } => {}
         }
         resp
     }

@@ -11,6 +11,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::bff;
 use crate::body::{Body, RequestBody};
 use crate::config::Runtime;
 use crate::error::GatewayError;
@@ -74,13 +75,27 @@ async fn proxy(
     check_path(req.uri().path())?;
     let host = request_host(&req);
 
-    // Phase 2: route.
-    let route = rt.routes.find(
-        host.as_deref(),
-        req.method(),
-        req.uri().path(),
-        req.headers(),
-    )?;
+    // Phase 2: route. A BFF endpoint first (a mounted profile owns its prefix), else a route.
+    let bff = rt.bff.find(req.method(), req.uri().path(), req.headers())?;
+    if let bff::Lookup::Hit(target) = &bff {
+        trace.route = Some(target.endpoint.id.clone());
+        if content_length(&req).is_some_and(|n| n > rt.limits.max_body_bytes) {
+            let limit = rt.limits.max_body_bytes;
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+        let (mut parts, body) = req.into_parts();
+        let identity = filter::run_guards(rt, &target.endpoint.guards, conn, &mut parts)?;
+        return bff::serve(rt, conn, request_id, target, identity, parts, body).await;
+    }
+    let route = rt
+        .routes
+        .find(
+            host.as_deref(),
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+        )
+        .map_err(|e| bff.explain_miss(e))?;
     trace.route = Some(route.id.clone());
     trace.upstream = Some(route.proxy.upstream.name.clone());
 

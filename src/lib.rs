@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bff;
 pub mod body;
 pub mod config;
 pub mod demo;

@@ -1,5 +1,7 @@
 //! Upstream clusters: endpoints, round-robin with passive ejection, a pooled client, forwarding.
 
+mod call;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

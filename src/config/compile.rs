@@ -29,6 +29,7 @@ const METHODS: [&str; 9] = [
 pub fn compile(
     file: GatewayFile,
     source: &SourceFile,
+    profiles: &crate::bff::Sources,
     previous: Option<&Runtime>,
 ) -> Result<Runtime, ConfigErrors> {
     let mut errors = Vec::new();
@@ -41,19 +42,29 @@ pub fn compile(
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
     let routes = routes(&mut d, &file.routes, &upstreams);
+    let declared: Vec<&str> = file.upstreams.keys().map(|k| k.get_ref().as_str()).collect();
+    let bff_context = crate::bff::compile::Context {
+        upstreams: &upstreams,
+        declared: &declared,
+        previous: previous.map(|p| &p.bff),
+    };
+    let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_context);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
+    let profile_paths = crate::bff::compile::source_paths(profiles).map(|p| p.to_path_buf());
     Ok(Runtime {
-        version: super::version_hash([source.text.as_bytes()]),
+        version: super::version_hash(std::iter::once(source.text.as_bytes()).chain(profile_texts)),
         loaded_at: SystemTime::now(),
-        sources: vec![source.path.clone()],
+        sources: std::iter::once(source.path.clone()).chain(profile_paths).collect(),
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        bff,
     })
 }
 

@@ -163,4 +163,6 @@ pub struct HeaderOpsFile {
 pub struct BffSettingsFile {
     /// Folder of client profiles; default `bff/` beside gateway.toml.
     pub dir: Option<Text>,
+    /// Profile for clients that name none (or an unknown one) on unmounted paths; default none.
+    pub default_profile: Option<Text>,
 }

@@ -17,7 +17,8 @@ pub struct Runtime {
     pub version: String,
     /// When this runtime was compiled.
     pub loaded_at: SystemTime,
-    /// Every file this runtime was built from (gateway.toml first).
+    /// Every file this runtime was built from (gateway.toml first), plus the BFF profiles folder
+    /// (so adding or removing a profile is noticed) followed by each profile file.
     pub sources: Vec<PathBuf>,
     /// Listener and process settings.
     pub server: ServerSettings,
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// BFF client profiles (`bff/*.toml`).
+    pub bff: crate::bff::Bff,
 }
 
 /// `[server]`, compiled.
