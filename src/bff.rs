@@ -74,6 +74,39 @@ impl Bff {
     }
 }
 
+/// The BFF endpoints as text, one per line, for `portico routes`.
+pub fn describe(bff: &Bff) -> String {
+    use std::fmt::Write as _;
+    if bff.profiles.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nPROFILE\tMOUNT\tMETHOD\tPATH\tDEADLINE\tPARTS\n");
+    for p in bff.profiles.iter() {
+        for e in p.endpoints.iter() {
+            let parts: Vec<String> = e
+                .parts
+                .iter()
+                .map(|x| {
+                    let req = if x.required { "!" } else { "" };
+                    format!("{}{req}->{}", x.name, x.upstream.name)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}{}\t{}\t{}\t{}\t{:?}\t{}",
+                p.name,
+                if bff.default_profile() == Some(&*p.name) { "*" } else { "" },
+                p.mount.as_deref().unwrap_or("-"),
+                e.method,
+                e.path.as_str(),
+                e.deadline,
+                parts.join(" ")
+            );
+        }
+    }
+    out
+}
+
 /// One client profile (`bff/NAME.toml`).
 #[derive(Debug)]
 pub struct Profile {

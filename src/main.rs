@@ -70,10 +70,11 @@ fn check(path: &Path) -> ExitCode {
     match config::load(path, None) {
         Ok(rt) => {
             println!(
-                "{}: ok ({} routes, {} upstreams)",
+                "{}: ok ({} routes, {} upstreams, {} BFF profiles)",
                 path.display(),
                 rt.routes.routes().len(),
-                rt.upstreams.len()
+                rt.upstreams.len(),
+                rt.bff.profiles.len()
             );
             ExitCode::SUCCESS
         }
@@ -89,6 +90,7 @@ fn routes(path: &Path) -> ExitCode {
     match config::load(path, None) {
         Ok(rt) => {
             print!("{}", portico::route::describe(&rt.routes));
+            print!("{}", portico::bff::describe(&rt.bff));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -171,6 +173,15 @@ fn print_tour(addr: std::net::SocketAddr) {
     println!("  curl -s http://{addr}/api/orders?user=42");
     println!("  curl -s http://{addr}/api/catalog/recommendations?segment=gold");
     println!("  curl -si http://{addr}/nope            # 404 problem+json");
+    println!("BFF profiles (one endpoint, three shapes; see bff/*.toml):");
+    println!("  curl -si 'http://{addr}/web/home?user=42'      # rich; Server-Timing per part");
+    println!("  curl -s  'http://{addr}/mobile/home?user=42'   # lean");
+    println!("  curl -s  'http://{addr}/iot/home?user=42'      # minimal");
+    println!("  curl -s  'http://{addr}/home?user=42' -H 'x-client: mobile'");
+    println!("  curl -s  'http://{addr}/web/orders/42-1'       # flattened order + product");
+    println!(
+        "  curl -si 'http://{addr}/web/home?user=42' -H 'portico-budget-ms: 1'   # budget spent: 504"
+    );
 }
 
 #[cfg(unix)]
