@@ -496,7 +496,7 @@ async fn serve_fault(s: &mut TcpStream, name: &str, fault: Fault, req: &SeenRequ
             peer_closes(s, LIMIT).await;
         }
         Fault::SlowDrip => {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n[";
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n[";
             if s.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
