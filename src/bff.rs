@@ -7,6 +7,7 @@
 //! the answers and reports what is missing. Everything per-profile is compiled at load
 //! ([`compile`]): templates, field paths, the dependency plan, header names.
 
+pub mod cache;
 pub mod call;
 pub mod compile;
 pub mod fanout;
@@ -176,6 +177,8 @@ pub struct Part {
     pub default: Option<Value>,
     /// Largest answer read.
     pub max_bytes: usize,
+    /// Answer cache, if configured.
+    pub cache: Option<cache::PartCache>,
     /// Outcome and latency counters.
     pub stats: Arc<metrics::PartStats>,
 }

@@ -152,6 +152,30 @@ pub struct Prepared {
     headers: HeaderMap,
     body: Bytes,
     until: Instant,
+    cache_key: Option<String>,
+}
+
+/// Where a part's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The backend, just now.
+    Backend,
+    /// A fresh cache entry (no call made).
+    Cache,
+    /// A stale cache entry, because the call failed.
+    Stale,
+}
+
+/// A finished part call.
+pub struct Done {
+    /// Part index.
+    pub index: usize,
+    /// Parsed answer, or why there is none.
+    pub result: Result<Value, Failure>,
+    /// Time taken.
+    pub took: Duration,
+    /// Where the answer came from.
+    pub origin: Origin,
 }
 
 /// Calls shorter than this are not worth starting: the part times out at once.
@@ -201,24 +225,71 @@ pub fn prepare(
             Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
         }
     };
+    let cache_key = part
+        .cache
+        .as_ref()
+        .map(|_| cache_key(part, &path, &headers, &body));
     Ok(Prepared {
         path,
         headers,
         body,
         until,
+        cache_key,
     })
 }
 
-/// Runs a prepared call; returns the part index, its parsed answer or failure, and how long
-/// it took.
-pub async fn execute(
-    index: usize,
-    part: &Part,
-    prepared: Prepared,
-) -> (usize, Result<Value, Failure>, Duration) {
+/// Everything that can change the backend's answer: method, path and query, body, and the
+/// headers this part adds (passed or templated); not the per-request ones (id, forwarding).
+fn cache_key(part: &Part, path: &PathAndQuery, headers: &HeaderMap, body: &Bytes) -> String {
+    let mut key = format!("{} {}\n", part.method, path);
+    let names = part
+        .pass_headers
+        .iter()
+        .chain(part.set_headers.iter().map(|(n, _)| n));
+    for name in names {
+        for v in headers.get_all(name) {
+            key.push_str(name.as_str());
+            key.push(':');
+            key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            key.push('\n');
+        }
+    }
+    key.push_str(&String::from_utf8_lossy(body));
+    key
+}
+
+/// Runs a prepared call (or answers from the part's cache).
+pub async fn execute(index: usize, part: &Part, mut prepared: Prepared) -> Done {
     let start = Instant::now();
+    let done = |result, origin| Done {
+        index,
+        result,
+        took: start.elapsed(),
+        origin,
+    };
+    let cached = part.cache.as_ref().zip(prepared.cache_key.take());
+    if let Some((cache, key)) = &cached {
+        if let Some(v) = cache.fresh(key, start.into_std()) {
+            return done(Ok(v), Origin::Cache);
+        }
+    }
     let result = fetch(part, prepared).await;
-    (index, result, start.elapsed())
+    let Some((cache, key)) = cached else {
+        return done(result, Origin::Backend);
+    };
+    match result {
+        Ok(v) => {
+            cache.put(key, v.clone(), std::time::Instant::now());
+            done(Ok(v), Origin::Backend)
+        }
+        Err(f) => match cache.stale(&key, std::time::Instant::now()) {
+            Some(v) => {
+                tracing::debug!(part = %part.name, reason = f.reason.as_str(), "serving a stale answer");
+                done(Ok(v), Origin::Stale)
+            }
+            None => done(Err(f), Origin::Backend),
+        },
+    }
 }
 
 async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {

@@ -11,6 +11,7 @@ use http::uri::PathAndQuery;
 use http::Method;
 use toml::Spanned;
 
+use super::cache::PartCache;
 use super::file::{EndpointFile, PartFile, ProfileFile};
 use super::json_template::{JsonTemplate, toml_to_json};
 use super::metrics::{EndpointStats, PartStats};
@@ -622,6 +623,14 @@ fn part(
     });
     let shape = shape(d, p, key);
     let max_bytes = size(d, &p.max_bytes, &format!("{key}.max_bytes"), pc.max_part_bytes);
+    let cache = p.cache.as_ref().map(|c| {
+        let c = c.get_ref();
+        let ttl = duration(d, &Some(c.ttl.clone()), &format!("{key}.cache.ttl"), Duration::ZERO);
+        let stale = c.stale_if_error.as_ref().and_then(|s| {
+            d.parse(s, format!("{key}.cache.stale_if_error"), parse_duration)
+        });
+        PartCache::new(ttl, stale.unwrap_or_default())
+    });
     if d.errors.len() > before {
         return None;
     }
@@ -653,6 +662,7 @@ fn part(
         flatten: p.flatten.unwrap_or(false),
         default,
         max_bytes,
+        cache,
         stats,
     };
     let deps = part_sources(&part)

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::Endpoint;
-use super::call::{self, Failure, Reason, RequestCtx};
+use super::call::{self, Done, Failure, Origin, Reason, RequestCtx};
 use super::metrics::{Outcome, record_part};
 use crate::error::GatewayError;
 
@@ -27,6 +27,8 @@ pub struct Run {
     pub failures: Vec<Option<Failure>>,
     /// Time each called part took (until it answered, failed or was cancelled).
     pub took: Vec<Option<Duration>>,
+    /// Where each answer came from.
+    pub origins: Vec<Origin>,
 }
 
 struct State<'e> {
@@ -113,6 +115,7 @@ pub async fn run(
             values: vec![None; n],
             failures: vec![None; n],
             took: vec![None; n],
+            origins: vec![Origin::Backend; n],
         },
         waiting: ep.plan.deps.iter().map(|d| d.len()).collect(),
         started: vec![None; n],
@@ -145,7 +148,10 @@ pub async fn run(
         }
         tokio::select! {
             biased;
-            Some((i, result, took)) = running.next() => st.finish(i, result, Some(took))?,
+            Some(Done { index, result, took, origin }) = running.next() => {
+                st.run.origins[index] = origin;
+                st.finish(index, result, Some(took))?;
+            }
             () = &mut budget => return st.budget_spent(),
         }
     }

@@ -9,7 +9,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::call::{Failure, Reason};
+use super::call::{Failure, Origin, Reason};
 use super::fanout::Run;
 use super::metrics::Completion;
 use super::{Endpoint, PARTIAL_HEADER, PARTIAL_KEY};
@@ -23,6 +23,7 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
         mut values,
         mut failures,
         took,
+        origins,
     } = run;
     let mut out = Vec::with_capacity(ep.size_hint);
     let mut keys: Vec<String> = Vec::new();
@@ -106,7 +107,7 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Answers are per caller: never let a shared cache keep one.
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::try_from(server_timing(ep, &took, &failures, total)) {
+    if let Ok(v) = HeaderValue::try_from(server_timing(ep, &took, &failures, &origins, total)) {
         h.insert(&SERVER_TIMING, v);
     }
     let completion = if missing.is_empty() {
@@ -120,19 +121,27 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
     (resp, completion)
 }
 
-/// `profile;dur=12.1, orders;dur=40.0;desc="timeout", total;dur=41.3` (milliseconds).
+/// `profile;dur=12.1, orders;dur=40.0;desc="timeout", total;dur=41.3` (milliseconds); a
+/// cached answer says `desc="cache"`, a stale one served after a failure `desc="stale"`.
 fn server_timing(
     ep: &Endpoint,
     took: &[Option<Duration>],
     failures: &[Option<Failure>],
+    origins: &[Origin],
     total: Duration,
 ) -> String {
     let mut s = String::with_capacity(24 * (ep.parts.len() + 1));
     for (i, part) in ep.parts.iter().enumerate() {
         let Some(t) = took[i] else { continue };
         let _ = write!(s, "{};dur={:.1}", part.name, t.as_secs_f64() * 1000.0);
-        if let Some(f) = &failures[i] {
-            let _ = write!(s, ";desc=\"{}\"", f.reason.as_str());
+        let desc = match (&failures[i], origins[i]) {
+            (Some(f), _) => Some(f.reason.as_str()),
+            (None, Origin::Cache) => Some("cache"),
+            (None, Origin::Stale) => Some("stale"),
+            (None, Origin::Backend) => None,
+        };
+        if let Some(d) = desc {
+            let _ = write!(s, ";desc=\"{d}\"");
         }
         s.push_str(", ");
     }
