@@ -332,7 +332,9 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
             return Err(Failure::new(Reason::UpstreamError));
         }
     };
-    serde_json::from_slice(&bytes).map_err(|_| Failure::new(Reason::NotJson))
+    part.shape
+        .parse(&bytes)
+        .map_err(|_| Failure::new(Reason::NotJson))
 }
 
 /// `application/json` or any `+json` media type.

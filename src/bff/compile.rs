@@ -18,7 +18,7 @@ use super::metrics::{EndpointStats, PartStats};
 use super::plan::Plan;
 use super::select::{EndpointPath, Glob, Prefilter};
 use super::shape::Shape;
-use super::template::{Kind, RESERVED_SOURCES, Scope, Source, Template};
+use super::template::{Kind, RESERVED_SOURCES, Scope, Source, Template, Var};
 use super::{Bff, Endpoint, PARTIAL_KEY, Part, Profile};
 use crate::config::diag::{ConfigError, ConfigErrors, Diagnostics, SourceFile};
 use crate::config::file::{BffSettingsFile, Text};
@@ -450,6 +450,7 @@ fn endpoint(
     if d.errors.len() > before {
         return None;
     }
+    project_for_templates(&mut parts);
     let plan = match Plan::new(deps) {
         Ok(p) => p,
         Err(cycle) => {
@@ -471,7 +472,7 @@ fn endpoint(
         method,
         reads_body: parts
             .iter()
-            .any(|p| part_sources(p).contains(&&Source::Body)),
+            .any(|p| part_vars(p).iter().any(|v| v.source == Source::Body)),
         has_flatten: parts.iter().any(|p| p.flatten),
         size_hint: 256 + 512 * parts.len(),
         path,
@@ -483,16 +484,32 @@ fn endpoint(
     })
 }
 
-/// Every template source a part reads.
-fn part_sources(p: &Part) -> Vec<&Source> {
-    let mut out: Vec<&Source> = p.path.vars().map(|v| &v.source).collect();
+/// Every template variable a part reads.
+fn part_vars(p: &Part) -> Vec<&Var> {
+    let mut out: Vec<&Var> = p.path.vars().collect();
     if let Some(b) = &p.body {
-        out.extend(b.vars().into_iter().map(|v| &v.source));
+        out.extend(b.vars());
     }
     for (_, t) in p.set_headers.iter() {
-        out.extend(t.vars().map(|v| &v.source));
+        out.extend(t.vars());
     }
     out
+}
+
+/// Lets each part's parser keep what other parts' templates read from its answer.
+fn project_for_templates(parts: &mut [Part]) {
+    let mut reads: Vec<Vec<Box<[Box<str>]>>> = vec![Vec::new(); parts.len()];
+    for p in parts.iter() {
+        for v in part_vars(p) {
+            if let Source::Part(j) = v.source {
+                reads[j].push(v.path.clone());
+            }
+        }
+    }
+    for (p, r) in parts.iter_mut().zip(reads) {
+        let r: Vec<&[Box<str>]> = r.iter().map(|x| &**x).collect();
+        p.shape.keep_for_templates(&r);
+    }
 }
 
 struct PartContext<'a> {
@@ -665,10 +682,10 @@ fn part(
         cache,
         stats,
     };
-    let deps = part_sources(&part)
+    let deps = part_vars(&part)
         .into_iter()
-        .filter_map(|s| match s {
-            Source::Part(j) => Some(*j),
+        .filter_map(|v| match v.source {
+            Source::Part(j) => Some(j),
             _ => None,
         })
         .collect();

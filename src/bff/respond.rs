@@ -92,7 +92,9 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
             out.push(b'"');
             out.extend_from_slice(f.reason.as_str().as_bytes());
             out.push(b'"');
-            let _ = write!(partial_header, "{name};reason={}", f.reason.as_str());
+            partial_header.push_str(name);
+            partial_header.push_str(";reason=");
+            partial_header.push_str(f.reason.as_str());
             if let Some(s) = f.status {
                 let _ = write!(partial_header, ";status={}", s.as_u16());
             }
@@ -133,7 +135,8 @@ fn server_timing(
     let mut s = String::with_capacity(24 * (ep.parts.len() + 1));
     for (i, part) in ep.parts.iter().enumerate() {
         let Some(t) = took[i] else { continue };
-        let _ = write!(s, "{};dur={:.1}", part.name, t.as_secs_f64() * 1000.0);
+        s.push_str(&part.name);
+        push_dur(&mut s, t);
         let desc = match (&failures[i], origins[i]) {
             (Some(f), _) => Some(f.reason.as_str()),
             (None, Origin::Cache) => Some("cache"),
@@ -145,6 +148,13 @@ fn server_timing(
         }
         s.push_str(", ");
     }
-    let _ = write!(s, "total;dur={:.1}", total.as_secs_f64() * 1000.0);
+    s.push_str("total");
+    push_dur(&mut s, total);
     s
+}
+
+/// `;dur=12.3` in milliseconds, with integer arithmetic (float formatting is slow).
+fn push_dur(s: &mut String, d: Duration) {
+    let tenths = d.as_micros() / 100;
+    let _ = write!(s, ";dur={}.{}", tenths / 10, tenths % 10);
 }

@@ -1,9 +1,15 @@
 //! Shaping a part's answer for the client: `fields` allow-list, `max_items`, `rename`.
 //!
-//! Field paths are compiled once into a tree; shaping moves values out of the parsed answer
-//! (no copies). Unexpected shapes never fail: a missing field is omitted, a field of the wrong
-//! type (an object where an array was expected, ...) is omitted.
+//! Field paths are compiled once into a tree. Answers are parsed through a projection of that
+//! tree (plus what other parts' templates read), so fields nobody needs are skipped by the
+//! parser instead of being built and dropped; shaping then moves values out of the parsed
+//! answer (no copies). Unexpected shapes never fail: a missing field is omitted, a field of the
+//! wrong type (an object where an array was expected, ...) is omitted.
 
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// One step of a field path.
@@ -38,6 +44,8 @@ pub struct Shape {
     fields: Option<Node>,
     max_items: Option<usize>,
     renames: Box<[Rename]>,
+    /// What the parser keeps: `fields` plus the paths other parts read (`None`: everything).
+    projection: Option<Node>,
 }
 
 /// Parses `items[].id` into steps.
@@ -142,10 +150,43 @@ impl Shape {
             });
         }
         Ok(Shape {
+            projection: fields.clone(),
             fields,
             max_items,
             renames: compiled.into(),
         })
+    }
+
+    /// Widens the parse projection with paths other parts' templates read from this part's
+    /// raw answer (`segment`, `lines.0.sku`). An index keeps its whole array; a path the tree
+    /// cannot hold, or the whole answer, turns the projection off.
+    pub fn keep_for_templates(&mut self, reads: &[&[Box<str>]]) {
+        for path in reads {
+            let Some(projection) = self.projection.as_mut() else {
+                return;
+            };
+            let steps: Vec<Step> = path
+                .iter()
+                .take_while(|seg| seg.parse::<usize>().is_err())
+                .map(|seg| Step::Key(seg.clone()))
+                .collect();
+            if steps.is_empty() || insert(projection, &steps).is_err() {
+                self.projection = None;
+            }
+        }
+    }
+
+    /// Parses an answer, building only what the projection keeps.
+    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
+        match &self.projection {
+            None => serde_json::from_slice(bytes),
+            Some(node) => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = Project(node).deserialize(&mut de)?;
+                de.end()?;
+                Ok(value)
+            }
+        }
     }
 
     /// Whether shaping changes nothing (the answer is passed on whole).
@@ -237,10 +278,141 @@ fn rename(value: &mut Value, path: &[Step], from: &str, to: &str) {
     }
 }
 
+/// Deserializes the parts of a value a node keeps; anything else is skipped unbuilt. A value
+/// of the wrong type for its node becomes `null` (shaping then omits it).
+struct Project<'a>(&'a Node);
+
+impl<'de> DeserializeSeed<'de> for Project<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Node::All => Value::deserialize(d),
+            node => d.deserialize_any(ProjectVisitor(node)),
+        }
+    }
+}
+
+/// Matches an object key against a node's children without allocating.
+struct KeyIndex<'a>(&'a [(Box<str>, Node)]);
+
+impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|(k, _)| **k == *key))
+    }
+}
+
+struct ProjectVisitor<'a>(&'a Node);
+
+impl<'de> Visitor<'de> for ProjectVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Node::Object(children) = self.0 else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut out = Map::new();
+        while let Some(found) = map.next_key_seed(KeyIndex(children))? {
+            match found {
+                Some(i) => {
+                    let (key, node) = &children[i];
+                    let v = map.next_value_seed(Project(node))?;
+                    out.insert(key.to_string(), v);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Node::Each(inner) = self.0 else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element_seed(Project(inner))? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn parsing_keeps_fields_and_template_reads_only() {
+        let mut s = shape(&["id", "items[].id"], None, &[]);
+        let seg: Box<[Box<str>]> = Box::new(["segment".into()]);
+        let sku: Box<[Box<str>]> = Box::new(["lines".into(), "0".into(), "sku".into()]);
+        s.keep_for_templates(&[&seg, &sku]);
+        let text = br#"{"id": 1, "secret": {"deep": [1, 2, {"x": "y"}]}, "segment": "gold",
+            "items": [{"id": "a", "n": 1}, 5, {"id": "b"}], "lines": [{"sku": "s", "q": 1}],
+            "items_count": 3}"#;
+        let parsed = s.parse(text).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"id": 1, "segment": "gold", "items": [{"id": "a"}, null, {"id": "b"}],
+                   "lines": [{"sku": "s", "q": 1}]})
+        );
+        assert_eq!(
+            s.apply(parsed).unwrap(),
+            json!({"id": 1, "items": [{"id": "a"}, {"id": "b"}]}),
+            "shaping drops what only templates needed"
+        );
+        // Wrong types at any level: null, then omitted; invalid JSON is still an error.
+        assert_eq!(s.parse(br#"[1, 2]"#).unwrap(), Value::Null);
+        assert_eq!(s.parse(br#"{"items": {"id": 1}}"#).unwrap(), json!({"items": null}));
+        assert!(s.parse(br#"{"id": 1"#).is_err());
+        assert!(s.parse(br#"{"id": 1} trailing"#).is_err());
+        // Reading the whole answer turns the projection off.
+        let mut whole = shape(&["id"], None, &[]);
+        whole.keep_for_templates(&[&[]]);
+        assert_eq!(whole.parse(br#"{"id": 1, "x": 2}"#).unwrap(), json!({"id": 1, "x": 2}));
+    }
 
     fn shape(fields: &[&str], max: Option<usize>, renames: &[(&str, &str)]) -> Shape {
         Shape::new(Some(fields), max, renames).unwrap()
