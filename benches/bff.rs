@@ -42,7 +42,9 @@ async fn fixed_backend(body: Bytes) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { continue };
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = s.set_nodelay(true);
             let body = body.clone();
             tokio::spawn(async move {
@@ -125,11 +127,15 @@ path = "/chain"
 "#;
 
 fn write_config(dir: &Path, backends: &[SocketAddr; 3]) {
-    let mut g = String::from("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[log]\naccess_log = false\n");
+    let mut g = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[log]\naccess_log = false\n",
+    );
     for (name, addr) in ["users", "orders", "catalog"].iter().zip(backends) {
         g.push_str(&format!("[upstreams.{name}]\nendpoints = [\"{addr}\"]\n"));
     }
-    g.push_str("[[routes]]\nid = \"plain\"\nmatch = { path_prefix = \"/plain\" }\nupstream = \"users\"\n");
+    g.push_str(
+        "[[routes]]\nid = \"plain\"\nmatch = { path_prefix = \"/plain\" }\nupstream = \"users\"\n",
+    );
     std::fs::write(dir.join("gateway.toml"), g).unwrap();
     std::fs::create_dir_all(dir.join("bff")).unwrap();
     std::fs::write(dir.join("bff/bench.toml"), PROFILE).unwrap();
@@ -149,7 +155,10 @@ fn start_gateway(config: &Path) -> (SocketAddr, String, tokio::sync::oneshot::Se
     let config = config.to_path_buf();
     let gateway_thread = std::thread::Builder::new().name("gateway".into());
     let _ = gateway_thread.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let running = portico::Running::start(&config).await.unwrap();
             let tid = std::fs::read_link("/proc/thread-self").unwrap();
@@ -170,7 +179,11 @@ fn gateway_cpu(c: &mut Criterion) {
         .build()
         .unwrap();
     let body = Bytes::from(serde_json::to_vec(&part_json("o")).unwrap());
-    assert!(body.len() <= 1024, "parts must be <= 1 KB, got {}", body.len());
+    assert!(
+        body.len() <= 1024,
+        "parts must be <= 1 KB, got {}",
+        body.len()
+    );
     let backends = backends_rt.block_on(async {
         [
             fixed_backend(body.clone()).await,
@@ -182,14 +195,20 @@ fn gateway_cpu(c: &mut Criterion) {
     write_config(dir.path(), &backends);
     let (addr, tid, stop) = start_gateway(&dir.path().join("gateway.toml"));
 
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let fetch = |path: &str| {
         let uri: hyper::Uri = format!("http://{addr}{path}").parse().unwrap();
         let client = &client;
         async move {
-            let resp = client.request(hyper::Request::get(uri).body(Full::default()).unwrap()).await.unwrap();
+            let resp = client
+                .request(hyper::Request::get(uri).body(Full::default()).unwrap())
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             resp.into_body().collect().await.unwrap().to_bytes().len()
         }
@@ -235,7 +254,10 @@ fn bff_work(c: &mut Criterion) {
     });
 
     let scope_parts = ["profile"];
-    let scope = portico::bff::template::Scope { captures: &[], parts: &scope_parts };
+    let scope = portico::bff::template::Scope {
+        captures: &[],
+        parts: &scope_parts,
+    };
     let t = portico::bff::template::Template::parse(
         "/recommendations?segment={profile.segment}&user={claims.sub}",
         portico::bff::template::Kind::Path,
@@ -254,7 +276,9 @@ fn bff_work(c: &mut Criterion) {
         body: None,
         parts: &parts,
     };
-    g.bench_function("render_path", |b| b.iter(|| t.render(std::hint::black_box(&inputs)).unwrap()));
+    g.bench_function("render_path", |b| {
+        b.iter(|| t.render(std::hint::black_box(&inputs)).unwrap())
+    });
 
     // Assembling an answer from three parsed parts (shaping, JSON writing, headers).
     let dir = tempfile::tempdir().unwrap();
@@ -265,7 +289,11 @@ fn bff_work(c: &mut Criterion) {
     g.bench_function("respond_3x1kb", |b| {
         b.iter_batched(
             || portico::bff::fanout::Run {
-                values: vec![Some(value.clone()), Some(value.clone()), Some(value.clone())],
+                values: vec![
+                    Some(value.clone()),
+                    Some(value.clone()),
+                    Some(value.clone()),
+                ],
                 failures: vec![None, None, None],
                 took: vec![Some(Duration::from_micros(300)); 3],
                 origins: vec![portico::bff::call::Origin::Backend; 3],

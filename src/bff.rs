@@ -33,7 +33,9 @@ use serde_json::Value;
 use crate::body::Body;
 use crate::config::Runtime;
 use crate::error::GatewayError;
-use crate::filter::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+use crate::filter::headers::{
+    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 use crate::filter::{Guards, Identity};
 use crate::server::ConnInfo;
 use crate::upstream::Upstream;
@@ -96,7 +98,11 @@ pub fn describe(bff: &Bff) -> String {
                 out,
                 "{}{}\t{}\t{}\t{}\t{:?}\t{}",
                 p.name,
-                if bff.default_profile() == Some(&*p.name) { "*" } else { "" },
+                if bff.default_profile() == Some(&*p.name) {
+                    "*"
+                } else {
+                    ""
+                },
                 p.mount.as_deref().unwrap_or("-"),
                 e.method,
                 e.path.as_str(),
@@ -115,6 +121,9 @@ pub struct Profile {
     pub name: Arc<str>,
     /// Owned path prefix, if mounted.
     pub mount: Option<Box<str>>,
+    /// Content hash of the profile file: equal across a reload means unchanged (for the
+    /// reload summary's added/removed/changed profiles).
+    pub version: String,
     /// Endpoints in file order.
     pub endpoints: Box<[Endpoint]>,
 }
@@ -287,22 +296,26 @@ async fn read_json_body(
     deadline: tokio::time::Instant,
 ) -> Result<Option<Value>, GatewayError> {
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes: Bytes = match tokio::time::timeout_at(deadline, Limited::new(body, cap).collect())
-        .await
-    {
-        Err(_) => {
-            return Err(GatewayError::BadRequest(
-                "The request body did not arrive within the deadline.",
-            ));
-        }
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(GatewayError::PayloadTooLarge { limit });
-        }
-        Ok(Err(_)) => {
-            return Err(GatewayError::BadRequest("The request body could not be read."));
-        }
-        Ok(Ok(c)) => c.to_bytes(),
-    };
+    let bytes: Bytes =
+        match tokio::time::timeout_at(deadline, Limited::new(body, cap).collect()).await {
+            Err(_) => {
+                return Err(GatewayError::BadRequest(
+                    "The request body did not arrive within the deadline.",
+                ));
+            }
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(GatewayError::PayloadTooLarge { limit });
+            }
+            Ok(Err(_)) => {
+                return Err(GatewayError::BadRequest(
+                    "The request body could not be read.",
+                ));
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+        };
     if bytes.is_empty() {
         return Ok(None);
     }

@@ -60,10 +60,20 @@ path = "/both"
     assert_eq!(ans.json()["a"]["backend"], "a");
     assert_eq!(ans.json()["b"]["backend"], "b");
     assert!(took >= Duration::from_millis(150), "{took:?}");
-    assert!(took < Duration::from_millis(290), "parts ran one after the other: {took:?}");
+    assert!(
+        took < Duration::from_millis(290),
+        "parts ran one after the other: {took:?}"
+    );
     let (ra, rb) = (a.requests().pop().unwrap(), b.requests().pop().unwrap());
-    let apart = if ra.at > rb.at { ra.at - rb.at } else { rb.at - ra.at };
-    assert!(apart < Duration::from_millis(100), "both calls start together: {apart:?}");
+    let apart = if ra.at > rb.at {
+        ra.at - rb.at
+    } else {
+        rb.at - ra.at
+    };
+    assert!(
+        apart < Duration::from_millis(100),
+        "both calls start together: {apart:?}"
+    );
 }
 
 #[tokio::test]
@@ -95,8 +105,14 @@ path = "/chain/{id}"
     assert_eq!(v["first"], serde_json::json!({"segment": "gold"}));
     assert_eq!(v["uses"]["path"], "/items/first/a%20b");
     assert_eq!(v["uses"]["query"], "seg=gold&q=x%26y");
-    let (f, s) = (first.requests().pop().unwrap(), second.requests().pop().unwrap());
-    assert!(s.at >= f.at + Duration::from_millis(60), "the dependent waited for its input");
+    let (f, s) = (
+        first.requests().pop().unwrap(),
+        second.requests().pop().unwrap(),
+    );
+    assert!(
+        s.at >= f.at + Duration::from_millis(60),
+        "the dependent waited for its input"
+    );
 }
 
 const SLOW_OPTIONAL: &str = r#"
@@ -129,7 +145,10 @@ async fn a_slow_optional_part_is_dropped_within_the_budget_and_reported() {
     let (ans, took) = timed_get(&gw.url("/t/home"), &[]).await;
     assert_eq!(ans.status, 200);
     assert!(took >= Duration::from_millis(190), "{took:?}");
-    assert!(took < Duration::from_millis(700), "not cut at the budget: {took:?}");
+    assert!(
+        took < Duration::from_millis(700),
+        "not cut at the budget: {took:?}"
+    );
     assert_eq!(
         ans.header("portico-partial"),
         Some("slow;reason=timeout, fallback;reason=timeout")
@@ -137,12 +156,25 @@ async fn a_slow_optional_part_is_dropped_within_the_budget_and_reported() {
     let v = ans.json();
     assert_eq!(v["fast"], serde_json::json!({"backend": "fast"}));
     assert!(v.get("slow").is_none());
-    assert_eq!(v["fallback"], serde_json::json!({"items": []}), "default used");
-    assert_eq!(v["_partial"], serde_json::json!({"slow": "timeout", "fallback": "timeout"}));
+    assert_eq!(
+        v["fallback"],
+        serde_json::json!({"items": []}),
+        "default used"
+    );
+    assert_eq!(
+        v["_partial"],
+        serde_json::json!({"slow": "timeout", "fallback": "timeout"})
+    );
     let timing = ans.header("server-timing").unwrap();
-    assert!(timing.contains("slow;dur=") && timing.contains("desc=\"timeout\""), "{timing}");
+    assert!(
+        timing.contains("slow;dur=") && timing.contains("desc=\"timeout\""),
+        "{timing}"
+    );
     // The calls that ran out of time were cancelled: their connections are closed.
-    assert!(slow.all_closed(Duration::from_secs(2)).await, "slow calls still open");
+    assert!(
+        slow.all_closed(Duration::from_secs(2)).await,
+        "slow calls still open"
+    );
     assert_eq!(slow.cancelled.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
@@ -191,14 +223,26 @@ path = "/home"
     .await;
     let (ans, took) = timed_get(&gw.url("/t/home"), &[]).await;
     assert_eq!(ans.status, 502);
-    assert!(took < Duration::from_secs(1), "did not fail at once: {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "did not fail at once: {took:?}"
+    );
     let p = ans.json();
     assert_eq!(p["type"], "https://portico.dev/problems/bff-part-failed");
     let detail = p["detail"].as_str().unwrap();
-    assert!(detail.contains("`account`") && detail.contains("bad-status"), "{detail}");
-    assert!(!ans.body.windows(9).any(|w| w == b"127.0.0.1"), "no internals leak");
+    assert!(
+        detail.contains("`account`") && detail.contains("bad-status"),
+        "{detail}"
+    );
+    assert!(
+        !ans.body.windows(9).any(|w| w == b"127.0.0.1"),
+        "no internals leak"
+    );
     assert_eq!(slow.requests().len(), 1, "the slow call had started");
-    assert!(slow.all_closed(Duration::from_secs(2)).await, "the slow call was not cancelled");
+    assert!(
+        slow.all_closed(Duration::from_secs(2)).await,
+        "the slow call was not cancelled"
+    );
     assert_eq!(slow.cancelled.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -242,13 +286,23 @@ async fn the_budget_header_reaches_the_backends_and_shrinks_along_a_chain() {
     let ans = get(&gw.url("/t/chain")).await;
     assert_eq!(ans.status, 200, "{:?}", ans.body);
     let v = ans.json();
-    let budget = |p: &str| v[p]["budget_ms"].as_u64().unwrap_or_else(|| panic!("{p}: {v}"));
+    let budget = |p: &str| {
+        v[p]["budget_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{p}: {v}"))
+    };
     let (ba, bb, bc) = (budget("a"), budget("b"), budget("c"));
     assert!(ba <= 1000 && ba > 850, "a: {ba}");
     assert!(bb + 60 <= ba, "b ({bb}) got a's ({ba}) minus a's time");
     assert!(bc + 60 <= bb, "c ({bc}) got b's ({bb}) minus b's time");
-    assert!(budget("capped") <= 300, "a part's own timeout caps its budget");
-    assert_eq!(a.requests()[0].header("x-request-id"), ans.header("x-request-id"));
+    assert!(
+        budget("capped") <= 300,
+        "a part's own timeout caps its budget"
+    );
+    assert_eq!(
+        a.requests()[0].header("x-request-id"),
+        ans.header("x-request-id")
+    );
     assert_eq!(a.requests()[0].header("accept"), Some("application/json"));
 }
 
@@ -264,17 +318,32 @@ async fn a_client_may_ask_for_a_shorter_budget_never_a_longer_one() {
     assert_eq!(short.status, 200);
     let v = short.json();
     assert!(v["a"]["budget_ms"].as_u64().unwrap() <= 150, "{v}");
-    assert_eq!(v["_partial"]["c"], "timeout", "c (400 ms) missed the 150 ms budget");
+    assert_eq!(
+        v["_partial"]["c"], "timeout",
+        "c (400 ms) missed the 150 ms budget"
+    );
     assert!(took < Duration::from_millis(390), "{took:?}");
 
-    let long = get_with(&url, &[("portico-budget-ms", "60000")]).await.json();
+    let long = get_with(&url, &[("portico-budget-ms", "60000")])
+        .await
+        .json();
     let got = long["a"]["budget_ms"].as_u64().unwrap();
-    assert!(got <= 1000 && got > 850, "capped at the profile's deadline: {got}");
+    assert!(
+        got <= 1000 && got > 850,
+        "capped at the profile's deadline: {got}"
+    );
 
     let bad = get_with(&url, &[("portico-budget-ms", "soon")]).await;
     assert_eq!(bad.status, 400);
-    assert_eq!(bad.json()["type"], "https://portico.dev/problems/bad-request");
+    assert_eq!(
+        bad.json()["type"],
+        "https://portico.dev/problems/bad-request"
+    );
     let none = get_with(&url, &[("portico-budget-ms", "0")]).await;
     assert_eq!(none.status, 200);
-    assert_eq!(none.json()["_partial"]["a"], "timeout", "nothing left to spend");
+    assert_eq!(
+        none.json()["_partial"]["a"],
+        "timeout",
+        "nothing left to spend"
+    );
 }

@@ -58,10 +58,19 @@ async fn fresh_answers_come_from_the_cache_per_caller() {
     let again = get(&gw.url("/c/me?user=1")).await;
     assert_eq!(again.json()["p"]["n"], 1, "served from the cache");
     assert!(again.header("server-timing").unwrap().contains("p;dur="));
-    assert!(again.header("server-timing").unwrap().contains("desc=\"cache\""));
+    assert!(
+        again
+            .header("server-timing")
+            .unwrap()
+            .contains("desc=\"cache\"")
+    );
     assert_eq!(backend.hits(), 1);
     let other = get(&gw.url("/c/me?user=2")).await;
-    assert_eq!(other.json()["p"], json!({"n": 2, "path": "/users/2"}), "another caller, another key");
+    assert_eq!(
+        other.json()["p"],
+        json!({"n": 2, "path": "/users/2"}),
+        "another caller, another key"
+    );
     assert_eq!(backend.hits(), 2);
 }
 
@@ -76,7 +85,12 @@ async fn the_last_good_answer_is_served_when_the_backend_fails() {
     let stale = get(&gw.url("/c/me?user=1")).await;
     assert_eq!(stale.status, 200, "{:?}", stale.body);
     assert_eq!(stale.json()["p"]["n"], 1);
-    assert!(stale.header("server-timing").unwrap().contains("desc=\"stale\""));
+    assert!(
+        stale
+            .header("server-timing")
+            .unwrap()
+            .contains("desc=\"stale\"")
+    );
     assert_eq!(backend.hits(), 2, "the backend was asked first");
     // Nothing cached for this caller: the required part fails.
     let none = get(&gw.url("/c/me?user=2")).await;
@@ -86,10 +100,21 @@ async fn the_last_good_answer_is_served_when_the_backend_fails() {
 #[test]
 fn cache_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let (g, p) = config("127.0.0.1:1".parse().unwrap(), r#"{ ttl = "0", stale_if_error = "later" }"#);
+    let (g, p) = config(
+        "127.0.0.1:1".parse().unwrap(),
+        r#"{ ttl = "0", stale_if_error = "later" }"#,
+    );
     write(dir.path(), "gateway.toml", &g);
     write(dir.path(), "bff/c.toml", &p);
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap_err().to_string();
-    assert!(err.contains("endpoints[0].parts[0].cache.ttl: must be more than 0"), "{err}");
-    assert!(err.contains("endpoints[0].parts[0].cache.stale_if_error: bad duration"), "{err}");
+    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("endpoints[0].parts[0].cache.ttl: must be more than 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("endpoints[0].parts[0].cache.stale_if_error: bad duration"),
+        "{err}"
+    );
 }

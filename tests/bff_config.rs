@@ -61,7 +61,10 @@ fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
             "{}endpoints[0].parts[0].path: parts depend on each other in a cycle: a -> b -> a",
             at(9, 10)
         ),
-        format!("{}endpoints[1].parts[0].path: `ghost.id`: unknown part `ghost`", at(20, 10)),
+        format!(
+            "{}endpoints[1].parts[0].path: `ghost.id`: unknown part `ghost`",
+            at(20, 10)
+        ),
         format!(
             "{}endpoints[1].parts[1].upstream: unknown upstream `billing` (upstreams in gateway.toml: users)",
             at(23, 14)
@@ -71,7 +74,10 @@ fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
         assert!(err.contains(e.as_str()), "missing `{e}` in:\n{err}");
     }
     // The unknown default profile is reported against gateway.toml in the same pass.
-    assert!(err.contains("gateway.toml:10:19: bff.default_profile: unknown profile `nobody`"), "{err}");
+    assert!(
+        err.contains("gateway.toml:10:19: bff.default_profile: unknown profile `nobody`"),
+        "{err}"
+    );
     assert!(err.contains("4 problem(s) found"), "{err}");
 }
 
@@ -85,10 +91,12 @@ fn profile_mistakes_are_reported_with_their_keys() {
         ("colour = \"blue\"", "colour", "unknown field"),
     ];
     for (line, key, message) in cases {
-        let profile = format!("{line}\n[[endpoints]]\npath = \"/x\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"users\"\n  path = \"/p\"\n");
+        let profile = format!(
+            "{line}\n[[endpoints]]\npath = \"/x\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"users\"\n  path = \"/p\"\n"
+        );
         let errs = load_errors(&profile);
         assert!(
-            errs.contains(&format!("x.toml:1:")) && errs.contains(key) && errs.contains(message),
+            errs.contains("x.toml:1:") && errs.contains(key) && errs.contains(message),
             "{line}: {errs}"
         );
     }
@@ -98,7 +106,10 @@ fn profile_mistakes_are_reported_with_their_keys() {
         ("required = true\ndefault = {}", "cannot have a default"),
         ("headers = [\"authorization\"]", "forward_auth = true"),
         ("headers = [\"host\"]", "set by the gateway"),
-        ("set_headers = { \"portico-budget-ms\" = \"9\" }", "set by the gateway"),
+        (
+            "set_headers = { \"portico-budget-ms\" = \"9\" }",
+            "set by the gateway",
+        ),
         ("fields = [\"items[0]\"]", "bad field path"),
         ("fields = [\"a[].b\", \"a.c\"]", "both an array"),
         ("rename = { \"a\" = \"b.c\" }", "plain field name"),
@@ -110,7 +121,9 @@ fn profile_mistakes_are_reported_with_their_keys() {
         ("path = \"/p/{query.q\"", "unclosed"),
     ];
     for (extra, message) in part_cases {
-        let mut profile = String::from("[[endpoints]]\npath = \"/x\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"users\"\n  path = \"/p\"\n");
+        let mut profile = String::from(
+            "[[endpoints]]\npath = \"/x\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"users\"\n  path = \"/p\"\n",
+        );
         for l in extra.lines() {
             let key = l.split('=').next().unwrap().trim();
             let prefix = format!("  {key} =");
@@ -122,7 +135,10 @@ fn profile_mistakes_are_reported_with_their_keys() {
             }
         }
         let errs = load_errors(&profile);
-        assert!(errs.contains("endpoints[0].parts[0]") || errs.contains("endpoints[].parts"), "{extra}: {errs}");
+        assert!(
+            errs.contains("endpoints[0].parts[0]") || errs.contains("endpoints[].parts"),
+            "{extra}: {errs}"
+        );
         assert!(errs.contains(message), "{extra}: {errs}");
     }
 }
@@ -130,7 +146,11 @@ fn profile_mistakes_are_reported_with_their_keys() {
 /// Loads a gateway with one profile `bff/x.toml`; returns the errors as text.
 fn load_errors(profile: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", "[upstreams.users]\nendpoints = [\"127.0.0.1:1\"]\n");
+    write(
+        dir.path(),
+        "gateway.toml",
+        "[upstreams.users]\nendpoints = [\"127.0.0.1:1\"]\n",
+    );
     write(dir.path(), "bff/x.toml", profile);
     match portico::config::load(&dir.path().join("gateway.toml"), None) {
         Ok(_) => String::from("loaded without errors"),
@@ -141,19 +161,44 @@ fn load_errors(profile: &str) -> String {
 #[test]
 fn duplicate_names_and_mounts_across_files() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", "[upstreams.users]\nendpoints = [\"127.0.0.1:1\"]\n[bff]\ndir = \"clients\"\n");
+    write(
+        dir.path(),
+        "gateway.toml",
+        "[upstreams.users]\nendpoints = [\"127.0.0.1:1\"]\n[bff]\ndir = \"clients\"\n",
+    );
     let p = "mount = \"/m\"\n[[endpoints]]\npath = \"/x\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"users\"\n  path = \"/p\"\n";
-    write(dir.path(), "clients/a.toml", &format!("name = \"same\"\n{p}"));
-    write(dir.path(), "clients/b.toml", &format!("name = \"same\"\n{}", p.replace("/m", "/n")));
+    write(
+        dir.path(),
+        "clients/a.toml",
+        &format!("name = \"same\"\n{p}"),
+    );
+    write(
+        dir.path(),
+        "clients/b.toml",
+        &format!("name = \"same\"\n{}", p.replace("/m", "/n")),
+    );
     write(dir.path(), "clients/c.toml", p);
     write(dir.path(), "clients/notes.txt", "not a profile");
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap_err().to_string();
-    assert!(err.contains("b.toml:1:8: name: profile `same` is already defined in"), "{err}");
-    assert!(err.contains("c.toml:1:9: mount: mount \"/m\" is already used by profile `same`"), "{err}");
+    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("b.toml:1:8: name: profile `same` is already defined in"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.toml:1:9: mount: mount \"/m\" is already used by profile `same`"),
+        "{err}"
+    );
     // A `dir` that does not exist is an error at the key.
     write(dir.path(), "gateway.toml", "[bff]\ndir = \"missing\"\n");
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap_err().to_string();
-    assert!(err.contains("gateway.toml:2:7: bff.dir: cannot read the profiles folder"), "{err}");
+    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gateway.toml:2:7: bff.dir: cannot read the profiles folder"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -190,7 +235,10 @@ path = "/carts/{cart}/items"
     assert_eq!(ans.status, 200, "{:?}", ans.body);
     let v = &ans.json()["added"];
     assert_eq!(v["method"], "PUT");
-    assert_eq!(v["path"], "/carts/c%2F..%2F1/items", "one segment, still encoded");
+    assert_eq!(
+        v["path"], "/carts/c%2F..%2F1/items",
+        "one segment, still encoded"
+    );
     assert_eq!(v["query"], "sku=A%20B%26C");
     assert_eq!(
         v["body"],
@@ -220,6 +268,13 @@ path = "/carts/{cart}/items"
     )
     .await;
     assert_eq!(partial.status, 200);
-    assert_eq!(partial.header("portico-partial"), Some("added;reason=missing-input"));
-    assert_eq!(echo.requests().len(), 1, "no call was made without its inputs");
+    assert_eq!(
+        partial.header("portico-partial"),
+        Some("added;reason=missing-input")
+    );
+    assert_eq!(
+        echo.requests().len(),
+        1,
+        "no call was made without its inputs"
+    );
 }

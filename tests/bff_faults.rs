@@ -19,9 +19,8 @@ const KINDS: [(&str, Fault, &str, u16); 7] = [
 
 fn config(backends: &[(&str, &RawBackend)]) -> (String, String) {
     let mut gateway = String::from("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n");
-    let mut profile = String::from(
-        "mount = \"/f\"\ndeadline = \"1s\"\nmax_part_bytes = \"64KiB\"\n",
-    );
+    let mut profile =
+        String::from("mount = \"/f\"\ndeadline = \"1s\"\nmax_part_bytes = \"64KiB\"\n");
     for (name, b) in backends {
         gateway.push_str(&format!(
             "[upstreams.{name}]\nendpoints = [\"{}\"]\ntimeout = \"10s\"\n\n",
@@ -55,7 +54,9 @@ path = "/{mode}/{name}"
 
 #[tokio::test]
 async fn every_fault_kind_gets_an_answer_in_bounded_time_and_leaves_nothing_running() {
-    let baseline = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let ok = RawBackend::start("ok", Fault::Delay(Duration::ZERO)).await;
     let mut backends = vec![("ok", ok)];
     for (name, fault, _, _) in KINDS {
@@ -80,7 +81,11 @@ async fn every_fault_kind_gets_an_answer_in_bounded_time_and_leaves_nothing_runn
         );
         let v = opt.json();
         assert_eq!(v["ok"]["backend"], "ok", "{name}");
-        assert_eq!(v["_partial"]["p"], reason.split(';').next().unwrap(), "{name}");
+        assert_eq!(
+            v["_partial"]["p"],
+            reason.split(';').next().unwrap(),
+            "{name}"
+        );
         assert!(v.get("p").is_none(), "{name}");
 
         let t = Instant::now();
@@ -88,8 +93,15 @@ async fn every_fault_kind_gets_an_answer_in_bounded_time_and_leaves_nothing_runn
         let took = t.elapsed();
         assert_eq!(req.status, *status, "{name}: {:?}", req.body);
         assert!(took < Duration::from_secs(2), "{name}: {took:?}");
-        assert_eq!(req.header("content-type"), Some("application/problem+json"), "{name}");
-        assert!(req.json()["detail"].as_str().unwrap().contains("`p`"), "{name}");
+        assert_eq!(
+            req.header("content-type"),
+            Some("application/problem+json"),
+            "{name}"
+        );
+        assert!(
+            req.json()["detail"].as_str().unwrap().contains("`p`"),
+            "{name}"
+        );
 
         assert_eq!(backend.requests().len(), 2, "{name}: one call per request");
         assert!(
@@ -122,5 +134,8 @@ async fn every_fault_kind_gets_an_answer_in_bounded_time_and_leaves_nothing_runn
         tokio::time::sleep(Duration::from_millis(10)).await;
         alive = handle.metrics().num_alive_tasks();
     }
-    assert!(alive <= baseline, "{alive} tasks alive, {baseline} before the test");
+    assert!(
+        alive <= baseline,
+        "{alive} tasks alive, {baseline} before the test"
+    );
 }

@@ -16,7 +16,10 @@ async fn demo_config(extra: &str) -> String {
 
 async fn shipped_gateway(bff_table: &str) -> TestGateway {
     let files = shipped_profiles();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     TestGateway::start_with_files(&demo_config(bff_table).await, &refs).await
 }
 
@@ -34,21 +37,44 @@ async fn three_profiles_give_three_shapes_from_the_same_backends() {
     keys.sort();
     assert_eq!(
         keys,
-        ["address", "avatar_url", "email", "id", "locale", "name", "segment"]
+        [
+            "address",
+            "avatar_url",
+            "email",
+            "id",
+            "locale",
+            "name",
+            "segment"
+        ]
     );
-    assert_eq!(w["profile"]["address"].as_object().unwrap().len(), 2, "city and country only");
+    assert_eq!(
+        w["profile"]["address"].as_object().unwrap().len(),
+        2,
+        "city and country only"
+    );
     assert_eq!(w["orders"]["items"].as_array().unwrap().len(), 8);
     assert_eq!(w["orders"]["total_count"], 8);
-    assert!(w["orders"]["items"][0].get("lines").is_none(), "not in fields");
+    assert!(
+        w["orders"]["items"][0].get("lines").is_none(),
+        "not in fields"
+    );
     let recs = w["recommendations"]["items"].as_array().unwrap();
     assert_eq!(recs.len(), 8, "max_items");
-    assert!(recs[0].get("image").is_some() && recs[0].get("image_url").is_none(), "renamed");
+    assert!(
+        recs[0].get("image").is_some() && recs[0].get("image_url").is_none(),
+        "renamed"
+    );
     assert!(recs[0].get("score").is_none());
     // The recommendations came for the segment the profile part returned.
     let segment = w["profile"]["segment"].as_str().unwrap();
     assert!(recs[0]["id"].as_str().unwrap().starts_with(segment));
     let timing = web.header("server-timing").unwrap();
-    for part in ["profile;dur=", "orders;dur=", "recommendations;dur=", "total;dur="] {
+    for part in [
+        "profile;dur=",
+        "orders;dur=",
+        "recommendations;dur=",
+        "total;dur=",
+    ] {
         assert!(timing.contains(part), "{timing}");
     }
 
@@ -57,7 +83,10 @@ async fn three_profiles_give_three_shapes_from_the_same_backends() {
     assert_eq!(mobile["profile"]["id"], "42");
     assert_eq!(mobile["orders"]["items"].as_array().unwrap().len(), 5);
     assert_eq!(mobile["orders"]["items"][0].as_object().unwrap().len(), 2);
-    assert_eq!(mobile["recommendations"]["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        mobile["recommendations"]["items"].as_array().unwrap().len(),
+        5
+    );
 
     let iot = get(&gw.url("/iot/home?user=42")).await.json();
     assert_eq!(
@@ -91,23 +120,41 @@ async fn client_selection_by_header_user_agent_and_default() {
         }
     };
     let home = gw.url("/home?user=7");
-    assert_eq!(shape(&get_with(&home, &[("x-client", "mobile")]).await), "mobile");
+    assert_eq!(
+        shape(&get_with(&home, &[("x-client", "mobile")]).await),
+        "mobile"
+    );
     assert_eq!(shape(&get_with(&home, &[("x-client", "IoT")]).await), "iot");
     assert_eq!(shape(&get_with(&home, &[("x-client", "web")]).await), "web");
     // Unknown client, or none: the default profile.
-    assert_eq!(shape(&get_with(&home, &[("x-client", "fridge")]).await), "web");
+    assert_eq!(
+        shape(&get_with(&home, &[("x-client", "fridge")]).await),
+        "web"
+    );
     assert_eq!(shape(&get(&home).await), "web");
     // User-Agent patterns when no x-client is sent; x-client wins over them.
     let android = ("user-agent", "Mozilla/5.0 (Linux; Android 14; Pixel 8)");
     assert_eq!(shape(&get_with(&home, &[android]).await), "mobile");
-    assert_eq!(shape(&get_with(&home, &[("user-agent", "portico-iot/1.2")]).await), "iot");
-    assert_eq!(shape(&get_with(&home, &[android, ("x-client", "web")]).await), "web");
+    assert_eq!(
+        shape(&get_with(&home, &[("user-agent", "portico-iot/1.2")]).await),
+        "iot"
+    );
+    assert_eq!(
+        shape(&get_with(&home, &[android, ("x-client", "web")]).await),
+        "web"
+    );
     // A mount wins over the header.
-    assert_eq!(shape(&get_with(&gw.url("/iot/home?user=7"), &[("x-client", "web")]).await), "iot");
+    assert_eq!(
+        shape(&get_with(&gw.url("/iot/home?user=7"), &[("x-client", "web")]).await),
+        "iot"
+    );
     // Unmounted paths no profile serves still go to the routes (none here: 404 no-route).
     let other = get_with(&gw.url("/api/nothing"), &[("x-client", "mobile")]).await;
     assert_eq!(other.status, 404);
-    assert_eq!(other.json()["type"], "https://portico.dev/problems/no-route");
+    assert_eq!(
+        other.json()["type"],
+        "https://portico.dev/problems/no-route"
+    );
     // A mounted prefix is owned by its profile: unknown path 404, wrong method 405.
     assert_eq!(get(&gw.url("/mobile/nope")).await.status, 404);
     let post = send(
@@ -135,12 +182,20 @@ async fn unknown_client_without_default_profile_is_a_404_problem() {
     let a = get_with(&gw.url("/home?user=7"), &[("x-client", "fridge")]).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.header("content-type"), Some("application/problem+json"));
-    assert_eq!(a.json()["type"], "https://portico.dev/problems/unknown-client");
+    assert_eq!(
+        a.json()["type"],
+        "https://portico.dev/problems/unknown-client"
+    );
     // No client named and no default: not a BFF request at all.
     let b = get(&gw.url("/home?user=7")).await;
     assert_eq!(b.json()["type"], "https://portico.dev/problems/no-route");
     // Known clients still work unmounted.
-    assert_eq!(get_with(&gw.url("/home?user=7"), &[("x-client", "iot")]).await.status, 200);
+    assert_eq!(
+        get_with(&gw.url("/home?user=7"), &[("x-client", "iot")])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -151,7 +206,10 @@ async fn missing_client_input_for_a_required_part_is_a_400_naming_it() {
     let p = a.json();
     assert_eq!(p["type"], "https://portico.dev/problems/bff-missing-input");
     let detail = p["detail"].as_str().unwrap();
-    assert!(detail.contains("`profile`") && detail.contains("{claims.sub|query.user}"), "{detail}");
+    assert!(
+        detail.contains("`profile`") && detail.contains("{claims.sub|query.user}"),
+        "{detail}"
+    );
 }
 
 const EDITABLE: &str = r#"
@@ -169,7 +227,8 @@ path = "/me"
 
 #[tokio::test]
 async fn editing_a_bff_profile_changes_the_response() {
-    let gw = TestGateway::start_with_files(&demo_config("").await, &[("bff/app.toml", EDITABLE)]).await;
+    let gw =
+        TestGateway::start_with_files(&demo_config("").await, &[("bff/app.toml", EDITABLE)]).await;
     let url = gw.url("/app/me?user=3");
     assert_eq!(get(&url).await.json(), json!({"profile": {"id": "3"}}));
 
@@ -177,10 +236,18 @@ async fn editing_a_bff_profile_changes_the_response() {
     let rt = gw.running().gateway.runtime();
     let dir = gw.dir.path().join("bff");
     assert!(rt.sources.contains(&dir), "{:?}", rt.sources);
-    assert!(rt.sources.contains(&dir.join("app.toml")), "{:?}", rt.sources);
+    assert!(
+        rt.sources.contains(&dir.join("app.toml")),
+        "{:?}",
+        rt.sources
+    );
     let version = rt.version.clone();
 
-    write(gw.dir.path(), "bff/app.toml", &EDITABLE.replace(r#"["id"]"#, r#"["id", "name"]"#));
+    write(
+        gw.dir.path(),
+        "bff/app.toml",
+        &EDITABLE.replace(r#"["id"]"#, r#"["id", "name"]"#),
+    );
     let next = gw.running().gateway.reload().expect("reload");
     assert_ne!(next.version, version, "profile text is part of the version");
     let v = get(&url).await.json();
@@ -188,19 +255,37 @@ async fn editing_a_bff_profile_changes_the_response() {
 
     // Counters of an unchanged endpoint carry over the reload.
     let part = |rt: &portico::config::Runtime| {
-        rt.bff.profile("app").unwrap().endpoints[0].parts[0].stats.clone()
+        rt.bff.profile("app").unwrap().endpoints[0].parts[0]
+            .stats
+            .clone()
     };
     let ok = part(&next).count(portico::bff::metrics::Outcome::Ok);
     assert_eq!(ok, 2, "both requests counted on the same counters");
 
     // A broken edit is refused with file:line:col and the old profile keeps serving.
-    write(gw.dir.path(), "bff/app.toml", &EDITABLE.replace("upstream = \"users\"", "upstream = \"nope\""));
+    write(
+        gw.dir.path(),
+        "bff/app.toml",
+        &EDITABLE.replace("upstream = \"users\"", "upstream = \"nope\""),
+    );
     let err = gw.running().gateway.reload().unwrap_err().to_string();
-    assert!(err.contains("app.toml:8:14") && err.contains("unknown upstream `nope`"), "{err}");
-    assert_eq!(get(&url).await.json()["profile"].as_object().unwrap().len(), 2);
+    assert!(
+        err.contains("app.toml:8:14") && err.contains("unknown upstream `nope`"),
+        "{err}"
+    );
+    assert_eq!(
+        get(&url).await.json()["profile"].as_object().unwrap().len(),
+        2
+    );
 
     // A new profile file is picked up; a removed one goes away.
-    write(gw.dir.path(), "bff/two.toml", &EDITABLE.replace("\"app\"", "\"two\"").replace("/app", "/two"));
+    write(
+        gw.dir.path(),
+        "bff/two.toml",
+        &EDITABLE
+            .replace("\"app\"", "\"two\"")
+            .replace("/app", "/two"),
+    );
     std::fs::remove_file(dir.join("app.toml")).unwrap();
     gw.running().gateway.reload().expect("reload");
     assert_eq!(get(&gw.url("/two/me?user=3")).await.status, 200);

@@ -124,7 +124,11 @@ mod tests {
         let c = PartCache::new(Duration::from_secs(1), Duration::ZERO);
         let t0 = Instant::now();
         for i in 0..MAX_ENTRIES {
-            c.put(format!("k{i}"), json!(i), t0 + Duration::from_micros(i as u64));
+            c.put(
+                format!("k{i}"),
+                json!(i),
+                t0 + Duration::from_micros(i as u64),
+            );
         }
         assert_eq!(c.len(), MAX_ENTRIES);
         c.put("new".into(), json!(0), t0 + Duration::from_millis(600));

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::uri::PathAndQuery;
-use http::Method;
 use toml::Spanned;
 
 use super::cache::PartCache;
@@ -166,7 +166,11 @@ pub fn compile(
                     "unknown profile `{}` (profiles in {}: {})",
                     t.get_ref(),
                     sources.dir.display(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             );
         }
@@ -358,6 +362,7 @@ fn profile(
         Profile {
             name,
             mount,
+            version: crate::config::version_hash([d.source.text.as_bytes()]),
             endpoints: endpoints.into(),
         },
         globs,
@@ -390,7 +395,12 @@ fn endpoint(
             None
         }
     };
-    let deadline = duration(d, &e.deadline, &format!("{key}.deadline"), defaults.deadline);
+    let deadline = duration(
+        d,
+        &e.deadline,
+        &format!("{key}.deadline"),
+        defaults.deadline,
+    );
     reject_unwired_guards(d, &e.auth, &e.rate_limit, &format!("{key}."));
     let guards = guards(defaults.auth, defaults.rate_limit, &e.auth, &e.rate_limit);
     let parts_file = &e.parts;
@@ -407,7 +417,11 @@ fn endpoint(
         let n = p.name.get_ref().as_str();
         let pkey = format!("{key}.parts[{pi}].name");
         if !is_token(n) {
-            d.error(p.name.span(), pkey, format!("bad part name \"{n}\": use letters, digits, `-` or `_`"));
+            d.error(
+                p.name.span(),
+                pkey,
+                format!("bad part name \"{n}\": use letters, digits, `-` or `_`"),
+            );
         } else if RESERVED_SOURCES.contains(&n) || n.starts_with('_') || n == PARTIAL_KEY {
             d.error(
                 p.name.span(),
@@ -459,7 +473,10 @@ fn endpoint(
             d.error(
                 first.path.span(),
                 format!("{key}.parts[{}].path", cycle[0]),
-                format!("parts depend on each other in a cycle: {}", chain.join(" -> ")),
+                format!(
+                    "parts depend on each other in a cycle: {}",
+                    chain.join(" -> ")
+                ),
             );
             return None;
         }
@@ -521,7 +538,12 @@ struct PartContext<'a> {
     previous: Option<&'a Endpoint>,
 }
 
-fn header_name(d: &mut Diagnostics, raw: &str, span: std::ops::Range<usize>, key: &str) -> Option<HeaderName> {
+fn header_name(
+    d: &mut Diagnostics,
+    raw: &str,
+    span: std::ops::Range<usize>,
+    key: &str,
+) -> Option<HeaderName> {
     match HeaderName::from_bytes(raw.as_bytes()) {
         Err(_) => {
             d.error(span, key, format!("bad header name \"{raw}\""));
@@ -555,7 +577,11 @@ fn part(
             format!("{key}.upstream"),
             format!(
                 "unknown upstream `{up_name}` (upstreams in gateway.toml: {})",
-                if cx.declared.is_empty() { "none".to_string() } else { cx.declared.join(", ") }
+                if cx.declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    cx.declared.join(", ")
+                }
             ),
         );
     }
@@ -639,13 +665,24 @@ fn part(
             .ok()
     });
     let shape = shape(d, p, key);
-    let max_bytes = size(d, &p.max_bytes, &format!("{key}.max_bytes"), pc.max_part_bytes);
+    let max_bytes = size(
+        d,
+        &p.max_bytes,
+        &format!("{key}.max_bytes"),
+        pc.max_part_bytes,
+    );
     let cache = p.cache.as_ref().map(|c| {
         let c = c.get_ref();
-        let ttl = duration(d, &Some(c.ttl.clone()), &format!("{key}.cache.ttl"), Duration::ZERO);
-        let stale = c.stale_if_error.as_ref().and_then(|s| {
-            d.parse(s, format!("{key}.cache.stale_if_error"), parse_duration)
-        });
+        let ttl = duration(
+            d,
+            &Some(c.ttl.clone()),
+            &format!("{key}.cache.ttl"),
+            Duration::ZERO,
+        );
+        let stale = c
+            .stale_if_error
+            .as_ref()
+            .and_then(|s| d.parse(s, format!("{key}.cache.stale_if_error"), parse_duration));
         PartCache::new(ttl, stale.unwrap_or_default())
     });
     if d.errors.len() > before {
@@ -783,5 +820,6 @@ fn guards(
 
 /// Paths of the profile sources, for `Runtime.sources` (the folder first, then each file).
 pub fn source_paths(sources: &Sources) -> impl Iterator<Item = &Path> {
-    std::iter::once(sources.dir.as_path()).chain(sources.files.iter().map(|(s, _)| s.path.as_path()))
+    std::iter::once(sources.dir.as_path())
+        .chain(sources.files.iter().map(|(s, _)| s.path.as_path()))
 }

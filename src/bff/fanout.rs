@@ -128,9 +128,7 @@ pub async fn run(
     loop {
         while let Some(i) = st.ready.pop() {
             let part = &ep.parts[i];
-            let inputs_ok = ep.plan.deps[i]
-                .iter()
-                .all(|&d| st.run.values[d].is_some());
+            let inputs_ok = ep.plan.deps[i].iter().all(|&d| st.run.values[d].is_some());
             if !inputs_ok {
                 st.finish(i, Err(Failure::new(Reason::Dependency)), None)?;
                 continue;

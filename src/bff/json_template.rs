@@ -40,9 +40,9 @@ impl JsonTemplate {
             other => JsonTemplate::Literal(toml_to_json(other)?),
         };
         Ok(match compiled {
-            JsonTemplate::Array(items) if items.iter().all(is_literal) => {
-                JsonTemplate::Literal(Value::Array(items.into_vec().into_iter().map(literal).collect()))
-            }
+            JsonTemplate::Array(items) if items.iter().all(is_literal) => JsonTemplate::Literal(
+                Value::Array(items.into_vec().into_iter().map(literal).collect()),
+            ),
             JsonTemplate::Object(entries) if entries.iter().all(|(_, v)| is_literal(v)) => {
                 JsonTemplate::Literal(Value::Object(
                     entries
@@ -155,7 +155,10 @@ mod tests {
         let JsonTemplate::Object(entries) = &t else {
             panic!("{t:?}")
         };
-        assert!(matches!(entries.iter().find(|e| &*e.0 == "fixed").unwrap().1, JsonTemplate::Literal(_)));
+        assert!(matches!(
+            entries.iter().find(|e| &*e.0 == "fixed").unwrap().1,
+            JsonTemplate::Literal(_)
+        ));
         let claims = json!({"sub": "u1"}).as_object().unwrap().clone();
         let body = json!({"items": [1, {"x": 2}]});
         let values = [Some(json!({"name": "Ada"}))];
@@ -175,16 +178,23 @@ mod tests {
                    "fixed": {"a": 1, "b": [true, 2.5]}})
         );
         assert_eq!(t.vars().len(), 3);
-        let no_body = Inputs { body: None, ..inputs };
-        assert_eq!(&*t.render(&no_body).unwrap_err().placeholder, "{body.items}");
+        let no_body = Inputs {
+            body: None,
+            ..inputs
+        };
+        assert_eq!(
+            &*t.render(&no_body).unwrap_err().placeholder,
+            "{body.items}"
+        );
     }
 
     #[test]
     fn toml_values_convert() {
-        let v: toml::Value = toml::from_str::<toml::Table>("x = { items = [], n = 1.5, when = 1979-05-27 }")
-            .unwrap()
-            .remove("x")
-            .unwrap();
+        let v: toml::Value =
+            toml::from_str::<toml::Table>("x = { items = [], n = 1.5, when = 1979-05-27 }")
+                .unwrap()
+                .remove("x")
+                .unwrap();
         assert_eq!(
             toml_to_json(&v).unwrap(),
             json!({"items": [], "n": 1.5, "when": "1979-05-27"})

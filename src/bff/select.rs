@@ -96,7 +96,9 @@ impl EndpointPath {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !ok {
-                    return Err(format!("bad capture `{seg}` in \"{text}\": use `{{name}}` with letters, digits, `_` or `-`"));
+                    return Err(format!(
+                        "bad capture `{seg}` in \"{text}\": use `{{name}}` with letters, digits, `_` or `-`"
+                    ));
                 }
                 if captures.iter().any(|c| **c == *name) {
                     return Err(format!("capture `{seg}` appears twice in \"{text}\""));
@@ -214,6 +216,9 @@ impl Prefilter {
     }
 }
 
+/// An endpoint and its capture ranges.
+type Found<'a> = (&'a Endpoint, Vec<(usize, usize)>);
+
 impl Profile {
     /// The endpoint for `method` and `path` (the path below the mount).
     fn endpoint(
@@ -221,7 +226,7 @@ impl Profile {
         method: &Method,
         path: &str,
         offset: usize,
-    ) -> Result<(&Endpoint, Vec<(usize, usize)>), GatewayError> {
+    ) -> Result<Found<'_>, GatewayError> {
         let mut caps = Vec::new();
         let mut allow: Vec<&str> = Vec::new();
         for ep in self.endpoints.iter() {
@@ -342,7 +347,15 @@ mod tests {
 
     #[test]
     fn bad_endpoint_paths() {
-        for bad in ["home", "/a?b", "/a/{}", "/a/x{id}", "/a/{id}/{id}", "/a/../b", "/a%2f"] {
+        for bad in [
+            "home",
+            "/a?b",
+            "/a/{}",
+            "/a/x{id}",
+            "/a/{id}/{id}",
+            "/a/../b",
+            "/a%2f",
+        ] {
             assert!(EndpointPath::parse(bad).is_err(), "{bad}");
         }
     }

@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// One step of a field path.
@@ -63,7 +63,9 @@ fn steps(path: &str) -> Result<Vec<Step>, String> {
             arrays += 1;
         }
         if name.contains(['[', ']', '{', '}', '*']) {
-            return Err(bad("use `name[]` for arrays; other brackets and wildcards are not supported"));
+            return Err(bad(
+                "use `name[]` for arrays; other brackets and wildcards are not supported",
+            ));
         }
         match (name.is_empty(), i, arrays) {
             (true, 0, 1..) => {}
@@ -405,13 +407,19 @@ mod tests {
         );
         // Wrong types at any level: null, then omitted; invalid JSON is still an error.
         assert_eq!(s.parse(br#"[1, 2]"#).unwrap(), Value::Null);
-        assert_eq!(s.parse(br#"{"items": {"id": 1}}"#).unwrap(), json!({"items": null}));
+        assert_eq!(
+            s.parse(br#"{"items": {"id": 1}}"#).unwrap(),
+            json!({"items": null})
+        );
         assert!(s.parse(br#"{"id": 1"#).is_err());
         assert!(s.parse(br#"{"id": 1} trailing"#).is_err());
         // Reading the whole answer turns the projection off.
         let mut whole = shape(&["id"], None, &[]);
         whole.keep_for_templates(&[&[]]);
-        assert_eq!(whole.parse(br#"{"id": 1, "x": 2}"#).unwrap(), json!({"id": 1, "x": 2}));
+        assert_eq!(
+            whole.parse(br#"{"id": 1, "x": 2}"#).unwrap(),
+            json!({"id": 1, "x": 2})
+        );
     }
 
     fn shape(fields: &[&str], max: Option<usize>, renames: &[(&str, &str)]) -> Shape {
@@ -420,7 +428,11 @@ mod tests {
 
     #[test]
     fn allow_list_with_nested_paths_and_arrays() {
-        let s = shape(&["id", "address.city", "items[].id", "items[].status"], None, &[]);
+        let s = shape(
+            &["id", "address.city", "items[].id", "items[].status"],
+            None,
+            &[],
+        );
         let v = json!({
             "id": 1, "secret": "x",
             "address": {"city": "London", "postcode": "N1"},
@@ -457,7 +469,9 @@ mod tests {
         );
         let whole = Shape::new(None, Some(1), &[]).unwrap();
         assert_eq!(
-            whole.apply(json!({"a": [1, 2], "b": {"c": [3, 4]}})).unwrap(),
+            whole
+                .apply(json!({"a": [1, 2], "b": {"c": [3, 4]}}))
+                .unwrap(),
             json!({"a": [1], "b": {"c": [3]}})
         );
     }
@@ -467,7 +481,11 @@ mod tests {
         let s = shape(
             &["avatar_url", "items[].status"],
             None,
-            &[("avatar_url", "avatar"), ("items[].status", "state"), ("nope.x", "y")],
+            &[
+                ("avatar_url", "avatar"),
+                ("items[].status", "state"),
+                ("nope.x", "y"),
+            ],
         );
         let v = json!({"avatar_url": "u", "items": [{"status": "s"}]});
         assert_eq!(

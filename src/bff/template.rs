@@ -41,7 +41,7 @@ pub enum Source {
 
 impl Source {
     /// Whether the client controls this value (so its absence is the client's mistake).
-    fn from_client(&self) -> bool {
+    fn is_client_controlled(&self) -> bool {
         !matches!(self, Source::Part(_))
     }
 }
@@ -285,7 +285,7 @@ impl Placeholder {
         Missing {
             placeholder: self.text.clone(),
             from_client: self.alts.iter().all(|a| match a {
-                Alt::Var(v) => v.source.from_client(),
+                Alt::Var(v) => v.source.is_client_controlled(),
                 Alt::Literal(_) => true,
             }),
         }
@@ -616,13 +616,20 @@ mod tests {
     #[test]
     fn bad_templates_are_explained() {
         let e = parse("/u/{nope.id}", Kind::Path).unwrap_err();
-        assert!(e.contains("unknown part `nope`") && e.contains("profile, orders"), "{e}");
+        assert!(
+            e.contains("unknown part `nope`") && e.contains("profile, orders"),
+            "{e}"
+        );
         let e = parse("/u/{path.user}", Kind::Path).unwrap_err();
         assert!(e.contains("no `{user}` capture"), "{e}");
         assert!(parse("/u/{claims}", Kind::Path).is_err());
         assert!(parse("/u/{query.a.b}", Kind::Path).is_err());
         assert!(parse("/u/{header.bad header}", Kind::Path).is_err());
-        assert!(parse("/u/{claims.sub", Kind::Path).unwrap_err().contains("unclosed"));
+        assert!(
+            parse("/u/{claims.sub", Kind::Path)
+                .unwrap_err()
+                .contains("unclosed")
+        );
         assert!(parse("/u/}", Kind::Path).unwrap_err().contains("unmatched"));
         assert!(parse("/u/{}", Kind::Path).is_err());
         let t = parse("/u/{orders.id}/{profile}", Kind::Path).unwrap();

@@ -42,7 +42,11 @@ pub fn compile(
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
     let routes = routes(&mut d, &file.routes, &upstreams);
-    let declared: Vec<&str> = file.upstreams.keys().map(|k| k.get_ref().as_str()).collect();
+    let declared: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
     let bff_context = crate::bff::compile::Context {
         upstreams: &upstreams,
         declared: &declared,
@@ -58,7 +62,9 @@ pub fn compile(
     Ok(Runtime {
         version: super::version_hash(std::iter::once(source.text.as_bytes()).chain(profile_texts)),
         loaded_at: SystemTime::now(),
-        sources: std::iter::once(source.path.clone()).chain(profile_paths).collect(),
+        sources: std::iter::once(source.path.clone())
+            .chain(profile_paths)
+            .collect(),
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),

@@ -37,7 +37,8 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
 pub fn json_response(status: u16, value: serde_json::Value) -> Response<TestBody> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -68,7 +69,9 @@ impl Backend {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let handler = handler.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
@@ -91,11 +94,20 @@ impl Backend {
     pub async fn echo(name: &'static str) -> Backend {
         Backend::start(move |req: Request<Incoming>| async move {
             let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let mut headers = serde_json::Map::new();
             for (k, v) in &parts.headers {
-                let entry = headers.entry(k.as_str()).or_insert_with(|| serde_json::json!([]));
-                entry.as_array_mut().unwrap().push(v.to_str().unwrap_or("?").into());
+                let entry = headers
+                    .entry(k.as_str())
+                    .or_insert_with(|| serde_json::json!([]));
+                entry
+                    .as_array_mut()
+                    .unwrap()
+                    .push(v.to_str().unwrap_or("?").into());
             }
             let mut resp = json_response(
                 200,
@@ -109,7 +121,8 @@ impl Backend {
                     "body_sum": checksum(&bytes),
                 }),
             );
-            resp.headers_mut().insert("x-backend", name.parse().unwrap());
+            resp.headers_mut()
+                .insert("x-backend", name.parse().unwrap());
             resp
         })
         .await
@@ -123,7 +136,9 @@ impl Backend {
 
 /// A simple order-sensitive checksum of bytes.
 pub fn checksum(b: &[u8]) -> u64 {
-    b.iter().fold(0u64, |h, &x| h.wrapping_mul(1_000_003).wrapping_add(u64::from(x)))
+    b.iter().fold(0u64, |h, &x| {
+        h.wrapping_mul(1_000_003).wrapping_add(u64::from(x))
+    })
 }
 
 /// A deterministic payload of `n` bytes.
@@ -158,7 +173,11 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let addr = running.http_addr();
-        TestGateway { running: Some(running), addr, dir }
+        TestGateway {
+            running: Some(running),
+            addr,
+            dir,
+        }
     }
 
     /// Starts a gateway from one gateway.toml text.
@@ -217,18 +236,27 @@ pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// h2c (prior knowledge) client.
 pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 /// Sends a request with a client and reads the whole answer.
-pub async fn send_with(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Answer {
+pub async fn send_with(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
     let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
         .expect("request timed out")
         .expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// Sends a request over a fresh HTTP/1.1 client.
@@ -252,7 +280,10 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Runs `portico` with arguments; returns (exit code, stdout, stderr).
 pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico")).args(args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -274,7 +305,7 @@ pub struct GaugeGuard(Gauge);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0 .0.send_modify(|n| *n -= 1);
+        self.0.0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -298,7 +329,9 @@ impl Gauge {
     /// Waits (at most `limit`) until the value satisfies `pred`; false on timeout.
     pub async fn wait_for(&self, limit: Duration, pred: impl Fn(usize) -> bool) -> bool {
         let mut rx = self.0.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|n| pred(*n))).await.is_ok()
+        tokio::time::timeout(limit, rx.wait_for(|n| pred(*n)))
+            .await
+            .is_ok()
     }
 }
 
@@ -342,7 +375,10 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// A header value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -376,7 +412,10 @@ async fn read_request(s: &mut TcpStream) -> Option<SeenRequest> {
         if buf.len() > 64 * 1024 {
             return None;
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }
@@ -398,13 +437,22 @@ async fn read_request(s: &mut TcpStream) -> Option<SeenRequest> {
         .unwrap_or(0);
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len.min(1 << 20) {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             break;
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    Some(SeenRequest { method, target, headers, body, at })
+    Some(SeenRequest {
+        method,
+        target,
+        headers,
+        body,
+        at,
+    })
 }
 
 /// Waits until the peer closes (or `limit` passes); true when it closed.
@@ -434,9 +482,13 @@ fn raw_response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
 /// The JSON echo a delayed [`RawBackend`] answers with.
 fn echo_json(name: &str, req: &SeenRequest) -> Vec<u8> {
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
-    let headers: serde_json::Map<String, serde_json::Value> =
-        req.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let body: serde_json::Value =
+        serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
     serde_json::json!({
         "backend": name,
         "method": req.method,
@@ -463,18 +515,28 @@ impl RawBackend {
         let (g, c, sn) = (open.clone(), cancelled.clone(), seen.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = listener.accept().await else { continue };
+                let Ok((mut s, _)) = listener.accept().await else {
+                    continue;
+                };
                 let guard = g.hold();
                 let (c, sn) = (c.clone(), sn.clone());
                 tokio::spawn(async move {
                     let _guard = guard;
-                    let Some(req) = read_request(&mut s).await else { return };
+                    let Some(req) = read_request(&mut s).await else {
+                        return;
+                    };
                     sn.lock().unwrap().push(req.clone());
                     serve_fault(&mut s, name, fault, &req, &c).await;
                 });
             }
         });
-        RawBackend { addr, open, cancelled, seen, task }
+        RawBackend {
+            addr,
+            open,
+            cancelled,
+            seen,
+            task,
+        }
     }
 
     /// Requests received so far.
@@ -488,7 +550,13 @@ impl RawBackend {
     }
 }
 
-async fn serve_fault(s: &mut TcpStream, name: &str, fault: Fault, req: &SeenRequest, cancelled: &AtomicUsize) {
+async fn serve_fault(
+    s: &mut TcpStream,
+    name: &str,
+    fault: Fault,
+    req: &SeenRequest,
+    cancelled: &AtomicUsize,
+) {
     // Every fault is bounded in time, so a test that fails cannot leave a task forever.
     const LIMIT: Duration = Duration::from_secs(30);
     match fault {
@@ -511,13 +579,18 @@ async fn serve_fault(s: &mut TcpStream, name: &str, fault: Fault, req: &SeenRequ
             let _ = s.set_zero_linger();
         }
         Fault::Garbage => {
-            let _ = s.write_all(b"\x00\x01\x02 this is not HTTP at all \xff\xfe\r\n\r\n").await;
+            let _ = s
+                .write_all(b"\x00\x01\x02 this is not HTTP at all \xff\xfe\r\n\r\n")
+                .await;
         }
         Fault::WrongContentType => {
-            let _ = s.write_all(&raw_response("200 OK", "text/html", b"<html>hello</html>")).await;
+            let _ = s
+                .write_all(&raw_response("200 OK", "text/html", b"<html>hello</html>"))
+                .await;
         }
         Fault::HugeBody => {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
             if s.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
@@ -530,7 +603,11 @@ async fn serve_fault(s: &mut TcpStream, name: &str, fault: Fault, req: &SeenRequ
         }
         Fault::ServerError => {
             let _ = s
-                .write_all(&raw_response("503 Service Unavailable", "application/json", b"{\"error\":\"down\"}"))
+                .write_all(&raw_response(
+                    "503 Service Unavailable",
+                    "application/json",
+                    b"{\"error\":\"down\"}",
+                ))
                 .await;
         }
         Fault::Delay(d) => {
@@ -538,7 +615,13 @@ async fn serve_fault(s: &mut TcpStream, name: &str, fault: Fault, req: &SeenRequ
                 cancelled.fetch_add(1, Ordering::SeqCst);
                 return;
             }
-            let _ = s.write_all(&raw_response("200 OK", "application/json", &echo_json(name, req))).await;
+            let _ = s
+                .write_all(&raw_response(
+                    "200 OK",
+                    "application/json",
+                    &echo_json(name, req),
+                ))
+                .await;
         }
     }
     let _ = s.shutdown().await;
@@ -556,7 +639,9 @@ pub async fn demo_upstreams() -> String {
         let addr = portico::demo::spawn("127.0.0.1:0".parse().unwrap(), app, Duration::ZERO)
             .await
             .unwrap();
-        out.push_str(&format!("[upstreams.{name}]\nendpoints = [\"{addr}\"]\ntimeout = \"2s\"\n\n"));
+        out.push_str(&format!(
+            "[upstreams.{name}]\nendpoints = [\"{addr}\"]\ntimeout = \"2s\"\n\n"
+        ));
     }
     out
 }
