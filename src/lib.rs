@@ -8,11 +8,13 @@
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod admin;
 pub mod error;
 pub mod filter;
 pub mod gateway;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod route;
 pub mod server;

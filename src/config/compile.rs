@@ -38,12 +38,20 @@ pub fn compile(
     };
 
     let server = server_settings(&mut d, &file.server);
+    if let Some(s) = &server {
+        super::lifecycle::check_server(&mut d, &file.server, s, previous);
+    }
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
     let routes = routes(&mut d, &file.routes, &upstreams);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
+    }
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
+    let mut routes = routes;
+    for r in &mut routes {
+        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
     }
     Ok(Runtime {
         version: super::version_hash([source.text.as_bytes()]),
@@ -54,6 +62,8 @@ pub fn compile(
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        metrics,
+        inventory: super::inventory::Inventory::of_gateway(&source.text),
     })
 }
 
@@ -111,7 +121,7 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
     let admin_listen = match &s.admin_listen {
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(d, v, "server.admin_listen"),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        None => Some(super::lifecycle::default_admin(listen)),
     };
     let workers = s
         .workers
@@ -135,6 +145,8 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
         workers,
         trusted_proxies,
         shutdown_grace,
+        admin_token: super::lifecycle::admin_token(d, &s.admin_token_env),
+        watch: super::lifecycle::watch(d, s),
     })
 }
 
@@ -323,6 +335,7 @@ fn routes(
             methods,
             headers,
             guards: Guards::default(),
+            metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,
