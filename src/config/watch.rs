@@ -54,14 +54,18 @@ impl Watching {
                 }
             }
         });
-        let watcher = match watcher {
+        let mut watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch config files; reload with SIGHUP or POST /admin/reload");
                 return None;
             }
         };
-        let task = tokio::spawn(run(gateway, watcher, events));
+        // Set up before returning, so a change made right after start is never missed.
+        let mut watched = Watched::default();
+        watched.sync(&mut watcher, &desired(&gateway));
+        let last = snapshot(&gateway.runtime().sources);
+        let task = tokio::spawn(run(gateway, watcher, events, watched, last));
         Some(Watching { task })
     }
 
@@ -80,12 +84,14 @@ fn relevant(kind: &EventKind) -> bool {
     }
 }
 
-async fn run(gateway: Arc<Gateway>, mut watcher: RecommendedWatcher, events: Arc<Notify>) {
+async fn run(
+    gateway: Arc<Gateway>,
+    mut watcher: RecommendedWatcher,
+    events: Arc<Notify>,
+    mut watched: Watched,
+    mut last: Snapshot,
+) {
     let mut status = gateway.reload_status();
-    let mut watched = Watched::default();
-    let sources = gateway.runtime().sources.clone();
-    watched.sync(&mut watcher, &desired(&gateway));
-    let mut last = blocking(move || snapshot(&sources)).await;
     loop {
         let pending = !watched.missing.is_empty();
         tokio::select! {
