@@ -5,10 +5,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod demo;
-pub mod admin;
 pub mod error;
 pub mod filter;
 pub mod gateway;

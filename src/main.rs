@@ -219,7 +219,10 @@ async fn wait_for_signals(mut running: Running) -> ExitCode {
         }
     }
     let grace = running.gateway.runtime().server.shutdown_grace;
-    tracing::info!(?grace, "shutting down: readiness is 503, no new connections, draining in-flight requests (send the signal again to exit now)");
+    tracing::info!(
+        ?grace,
+        "shutting down: readiness is 503, no new connections, draining in-flight requests (send the signal again to exit now)"
+    );
     let drain = async move {
         running.stop_accepting().await;
         {

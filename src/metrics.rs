@@ -6,8 +6,8 @@
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
@@ -204,7 +204,9 @@ impl Metrics {
             self.requests
                 .get_or_create_owned(&[("route", id.to_owned()), ("class", c.to_owned())])
         });
-        let latency = self.latency.get_or_create_owned(&[("route", id.to_owned())]);
+        let latency = self
+            .latency
+            .get_or_create_owned(&[("route", id.to_owned())]);
         let upstream_errors = match upstream {
             Some(u) => self.upstream_errors(u),
             None => Default::default(),

@@ -59,7 +59,10 @@ async fn added_route_is_served_within_a_second_of_an_atomic_save() {
     let took = saved.elapsed();
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["path"], "/new/x");
-    assert!(took < Duration::from_secs(1), "save to serving took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "save to serving took {took:?}"
+    );
     assert_eq!(gw.running().gateway.generation(), 2);
 }
 
@@ -72,7 +75,11 @@ async fn broken_toml_and_unknown_upstream_keep_the_old_config_and_are_reported()
 
     let cases = [
         // Broken TOML: an unclosed inline table.
-        config(backend.addr, "watch = false", "[[routes]]\nid = \"x\"\nmatch = { path = \"/x\"\n"),
+        config(
+            backend.addr,
+            "watch = false",
+            "[[routes]]\nid = \"x\"\nmatch = { path = \"/x\"\n",
+        ),
         // Valid TOML, unknown upstream.
         config(
             backend.addr,
@@ -89,15 +96,28 @@ async fn broken_toml_and_unknown_upstream_keep_the_old_config_and_are_reported()
         // The same lines `portico check` prints, each with file:line:col.
         let (code, _, stderr) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
         assert_eq!(code, 1);
-        let check_lines: Vec<&str> = stderr.lines().filter(|l| !l.ends_with("problem(s) found")).collect();
+        let check_lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.ends_with("problem(s) found"))
+            .collect();
         let reported: Vec<&str> = body["text"].as_str().unwrap().lines().collect();
         assert_eq!(reported, check_lines, "case {i}");
         let first = &body["errors"][0];
         assert!(first["line"].as_u64().unwrap() > 0, "{first}");
-        assert!(first["text"].as_str().unwrap().starts_with(&format!("{}:", path.display())));
+        assert!(
+            first["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}:", path.display()))
+        );
         if i == 1 {
             assert_eq!(first["key"], "routes[1].upstream");
-            assert!(first["message"].as_str().unwrap().contains("unknown upstream `nope`"));
+            assert!(
+                first["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unknown upstream `nope`")
+            );
         }
         // The old config keeps serving.
         assert_eq!(get(&gw.url("/base/1")).await.status, StatusCode::OK);
@@ -107,8 +127,22 @@ async fn broken_toml_and_unknown_upstream_keep_the_old_config_and_are_reported()
     assert_eq!(cfg["last_reload"]["ok"], false);
     assert_eq!(cfg["last_reload"]["attempts"], 2);
     let m = scrape(running).await;
-    assert_eq!(metric(&m, "portico_config_reloads_total", &[("outcome", "failure")]), Some(2.0));
-    assert_eq!(metric(&m, "portico_config_reloads_total", &[("outcome", "success")]), Some(0.0));
+    assert_eq!(
+        metric(
+            &m,
+            "portico_config_reloads_total",
+            &[("outcome", "failure")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "portico_config_reloads_total",
+            &[("outcome", "success")]
+        ),
+        Some(0.0)
+    );
 
     // Fixing the file and reloading answers 200 with the new version and what changed.
     std::fs::write(&path, config(backend.addr, "watch = false", NEW_ROUTE)).unwrap();
@@ -117,8 +151,16 @@ async fn broken_toml_and_unknown_upstream_keep_the_old_config_and_are_reported()
     let body = a.json();
     assert_eq!(body["generation"], 2);
     assert_eq!(body["version"], running.gateway.runtime().version);
-    assert_eq!(body["changes"]["routes"]["added"], serde_json::json!(["new"]));
-    assert!(body["summary"].as_str().unwrap().starts_with("routes +1 -0 ~0 (added: new)"));
+    assert_eq!(
+        body["changes"]["routes"]["added"],
+        serde_json::json!(["new"])
+    );
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("routes +1 -0 ~0 (added: new)")
+    );
     assert_eq!(get(&gw.url("/new")).await.status, StatusCode::OK);
 }
 
@@ -130,7 +172,11 @@ async fn a_burst_of_1000_file_events_causes_at_most_two_reloads() {
     let path = gw.config_path();
     for i in 0..999 {
         // In-place rewrites (truncate + write): the worst case for a watcher.
-        std::fs::write(&path, format!("# save {i}\n{}", config(backend.addr, "", ""))).unwrap();
+        std::fs::write(
+            &path,
+            format!("# save {i}\n{}", config(backend.addr, "", "")),
+        )
+        .unwrap();
     }
     std::fs::write(&path, config(backend.addr, "", NEW_ROUTE)).unwrap();
 
@@ -142,13 +188,34 @@ async fn a_burst_of_1000_file_events_causes_at_most_two_reloads() {
             break;
         }
     }
-    assert!(status.attempts <= 2, "{} reloads for one burst", status.attempts);
-    assert!(status.errors.is_none(), "last reload failed: {:?}", status.errors);
+    assert!(
+        status.attempts <= 2,
+        "{} reloads for one burst",
+        status.attempts
+    );
+    assert!(
+        status.errors.is_none(),
+        "last reload failed: {:?}",
+        status.errors
+    );
     assert_eq!(get(&gw.url("/new")).await.status, StatusCode::OK);
     let m = scrape(gw.running()).await;
-    let ok = metric(&m, "portico_config_reloads_total", &[("outcome", "success")]).unwrap();
-    let failed = metric(&m, "portico_config_reloads_total", &[("outcome", "failure")]).unwrap();
-    assert!(ok + failed <= 2.0 && ok >= 1.0, "success {ok}, failure {failed}");
+    let ok = metric(
+        &m,
+        "portico_config_reloads_total",
+        &[("outcome", "success")],
+    )
+    .unwrap();
+    let failed = metric(
+        &m,
+        "portico_config_reloads_total",
+        &[("outcome", "failure")],
+    )
+    .unwrap();
+    assert!(
+        ok + failed <= 2.0 && ok >= 1.0,
+        "success {ok}, failure {failed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +229,11 @@ async fn a_deleted_then_recreated_file_is_picked_up() {
     let status = next_reload(&mut rx, Duration::from_secs(5)).await;
     let errors = status.errors.expect("a missing file fails the reload");
     assert!(errors.to_string().contains("cannot read file"), "{errors}");
-    assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK, "old config keeps serving");
+    assert_eq!(
+        get(&gw.url("/base")).await.status,
+        StatusCode::OK,
+        "old config keeps serving"
+    );
 
     std::fs::write(&path, config(backend.addr, "", NEW_ROUTE)).unwrap();
     let status = next_reload(&mut rx, Duration::from_secs(5)).await;
@@ -182,13 +253,19 @@ async fn a_kubernetes_configmap_symlink_swap_is_picked_up() {
     write(root, "..v1/gateway.toml", &config(backend.addr, "", ""));
     symlink("..v1", root.join("..data")).unwrap();
     symlink("..data/gateway.toml", root.join("gateway.toml")).unwrap();
-    let running = portico::Running::start(&root.join("gateway.toml")).await.unwrap();
+    let running = portico::Running::start(&root.join("gateway.toml"))
+        .await
+        .unwrap();
     let mut rx = running.gateway.reload_status();
     let url = format!("http://{}/new", running.http_addr());
     assert_eq!(get(&url).await.status, StatusCode::NOT_FOUND);
 
     // kubelet's update: new folder, new symlink, atomic rename over `..data`, old folder gone.
-    write(root, "..v2/gateway.toml", &config(backend.addr, "", NEW_ROUTE));
+    write(
+        root,
+        "..v2/gateway.toml",
+        &config(backend.addr, "", NEW_ROUTE),
+    );
     symlink("..v2", root.join("..data_tmp")).unwrap();
     std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
     std::fs::remove_dir_all(root.join("..v1")).unwrap();
@@ -252,9 +329,16 @@ async fn unchanged_upstreams_keep_their_pool_and_route_counts_go_on() {
     assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK);
     let before = g.runtime();
 
-    std::fs::write(gw.config_path(), config(backend.addr, "watch = false", NEW_ROUTE)).unwrap();
+    std::fs::write(
+        gw.config_path(),
+        config(backend.addr, "watch = false", NEW_ROUTE),
+    )
+    .unwrap();
     let after = g.reload().unwrap();
-    assert!(Arc::ptr_eq(&before.upstreams["app"], &after.upstreams["app"]), "pool carried over");
+    assert!(
+        Arc::ptr_eq(&before.upstreams["app"], &after.upstreams["app"]),
+        "pool carried over"
+    );
     assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK);
     let m = scrape(gw.running()).await;
     let base_2xx = [("route", "base"), ("class", "2xx")];
@@ -266,7 +350,10 @@ async fn unchanged_upstreams_keep_their_pool_and_route_counts_go_on() {
     );
     std::fs::write(gw.config_path(), changed).unwrap();
     let third = g.reload().unwrap();
-    assert!(!Arc::ptr_eq(&after.upstreams["app"], &third.upstreams["app"]), "new settings, new upstream");
+    assert!(
+        !Arc::ptr_eq(&after.upstreams["app"], &third.upstreams["app"]),
+        "new settings, new upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,15 +361,20 @@ async fn a_changed_listen_address_is_refused_with_restart_needed() {
     let backend = Backend::echo("app").await;
     let gw = TestGateway::start(&config(backend.addr, "watch = false", "")).await;
     let other = dead_addr().await;
-    let text = config(backend.addr, "watch = false", NEW_ROUTE)
-        .replace("listen = \"127.0.0.1:0\"\nadmin", &format!("listen = \"{other}\"\nadmin"));
+    let text = config(backend.addr, "watch = false", NEW_ROUTE).replace(
+        "listen = \"127.0.0.1:0\"\nadmin",
+        &format!("listen = \"{other}\"\nadmin"),
+    );
     std::fs::write(gw.config_path(), &text).unwrap();
     let a = admin_post(gw.running(), "/admin/reload").await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     let e = &a.json()["errors"][0];
     assert_eq!(e["key"], "server.listen");
     assert_eq!(e["line"], 3);
-    assert!(e["message"].as_str().unwrap().contains("needs a restart"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("needs a restart"),
+        "{e}"
+    );
     // Nothing of the new file applies (not even the new route).
     assert_eq!(get(&gw.url("/new")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK);
@@ -371,7 +463,11 @@ async fn reloads_under_sustained_keepalive_load_lose_no_request() {
         seen.extend(variants);
     }
     assert_eq!(g.generation(), 1 + reloads as u64);
-    assert!(ok.load(Ordering::SeqCst) >= 20 * reloads, "{} requests", ok.load(Ordering::SeqCst));
+    assert!(
+        ok.load(Ordering::SeqCst) >= 20 * reloads,
+        "{} requests",
+        ok.load(Ordering::SeqCst)
+    );
     assert_eq!(seen.len(), 2, "both configs served: {seen:?}");
     assert_eq!(backend.hits(), ok.load(Ordering::SeqCst));
 }

@@ -14,10 +14,8 @@ use super::runtime::{Runtime, ServerSettings};
 use super::units::parse_duration;
 
 /// Default admin listener address.
-pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    9901,
-);
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
 
 /// The admin listener when `server.admin_listen` is absent: `127.0.0.1:9901`, except that a
 /// gateway whose `listen` asks for an ephemeral port (`:0`) also gets an ephemeral admin port,

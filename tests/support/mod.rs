@@ -37,7 +37,8 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
 pub fn json_response(status: u16, value: serde_json::Value) -> Response<TestBody> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -68,7 +69,9 @@ impl Backend {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let handler = handler.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
@@ -91,11 +94,20 @@ impl Backend {
     pub async fn echo(name: &'static str) -> Backend {
         Backend::start(move |req: Request<Incoming>| async move {
             let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let mut headers = serde_json::Map::new();
             for (k, v) in &parts.headers {
-                let entry = headers.entry(k.as_str()).or_insert_with(|| serde_json::json!([]));
-                entry.as_array_mut().unwrap().push(v.to_str().unwrap_or("?").into());
+                let entry = headers
+                    .entry(k.as_str())
+                    .or_insert_with(|| serde_json::json!([]));
+                entry
+                    .as_array_mut()
+                    .unwrap()
+                    .push(v.to_str().unwrap_or("?").into());
             }
             let mut resp = json_response(
                 200,
@@ -109,7 +121,8 @@ impl Backend {
                     "body_sum": checksum(&bytes),
                 }),
             );
-            resp.headers_mut().insert("x-backend", name.parse().unwrap());
+            resp.headers_mut()
+                .insert("x-backend", name.parse().unwrap());
             resp
         })
         .await
@@ -123,7 +136,9 @@ impl Backend {
 
 /// A simple order-sensitive checksum of bytes.
 pub fn checksum(b: &[u8]) -> u64 {
-    b.iter().fold(0u64, |h, &x| h.wrapping_mul(1_000_003).wrapping_add(u64::from(x)))
+    b.iter().fold(0u64, |h, &x| {
+        h.wrapping_mul(1_000_003).wrapping_add(u64::from(x))
+    })
 }
 
 /// A deterministic payload of `n` bytes.
@@ -158,7 +173,11 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let addr = running.http_addr();
-        TestGateway { running: Some(running), addr, dir }
+        TestGateway {
+            running: Some(running),
+            addr,
+            dir,
+        }
     }
 
     /// Starts a gateway from one gateway.toml text.
@@ -217,18 +236,27 @@ pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// h2c (prior knowledge) client.
 pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 /// Sends a request with a client and reads the whole answer.
-pub async fn send_with(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Answer {
+pub async fn send_with(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
     let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
         .expect("request timed out")
         .expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// Sends a request over a fresh HTTP/1.1 client.
@@ -252,7 +280,10 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Runs `portico` with arguments; returns (exit code, stdout, stderr).
 pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico")).args(args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -281,7 +312,12 @@ pub async fn admin_get(running: &portico::Running, path: &str) -> Answer {
 /// POST (empty body) on the admin listener of an in-process gateway.
 pub async fn admin_post(running: &portico::Running, path: &str) -> Answer {
     let addr = running.admin_addr().expect("admin listener enabled");
-    send(Request::post(format!("http://{addr}{path}")).body(Full::default()).unwrap()).await
+    send(
+        Request::post(format!("http://{addr}{path}"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
 }
 
 /// Parses Prometheus/OpenMetrics text strictly: every line must be a HELP, TYPE, UNIT or EOF
@@ -308,7 +344,11 @@ pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
 
 /// The value of the sample `name` whose labels include all of `labels` (counters, gauges and
 /// histogram `_count`/`_sum` are plain samples; histogram buckets are not looked at here).
-pub fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn metric(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     use prometheus_parse::Value;
     scrape
         .samples
@@ -325,7 +365,11 @@ pub fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
 pub async fn scrape(running: &portico::Running) -> prometheus_parse::Scrape {
     let a = admin_get(running, "/metrics").await;
     assert_eq!(a.status, StatusCode::OK);
-    assert!(a.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     parse_metrics(std::str::from_utf8(&a.body).unwrap())
 }
 
@@ -368,7 +412,11 @@ impl HeldBackend {
             }
         })
         .await;
-        HeldBackend { backend, arrived: tokio::sync::Mutex::new(rx), release }
+        HeldBackend {
+            backend,
+            arrived: tokio::sync::Mutex::new(rx),
+            release,
+        }
     }
 
     /// Waits (bounded) until a held request reached the backend.
@@ -492,7 +540,10 @@ impl ChildGateway {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(std::time::Instant::now() < deadline, "gateway did not exit within {within:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not exit within {within:?}"
+            );
             // A child's exit cannot be awaited without a runtime-specific reaper; poll briefly.
             std::thread::sleep(Duration::from_millis(10));
         }
