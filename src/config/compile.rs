@@ -43,7 +43,12 @@ pub fn compile(
     }
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
-    let routes = routes(&mut d, &file.routes, &upstreams);
+    let declared: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -280,6 +285,7 @@ fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    declared: &[&str],
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -303,7 +309,8 @@ fn routes(
         let before = d.errors.len();
         let (host, path, methods, headers) = matcher(d, &r.matcher, &key);
         let upstream = upstreams.get(r.upstream.get_ref().as_str()).cloned();
-        if upstream.is_none() {
+        // An upstream that exists but has errors of its own was reported already.
+        if upstream.is_none() && !declared.contains(&r.upstream.get_ref().as_str()) {
             d.error(
                 r.upstream.span(),
                 format!("{key}.upstream"),
