@@ -378,6 +378,18 @@ async fn a_changed_listen_address_is_refused_with_restart_needed() {
     // Nothing of the new file applies (not even the new route).
     assert_eq!(get(&gw.url("/new")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK);
+
+    // The connection cap sizes the listeners' accept limit: also restart-only.
+    let text = config(backend.addr, "watch = false", "")
+        + "
+[limits]
+max_connections = 5
+";
+    std::fs::write(gw.config_path(), &text).unwrap();
+    let a = admin_post(gw.running(), "/admin/reload").await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.json()["errors"][0]["key"], "limits.max_connections");
+    assert_eq!(gw.running().gateway.generation(), 1);
 }
 
 /// At least 20 reloads while 4 keep-alive clients send requests without pause: every request

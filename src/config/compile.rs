@@ -36,12 +36,14 @@ pub fn compile(
         source,
         errors: &mut errors,
     };
+    // One registry per process: parts that register metric families get it from here.
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
 
     let server = server_settings(&mut d, &file.server);
-    if let Some(s) = &server {
-        super::lifecycle::check_server(&mut d, &file.server, s, previous);
-    }
     let limits = limits(&mut d, &file);
+    if let Some(s) = &server {
+        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, previous);
+    }
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
     let declared: Vec<&str> = file
         .upstreams
@@ -53,7 +55,6 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
     let mut routes = routes;
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));

@@ -9,8 +9,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::diag::Diagnostics;
-use super::file::{ServerFile, Text};
-use super::runtime::{Runtime, ServerSettings};
+use super::file::{GatewayFile, ServerFile, Text};
+use super::runtime::{Limits, Runtime, ServerSettings};
 use super::units::parse_duration;
 
 /// Default admin listener address.
@@ -143,13 +143,16 @@ pub fn watch(d: &mut Diagnostics, s: &ServerFile) -> WatchSettings {
 }
 
 /// Checks of the compiled `[server]`: the admin listener must not share the public one, and a
-/// reload must not change what only a restart can.
-pub fn check_server(
+/// reload must not change what only a restart can (listener addresses, worker threads, the
+/// connection cap that sizes each listener's accept limit).
+pub fn check_restart_only(
     d: &mut Diagnostics,
-    s: &ServerFile,
+    file: &GatewayFile,
     server: &ServerSettings,
+    limits: &Limits,
     previous: Option<&Runtime>,
 ) {
+    let s = &file.server;
     let span = |v: &Option<Text>| v.as_ref().map(|t| t.span());
     if let Some(admin) = server.admin_listen {
         if admin == server.listen && admin.port() != 0 {
@@ -186,6 +189,15 @@ pub fn check_server(
         Shown(prev.workers),
         Shown(server.workers),
     );
+    if let Some(p) = previous {
+        restart_only(
+            d,
+            "limits.max_connections",
+            file.limits.max_connections.as_ref().map(|m| m.span()),
+            p.limits.max_connections,
+            limits.max_connections,
+        );
+    }
 }
 
 /// Refuses a reload that changes a setting only a restart applies. Other listeners (e.g. TLS)
