@@ -56,6 +56,9 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
+    /// The route requires a verified client certificate and the connection has none.
+    #[error("client certificate required")]
+    ClientCertRequired,
 }
 
 /// The pieces of an RFC 9457 problem for one error.
@@ -130,6 +133,12 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
+            E::ClientCertRequired => p(
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Forbidden",
+                "This route requires a verified TLS client certificate.",
+            ),
         }
     }
 
@@ -162,7 +171,8 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamProtocol { .. } => {}
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::ClientCertRequired => {}
         }
         resp
     }

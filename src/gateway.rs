@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -24,6 +24,8 @@ pub struct Gateway {
     draining: AtomicBool,
     reload_lock: std::sync::Mutex<()>,
     status: watch::Sender<ReloadStatus>,
+    /// Bound port of the HTTPS listener (0: none), the target of `redirect_https`.
+    https_port: AtomicU16,
 }
 
 /// What the last reload attempt did; observers (tests, the admin API) can await changes.
@@ -68,6 +70,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             reload_lock: std::sync::Mutex::new(()),
             status,
+            https_port: AtomicU16::new(0),
         })
     }
 
@@ -84,6 +87,16 @@ impl Gateway {
     /// The gateway.toml this gateway was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// Bound port of the HTTPS listener, if one is running.
+    pub fn https_port(&self) -> Option<u16> {
+        Some(self.https_port.load(Ordering::Relaxed)).filter(|&p| p != 0)
+    }
+
+    /// Records the HTTPS listener's bound port (0: none).
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.
@@ -187,6 +200,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     http_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     tracker: Arc<ConnTracker>,
@@ -218,18 +232,28 @@ impl Running {
         let admin_listen = runtime.server.admin_listen;
         let gateway = Gateway::new(path, runtime);
         let (http, http_addr) = bind(listen).await?;
+        let https = server::tls::bind(&gateway).await?;
+        let https_addr = https.as_ref().map(|(_, addr)| *addr);
         let admin = match admin_listen {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
         let (shutdown, rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let accept_tasks = vec![tokio::spawn(server::accept_plain(
+        let mut accept_tasks = vec![tokio::spawn(server::accept_plain(
             http,
             gateway.clone(),
             tracker.clone(),
-            rx,
+            rx.clone(),
         ))];
+        if let Some((listener, _)) = https {
+            accept_tasks.push(tokio::spawn(server::tls::accept_tls(
+                listener,
+                gateway.clone(),
+                tracker.clone(),
+                rx,
+            )));
+        }
         tracing::info!(%http_addr, "listening (HTTP/1.1 and h2c)");
         let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let admin = admin.map(|(listener, addr)| {
@@ -246,6 +270,7 @@ impl Running {
             gateway,
             http_addr,
             admin_addr,
+            https_addr,
             shutdown,
             accept_tasks,
             tracker,
@@ -257,6 +282,11 @@ impl Running {
     /// Address of the plain HTTP listener.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Address of the HTTPS listener, when `[server.tls]` is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Address of the admin listener, if enabled.

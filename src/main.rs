@@ -75,6 +75,9 @@ fn check(path: &Path) -> ExitCode {
                 rt.routes.routes().len(),
                 rt.upstreams.len()
             );
+            if let Some(tls) = &rt.tls {
+                print!("{}", portico::server::tls::describe(tls));
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -143,16 +146,20 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
 }
 
 /// One line on stdout once every listener is bound, for supervisors and tests:
-/// `ready http=ADDR admin=ADDR|off pid=PID`.
+/// `ready http=ADDR [https=ADDR] admin=ADDR|off pid=PID`.
 fn announce_ready(running: &Running) {
     use std::io::Write as _;
     let admin = running
         .admin_addr()
         .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let https = running
+        .https_addr()
+        .map(|a| format!(" https={a}"))
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "ready http={} admin={admin} pid={}",
+        "ready http={}{https} admin={admin} pid={}",
         running.http_addr(),
         std::process::id()
     );

@@ -41,9 +41,6 @@ pub fn compile(
 
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
-    if let Some(s) = &server {
-        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, previous);
-    }
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
     let declared: Vec<&str> = file
         .upstreams
@@ -51,23 +48,33 @@ pub fn compile(
         .map(|k| k.get_ref().as_str())
         .collect();
     let routes = routes(&mut d, &file.routes, &upstreams, &declared);
+    let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
+    crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
+    if let Some(s) = &server {
+        let tls_listen = tls.as_ref().map(|t| t.listen);
+        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
+    }
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let mut sources = vec![source.path.clone()];
+    let tls_digest =
+        crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
     let mut routes = routes;
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
     }
     Ok(Runtime {
-        version: super::version_hash([source.text.as_bytes()]),
+        version: super::version_hash([source.text.as_bytes(), &tls_digest]),
         loaded_at: SystemTime::now(),
-        sources: vec![source.path.clone()],
+        sources,
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        tls,
         metrics,
         inventory: super::inventory::Inventory::of_gateway(&source.text),
     })
@@ -227,14 +234,16 @@ fn upstreams(
                 "needs at least one endpoint",
             );
         }
-        let endpoints: Vec<_> = u
+        let mut endpoints: Vec<_> = u
             .endpoints
             .get_ref()
             .iter()
             .enumerate()
             .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
             .collect();
+        let tls = crate::upstream::tls::compile(d, u, &key, &mut endpoints);
         let settings = UpstreamSettings {
+            tls,
             endpoints,
             timeout: duration_or(
                 d,
@@ -342,7 +351,9 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards::default(),
+            guards: Guards {
+                client_cert: crate::filter::client_cert::rule(d, &r.client_cert, &key),
+            },
             metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),

@@ -150,6 +150,7 @@ pub fn check_restart_only(
     file: &GatewayFile,
     server: &ServerSettings,
     limits: &Limits,
+    tls_listen: Option<SocketAddr>,
     previous: Option<&Runtime>,
 ) {
     let s = &file.server;
@@ -162,6 +163,15 @@ pub fn check_restart_only(
                 format!(
                     "{admin} is also server.listen: the admin API is never served on a public listener"
                 ),
+            );
+        }
+    }
+    if let (Some(admin), Some(tls)) = (server.admin_listen, tls_listen) {
+        if admin == tls && admin.port() != 0 {
+            d.error(
+                span(&s.admin_listen).unwrap_or(0..0),
+                "server.admin_listen",
+                format!("{admin} is also server.tls.listen: the admin API is never served on a public listener"),
             );
         }
     }
@@ -188,6 +198,20 @@ pub fn check_restart_only(
         s.workers.as_ref().map(|w| w.span()),
         Shown(prev.workers),
         Shown(server.workers),
+    );
+    let tls_before = previous.and_then(|p| p.tls.as_ref()).map(|t| t.listen);
+    // A [server.tls] that failed to compile has already reported why.
+    let tls_after = if s.tls.is_some() && tls_listen.is_none() {
+        tls_before
+    } else {
+        tls_listen
+    };
+    restart_only(
+        d,
+        "server.tls.listen",
+        s.tls.as_ref().map(|t| t.get_ref().listen.span()),
+        Shown(tls_before),
+        Shown(tls_after),
     );
     if let Some(p) = previous {
         restart_only(

@@ -36,6 +36,8 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// Named parts with fingerprints, for the reload summary.
     pub inventory: Inventory,
+    /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
+    pub tls: Option<crate::server::tls::TlsSettings>,
 }
 
 /// `[server]`, compiled.
