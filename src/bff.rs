@@ -75,6 +75,13 @@ impl Bff {
     pub fn default_profile(&self) -> Option<&str> {
         self.default.map(|i| &*self.profiles[i].name)
     }
+
+    /// Ids of every endpoint (their request series are named like routes).
+    pub fn endpoint_ids(&self) -> impl Iterator<Item = &str> {
+        self.profiles
+            .iter()
+            .flat_map(|p| p.endpoints.iter().map(|e| &*e.id))
+    }
 }
 
 /// The BFF endpoints as text, one per line, for `portico routes`.
@@ -121,9 +128,9 @@ pub struct Profile {
     pub name: Arc<str>,
     /// Owned path prefix, if mounted.
     pub mount: Option<Box<str>>,
-    /// Content hash of the profile file: equal across a reload means unchanged (for the
-    /// reload summary's added/removed/changed profiles).
-    pub version: String,
+    /// Fingerprint of the profile file: equal across a reload means unchanged (the reload
+    /// summary lists profiles added, removed and changed).
+    pub fingerprint: u64,
     /// Endpoints in file order.
     pub endpoints: Box<[Endpoint]>,
 }
@@ -151,8 +158,10 @@ pub struct Endpoint {
     pub has_flatten: bool,
     /// Starting capacity of the response buffer.
     pub size_hint: usize,
-    /// Outcome and latency counters.
-    pub stats: Arc<metrics::EndpointStats>,
+    /// Result counters (complete, partial, failed).
+    pub stats: metrics::EndpointStats,
+    /// Request count and latency series under the endpoint's id, as for routes.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// One backend call of an endpoint.
@@ -188,8 +197,8 @@ pub struct Part {
     pub max_bytes: usize,
     /// Answer cache, if configured.
     pub cache: Option<cache::PartCache>,
-    /// Outcome and latency counters.
-    pub stats: Arc<metrics::PartStats>,
+    /// Outcome and latency series.
+    pub stats: metrics::PartStats,
 }
 
 /// Serves a BFF request whose guards have passed: budget, fan-out, shaped answer.
@@ -209,11 +218,11 @@ pub async fn serve(
     match result {
         Ok(run) => {
             let (resp, completion) = respond::respond(ep, run, took);
-            metrics::record_endpoint(&ep.stats, completion, took);
+            metrics::record_endpoint(&ep.stats, completion);
             Ok(resp)
         }
         Err(e) => {
-            metrics::record_endpoint(&ep.stats, metrics::Completion::Failed, took);
+            metrics::record_endpoint(&ep.stats, metrics::Completion::Failed);
             Err(e)
         }
     }

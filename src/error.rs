@@ -56,6 +56,9 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
+    /// The route requires a verified client certificate and the connection has none.
+    #[error("client certificate required")]
+    ClientCertRequired,
     /// `x-client` named no BFF profile, there is no default profile, and no route matches.
     #[error("unknown BFF client")]
     BffUnknownClient,
@@ -155,6 +158,12 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
+            E::ClientCertRequired => p(
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Forbidden",
+                "This route requires a verified TLS client certificate.",
+            ),
             E::BffUnknownClient => p(
                 StatusCode::NOT_FOUND,
                 "unknown-client",
@@ -214,6 +223,7 @@ impl GatewayError {
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::ClientCertRequired
             | GatewayError::BffUnknownClient
             | GatewayError::BffPartFailed { .. }
             | GatewayError::BffPartTimeout { .. }

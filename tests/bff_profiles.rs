@@ -248,7 +248,10 @@ async fn editing_a_bff_profile_changes_the_response() {
         "bff/app.toml",
         &EDITABLE.replace(r#"["id"]"#, r#"["id", "name"]"#),
     );
-    let next = gw.running().gateway.reload().expect("reload");
+    let reloaded = gw.running().gateway.reload_by("test").expect("reload");
+    let summary = reloaded.summary.to_string();
+    assert!(summary.contains("profiles +0 -0 ~1"), "{summary}");
+    let next = reloaded.runtime;
     assert_ne!(next.version, version, "profile text is part of the version");
     let v = get(&url).await.json();
     assert_eq!(v["profile"].as_object().unwrap().len(), 2, "{v}");
@@ -261,6 +264,14 @@ async fn editing_a_bff_profile_changes_the_response() {
     };
     let ok = part(&next).count(portico::bff::metrics::Outcome::Ok);
     assert_eq!(ok, 2, "both requests counted on the same counters");
+    let text = next.metrics.encode();
+    for series in [
+        r#"portico_bff_parts_total{profile="app",endpoint="GET /me",part="profile",outcome="ok"} 2"#,
+        r#"portico_bff_responses_total{profile="app",endpoint="GET /me",result="complete"} 2"#,
+        r#"portico_requests_total{route="app GET /me",class="2xx"} 2"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
 
     // A broken edit is refused with file:line:col and the old profile keeps serving.
     write(

@@ -120,8 +120,8 @@ pub struct Context<'a> {
     pub upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
     /// Every upstream name in gateway.toml (some may have failed to compile).
     pub declared: &'a [&'a str],
-    /// The runtime being replaced: counters of unchanged endpoints and parts carry over.
-    pub previous: Option<&'a Bff>,
+    /// The gateway's metrics registry (one per process; series carry over reloads).
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// Compiles every parsed profile; problems go to `errors`.
@@ -362,7 +362,7 @@ fn profile(
         Profile {
             name,
             mount,
-            version: crate::config::version_hash([d.source.text.as_bytes()]),
+            fingerprint: crate::config::inventory::fingerprint_bytes(d.source.text.as_bytes()),
             endpoints: endpoints.into(),
         },
         globs,
@@ -440,10 +440,6 @@ fn endpoint(
     };
     let label: Arc<str> = Arc::from(format!("{method} {}", path.as_str()));
     let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
-    let previous = cx
-        .previous
-        .and_then(|b| b.profile(defaults.profile))
-        .and_then(|p| p.endpoints.iter().find(|x| x.id == id));
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for (pi, p) in parts_file.iter().enumerate() {
@@ -454,7 +450,6 @@ fn endpoint(
             max_part_bytes: defaults.max_part_bytes,
             profile: defaults.profile,
             label: &label,
-            previous,
         };
         if let Some((part, ds)) = part(d, p, &pc, cx) {
             parts.push(part);
@@ -481,9 +476,8 @@ fn endpoint(
             return None;
         }
     };
-    let stats = previous
-        .map(|p| p.stats.clone())
-        .unwrap_or_else(|| Arc::new(EndpointStats::new(defaults.profile.clone(), label)));
+    let stats = EndpointStats::new(cx.metrics, defaults.profile, &label);
+    let metrics = cx.metrics.route(&id, None);
     Some(Endpoint {
         id,
         method,
@@ -498,6 +492,7 @@ fn endpoint(
         parts: parts.into(),
         plan,
         stats,
+        metrics,
     })
 }
 
@@ -535,7 +530,6 @@ struct PartContext<'a> {
     max_part_bytes: usize,
     profile: &'a Arc<str>,
     label: &'a Arc<str>,
-    previous: Option<&'a Endpoint>,
 }
 
 fn header_name(
@@ -690,17 +684,7 @@ fn part(
     }
     let (upstream, path) = (upstream?, path?);
     let name: Arc<str> = Arc::from(p.name.get_ref().as_str());
-    let stats = pc
-        .previous
-        .and_then(|e| e.parts.iter().find(|x| x.name == name))
-        .map(|x| x.stats.clone())
-        .unwrap_or_else(|| {
-            Arc::new(PartStats::new(
-                pc.profile.clone(),
-                pc.label.clone(),
-                name.clone(),
-            ))
-        });
+    let stats = PartStats::new(cx.metrics, pc.profile, pc.label, &name);
     let part = Part {
         key_json: format!("{}:", serde_json::Value::String(name.to_string())).into(),
         name,

@@ -1,19 +1,27 @@
-//! BFF counters: outcome and latency per profile, endpoint and part.
+//! BFF metrics: outcome and latency per profile, endpoint and part, in the gateway's registry.
 //!
-//! Handles are created at config load and held by the compiled endpoint and parts, so a
-//! request records with a few relaxed atomic adds and no label hashing. Counters of an
-//! endpoint or part that still exists after a reload are carried over (they stay monotonic).
-//! [`record_part`] and [`record_endpoint`] are the only places a request records anything:
-//! the seam where the Prometheus registry is connected.
+//! Families (registered once per gateway with [`Metrics::family`]):
+//! - `portico_bff_parts_total{profile, endpoint, part, outcome}`: ok, timeout, error, skipped;
+//! - `portico_bff_part_duration_seconds{profile, endpoint, part}`: time of parts that were called;
+//! - `portico_bff_responses_total{profile, endpoint, result}`: complete, partial, failed.
+//!
+//! Each endpoint also gets the route series (`portico_requests_total{route=ID}` ...) under its
+//! id, e.g. `mobile GET /home`. Handles are resolved at config load and held by the compiled
+//! endpoint and parts, so a request records with a few atomic adds and no label hashing; the
+//! same series are handed out again on reload, so counts go on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use crate::metrics::Metrics;
 
 /// How a part ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Answered in time with usable JSON.
+    /// Answered in time with usable JSON (or from its cache).
     Ok,
     /// Its own timeout or the response budget ran out.
     Timeout,
@@ -72,113 +80,118 @@ impl Completion {
     }
 }
 
-/// Upper bounds (µs) of the latency histogram buckets; the last bucket is +Inf.
-pub const BUCKETS_US: [u64; 11] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-];
+type PartLabels = [(&'static str, String); 4];
+type EndpointLabels = [(&'static str, String); 3];
+type DurationLabels = [(&'static str, String); 3];
+type DurationFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
 
-/// A latency histogram: cumulative-ready bucket counts, sum and count.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS_US.len() + 1],
-    sum_us: AtomicU64,
+fn part_histogram() -> Histogram {
+    // 0.5 ms to ~4 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
-impl Histogram {
-    fn observe(&self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKETS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
+/// The BFF families of one registry.
+struct Families {
+    parts: Family<PartLabels, Counter>,
+    durations: DurationFamily,
+    responses: Family<EndpointLabels, Counter>,
+}
 
-    /// Per-bucket counts (not cumulative), the last one being +Inf.
-    pub fn counts(&self) -> Vec<u64> {
-        self.buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    /// Sum of observations in µs.
-    pub fn sum_us(&self) -> u64 {
-        self.sum_us.load(Ordering::Relaxed)
+fn families(m: &Metrics) -> Families {
+    Families {
+        parts: m.family(
+            "portico_bff_parts",
+            "BFF part calls, by profile, endpoint, part and outcome (ok, timeout, error, skipped)",
+            Family::default,
+        ),
+        durations: m.family(
+            "portico_bff_part_duration_seconds",
+            "Time of BFF part calls, by profile, endpoint and part",
+            || Family::new_with_constructor(part_histogram as fn() -> Histogram),
+        ),
+        responses: m.family(
+            "portico_bff_responses",
+            "BFF answers, by profile, endpoint and result (complete, partial, failed)",
+            Family::default,
+        ),
     }
 }
 
-/// Counters of one part of one endpoint of one profile.
-#[derive(Debug)]
+/// Series of one part of one endpoint of one profile.
+#[derive(Debug, Clone)]
 pub struct PartStats {
-    /// Profile name.
-    pub profile: Arc<str>,
-    /// Endpoint label, `METHOD /path`.
-    pub endpoint: Arc<str>,
-    /// Part name.
-    pub part: Arc<str>,
-    outcomes: [AtomicU64; 4],
-    /// Call latency of parts that were called.
-    pub latency: Histogram,
+    outcomes: [Counter; 4],
+    latency: Histogram,
 }
 
 impl PartStats {
-    /// Fresh counters.
-    pub fn new(profile: Arc<str>, endpoint: Arc<str>, part: Arc<str>) -> PartStats {
+    /// The part's series in `metrics` (created on first use, the same ones on reload).
+    pub fn new(metrics: &Metrics, profile: &str, endpoint: &str, part: &str) -> PartStats {
+        let f = families(metrics);
+        let labels = |o: Outcome| -> PartLabels {
+            [
+                ("profile", profile.to_owned()),
+                ("endpoint", endpoint.to_owned()),
+                ("part", part.to_owned()),
+                ("outcome", o.as_str().to_owned()),
+            ]
+        };
         PartStats {
-            profile,
-            endpoint,
-            part,
-            outcomes: Default::default(),
-            latency: Histogram::default(),
+            outcomes: Outcome::ALL.map(|o| f.parts.get_or_create_owned(&labels(o))),
+            latency: f.durations.get_or_create_owned(&[
+                ("profile", profile.to_owned()),
+                ("endpoint", endpoint.to_owned()),
+                ("part", part.to_owned()),
+            ]),
         }
     }
 
-    /// Count of one outcome.
+    /// Count of one outcome so far.
     pub fn count(&self, o: Outcome) -> u64 {
-        self.outcomes[o as usize].load(Ordering::Relaxed)
+        self.outcomes[o as usize].get()
     }
 }
 
-/// Counters of one endpoint of one profile.
-#[derive(Debug)]
+/// Series of one endpoint of one profile.
+#[derive(Debug, Clone)]
 pub struct EndpointStats {
-    /// Profile name.
-    pub profile: Arc<str>,
-    /// Endpoint label, `METHOD /path`.
-    pub endpoint: Arc<str>,
-    results: [AtomicU64; 3],
-    /// Whole-response latency.
-    pub latency: Histogram,
+    results: [Counter; 3],
 }
 
 impl EndpointStats {
-    /// Fresh counters.
-    pub fn new(profile: Arc<str>, endpoint: Arc<str>) -> EndpointStats {
+    /// The endpoint's series in `metrics`.
+    pub fn new(metrics: &Metrics, profile: &str, endpoint: &str) -> EndpointStats {
+        let f = families(metrics);
         EndpointStats {
-            profile,
-            endpoint,
-            results: Default::default(),
-            latency: Histogram::default(),
+            results: Completion::ALL.map(|c| {
+                f.responses.get_or_create_owned(&[
+                    ("profile", profile.to_owned()),
+                    ("endpoint", endpoint.to_owned()),
+                    ("result", c.as_str().to_owned()),
+                ])
+            }),
         }
     }
 
-    /// Count of one result.
-    pub fn count(&self, r: Completion) -> u64 {
-        self.results[r as usize].load(Ordering::Relaxed)
+    /// Count of one result so far.
+    pub fn count(&self, c: Completion) -> u64 {
+        self.results[c as usize].get()
     }
 }
 
 /// Records how a part ended; `took` is `None` for parts never called.
+#[inline]
 pub fn record_part(stats: &PartStats, outcome: Outcome, took: Option<Duration>) {
-    stats.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    stats.outcomes[outcome as usize].inc();
     if let Some(t) = took {
-        stats.latency.observe(t);
+        stats.latency.observe(t.as_secs_f64());
     }
 }
 
-/// Records how a whole response ended.
-pub fn record_endpoint(stats: &EndpointStats, result: Completion, took: Duration) {
-    stats.results[result as usize].fetch_add(1, Ordering::Relaxed);
-    stats.latency.observe(took);
+/// Records how a whole response ended (its latency is in the endpoint's route series).
+#[inline]
+pub fn record_endpoint(stats: &EndpointStats, result: Completion) {
+    stats.results[result as usize].inc();
 }
 
 #[cfg(test)]
@@ -186,21 +199,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_buckets() {
-        let s = PartStats::new("web".into(), "GET /home".into(), "profile".into());
-        record_part(&s, Outcome::Ok, Some(Duration::from_micros(800)));
-        record_part(&s, Outcome::Timeout, Some(Duration::from_millis(300)));
-        record_part(&s, Outcome::Skipped, None);
-        assert_eq!(s.count(Outcome::Ok), 1);
-        assert_eq!(s.count(Outcome::Timeout), 1);
-        assert_eq!(s.count(Outcome::Skipped), 1);
-        assert_eq!(s.count(Outcome::Error), 0);
-        let c = s.latency.counts();
-        assert_eq!((c[0], c[8], c.iter().sum::<u64>()), (1, 1, 2));
-        assert_eq!(s.latency.sum_us(), 300_800);
-        let e = EndpointStats::new("web".into(), "GET /home".into());
-        record_endpoint(&e, Completion::Partial, Duration::from_secs(9));
+    fn series_are_shared_across_compiles_and_exported() {
+        let m = Metrics::new();
+        let a = PartStats::new(&m, "web", "GET /home", "profile");
+        record_part(&a, Outcome::Ok, Some(Duration::from_micros(800)));
+        record_part(&a, Outcome::Skipped, None);
+        // A reload compiles the part again: same series, counts go on.
+        let b = PartStats::new(&m, "web", "GET /home", "profile");
+        record_part(&b, Outcome::Ok, Some(Duration::from_millis(3)));
+        assert_eq!(a.count(Outcome::Ok), 2);
+        assert_eq!(b.count(Outcome::Skipped), 1);
+        let e = EndpointStats::new(&m, "web", "GET /home");
+        record_endpoint(&e, Completion::Partial);
         assert_eq!(e.count(Completion::Partial), 1);
-        assert_eq!(e.latency.counts()[BUCKETS_US.len()], 1);
+        let text = m.encode();
+        assert!(text.contains(r#"portico_bff_parts_total{profile="web",endpoint="GET /home",part="profile",outcome="ok"} 2"#), "{text}");
+        assert!(text.contains(r#"portico_bff_part_duration_seconds_count{profile="web",endpoint="GET /home",part="profile"} 2"#), "{text}");
+        assert!(text.contains(r#"portico_bff_responses_total{profile="web",endpoint="GET /home",result="partial"} 1"#), "{text}");
     }
 }

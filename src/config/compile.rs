@@ -37,39 +37,63 @@ pub fn compile(
         source,
         errors: &mut errors,
     };
+    // One registry per process: parts that register metric families get it from here.
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
 
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
-    let routes = routes(&mut d, &file.routes, &upstreams);
     let declared: Vec<&str> = file
         .upstreams
         .keys()
         .map(|k| k.get_ref().as_str())
         .collect();
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared);
+    let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
+    crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
+    if let Some(s) = &server {
+        let tls_listen = tls.as_ref().map(|t| t.listen);
+        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
+    }
     let bff_context = crate::bff::compile::Context {
         upstreams: &upstreams,
         declared: &declared,
-        previous: previous.map(|p| &p.bff),
+        metrics: &metrics,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_context);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let mut sources = vec![source.path.clone()];
+    sources.extend(crate::bff::compile::source_paths(profiles).map(|p| p.to_path_buf()));
+    let tls_digest =
+        crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
+    let mut routes = routes;
+    for r in &mut routes {
+        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
+    }
+    let mut inventory = super::inventory::Inventory::of_gateway(&source.text);
+    for p in bff.profiles.iter() {
+        inventory.insert("profiles", p.name.clone(), p.fingerprint);
+    }
     let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
-    let profile_paths = crate::bff::compile::source_paths(profiles).map(|p| p.to_path_buf());
     Ok(Runtime {
-        version: super::version_hash(std::iter::once(source.text.as_bytes()).chain(profile_texts)),
+        version: super::version_hash(
+            [source.text.as_bytes(), &tls_digest]
+                .into_iter()
+                .chain(profile_texts),
+        ),
         loaded_at: SystemTime::now(),
-        sources: std::iter::once(source.path.clone())
-            .chain(profile_paths)
-            .collect(),
+        sources,
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        tls,
+        metrics,
+        inventory,
         bff,
     })
 }
@@ -128,7 +152,7 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
     let admin_listen = match &s.admin_listen {
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(d, v, "server.admin_listen"),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        None => Some(super::lifecycle::default_admin(listen)),
     };
     let workers = s
         .workers
@@ -152,6 +176,8 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
         workers,
         trusted_proxies,
         shutdown_grace,
+        admin_token: super::lifecycle::admin_token(d, &s.admin_token_env),
+        watch: super::lifecycle::watch(d, s),
     })
 }
 
@@ -226,14 +252,16 @@ fn upstreams(
                 "needs at least one endpoint",
             );
         }
-        let endpoints: Vec<_> = u
+        let mut endpoints: Vec<_> = u
             .endpoints
             .get_ref()
             .iter()
             .enumerate()
             .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
             .collect();
+        let tls = crate::upstream::tls::compile(d, u, &key, &mut endpoints);
         let settings = UpstreamSettings {
+            tls,
             endpoints,
             timeout: duration_or(
                 d,
@@ -285,6 +313,7 @@ fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    declared: &[&str],
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -308,7 +337,8 @@ fn routes(
         let before = d.errors.len();
         let (host, path, methods, headers) = matcher(d, &r.matcher, &key);
         let upstream = upstreams.get(r.upstream.get_ref().as_str()).cloned();
-        if upstream.is_none() {
+        // An upstream that exists but has errors of its own was reported already.
+        if upstream.is_none() && !declared.contains(&r.upstream.get_ref().as_str()) {
             d.error(
                 r.upstream.span(),
                 format!("{key}.upstream"),
@@ -339,7 +369,10 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards::default(),
+            guards: Guards {
+                client_cert: crate::filter::client_cert::rule(d, &r.client_cert, &key),
+            },
+            metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

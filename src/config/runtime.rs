@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::inventory::Inventory;
+use super::lifecycle::{AdminToken, WatchSettings};
+use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -32,6 +35,12 @@ pub struct Runtime {
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
     /// BFF client profiles (`bff/*.toml`).
     pub bff: crate::bff::Bff,
+    /// The gateway's metrics registry (one per process, carried over on reload).
+    pub metrics: Arc<Metrics>,
+    /// Named parts with fingerprints, for the reload summary.
+    pub inventory: Inventory,
+    /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
+    pub tls: Option<crate::server::tls::TlsSettings>,
 }
 
 /// `[server]`, compiled.
@@ -47,6 +56,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Bearer token the admin API requires, if any.
+    pub admin_token: Option<AdminToken>,
+    /// Reload on file changes.
+    pub watch: WatchSettings,
 }
 
 /// `[limits]`, compiled.
