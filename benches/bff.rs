@@ -249,6 +249,9 @@ fn bff_work(c: &mut Criterion) {
     g.bench_function("parse_1kb", |b| {
         b.iter(|| serde_json::from_slice::<Value>(std::hint::black_box(&bytes)).unwrap())
     });
+    g.bench_function("parse_1kb_projected", |b| {
+        b.iter(|| shape.parse(std::hint::black_box(&bytes)).unwrap())
+    });
     g.bench_function("shape_1kb", |b| {
         b.iter_batched(|| value.clone(), |v| shape.apply(v), BatchSize::SmallInput)
     });
@@ -298,7 +301,7 @@ fn bff_work(c: &mut Criterion) {
                 took: vec![Some(Duration::from_micros(300)); 3],
                 origins: vec![portico::bff::call::Origin::Backend; 3],
             },
-            |run| portico::bff::respond::respond(ep, run, Duration::from_micros(400)),
+            |run| portico::bff::respond::respond(ep, run, Duration::from_micros(400)).unwrap(),
             BatchSize::SmallInput,
         )
     });

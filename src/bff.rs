@@ -213,11 +213,11 @@ pub async fn serve(
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
     let ep = target.endpoint;
-    let result = aggregate(rt, conn, request_id, target, identity, parts, body).await;
-    let took = started.elapsed();
+    let result = aggregate(rt, conn, request_id, target, identity, parts, body)
+        .await
+        .and_then(|run| respond::respond(ep, run, started.elapsed()));
     match result {
-        Ok(run) => {
-            let (resp, completion) = respond::respond(ep, run, took);
+        Ok((resp, completion)) => {
             metrics::record_endpoint(&ep.stats, completion);
             Ok(resp)
         }

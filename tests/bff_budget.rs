@@ -347,3 +347,61 @@ async fn a_client_may_ask_for_a_shorter_budget_never_a_longer_one() {
         "nothing left to spend"
     );
 }
+
+#[tokio::test]
+async fn an_answer_of_the_wrong_shape_is_omitted_or_fails_a_required_part() {
+    let echo = RawBackend::start("echo", Fault::Delay(Duration::ZERO)).await;
+    let gw = start(
+        &[("echo", &echo)],
+        r#"
+mount = "/t"
+[[endpoints]]
+path = "/optional"
+  [[endpoints.parts]]
+  name = "good"
+  upstream = "echo"
+  path = "/good"
+  fields = ["backend", "headers.nope", "path[].x"]
+  [[endpoints.parts]]
+  name = "list"
+  upstream = "echo"
+  path = "/list"
+  fields = ["[].id"]
+  [[endpoints.parts]]
+  name = "flat"
+  upstream = "echo"
+  path = "/flat"
+  fields = ["segment"]
+  flatten = true
+[[endpoints]]
+path = "/required"
+  [[endpoints.parts]]
+  name = "list"
+  upstream = "echo"
+  path = "/list"
+  fields = ["[].id"]
+  required = true
+"#,
+    )
+    .await;
+    let ans = get(&gw.url("/t/optional")).await;
+    assert_eq!(ans.status, 200);
+    assert_eq!(
+        ans.json(),
+        serde_json::json!({"good": {"backend": "echo", "headers": {}}, "segment": "gold",
+                           "_partial": {"list": "unexpected-shape"}}),
+        "missing and mistyped fields are omitted; a root of the wrong type drops the part"
+    );
+    assert_eq!(
+        ans.header("portico-partial"),
+        Some("list;reason=unexpected-shape")
+    );
+    let req = get(&gw.url("/t/required")).await;
+    assert_eq!(req.status, 502);
+    assert!(
+        req.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unexpected-shape")
+    );
+}

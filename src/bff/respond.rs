@@ -14,11 +14,17 @@ use super::fanout::Run;
 use super::metrics::Completion;
 use super::{Endpoint, PARTIAL_HEADER, PARTIAL_KEY};
 use crate::body::Body;
+use crate::error::GatewayError;
 
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// Builds the 200 answer from what the parts produced.
-pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Completion) {
+/// Builds the 200 answer from what the parts produced; a required part whose answer lacks
+/// the expected shape fails the request instead (502).
+pub fn respond(
+    ep: &Endpoint,
+    run: Run,
+    total: Duration,
+) -> Result<(Response<Body>, Completion), GatewayError> {
     let Run {
         mut values,
         mut failures,
@@ -40,6 +46,9 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
             Some(v) => {
                 let shaped = part.shape.apply(v);
                 if shaped.is_none() {
+                    if part.required {
+                        return Err(unexpected_shape(part));
+                    }
                     failures[i] = Some(Failure::new(Reason::UnexpectedShape));
                 }
                 shaped
@@ -58,6 +67,9 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
             continue;
         }
         let Value::Object(map) = value else {
+            if part.required {
+                return Err(unexpected_shape(part));
+            }
             failures[i].get_or_insert(Failure::new(Reason::UnexpectedShape));
             continue;
         };
@@ -120,7 +132,14 @@ pub fn respond(ep: &Endpoint, run: Run, total: Duration) -> (Response<Body>, Com
         }
         Completion::Partial
     };
-    (resp, completion)
+    Ok((resp, completion))
+}
+
+fn unexpected_shape(part: &super::Part) -> GatewayError {
+    GatewayError::BffPartFailed {
+        part: part.name.clone(),
+        reason: Reason::UnexpectedShape.as_str(),
+    }
 }
 
 /// `profile;dur=12.1, orders;dur=40.0;desc="timeout", total;dur=41.3` (milliseconds); a
