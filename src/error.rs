@@ -56,6 +56,32 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
+    /// No acceptable bearer token: 401 with `WWW-Authenticate`.
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` challenge.
+        challenge: HeaderValue,
+        /// Short reason (never the token).
+        detail: &'static str,
+    },
+    /// A valid token without a required scope or claim: 403.
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// The `WWW-Authenticate` challenge (`error="insufficient_scope"`).
+        challenge: HeaderValue,
+        /// Short reason.
+        detail: &'static str,
+    },
+    /// A rate-limit policy refused the request: 429.
+    #[error("rate limited by policy `{policy}`")]
+    RateLimited {
+        /// Policy name (logs only).
+        policy: std::sync::Arc<str>,
+        /// Whole seconds until a retry can pass (at least 1).
+        retry_after_secs: u64,
+        /// `RateLimit-Policy` and `RateLimit` fields.
+        headers: crate::filter::rate_limit::RateLimitHeaders,
+    },
 }
 
 /// The pieces of an RFC 9457 problem for one error.
@@ -130,6 +156,18 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
+            E::Unauthorized { detail, .. } => {
+                p(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+            }
+            E::Forbidden { detail, .. } => p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail),
+            E::RateLimited {
+                retry_after_secs, ..
+            } => Problem {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                slug: "rate-limited",
+                title: "Too Many Requests",
+                detail: format!("Too many requests; retry in {retry_after_secs} s."),
+            },
         }
     }
 
@@ -156,6 +194,18 @@ impl GatewayError {
             }
             GatewayError::ShuttingDown => {
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            GatewayError::Unauthorized { challenge, .. }
+            | GatewayError::Forbidden { challenge, .. } => {
+                headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            GatewayError::RateLimited {
+                retry_after_secs,
+                headers: fields,
+                ..
+            } => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                fields.apply(headers);
             }
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)

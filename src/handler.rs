@@ -94,7 +94,7 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
 
     // Phase 4: guards (auth, then rate limits).
-    let _identity = filter::run_guards(rt, &route.guards, conn, &mut parts)?;
+    let identity = filter::run_guards(rt, &route.guards, conn, &mut parts).await?;
 
     // Phase 5: request headers.
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
@@ -121,6 +121,9 @@ async fn proxy(
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);
     if !action.response_headers.is_empty() {
         action.response_headers.apply(&mut head.headers);
+    }
+    if let Some(fields) = &identity.rate_limit {
+        fields.apply(&mut head.headers);
     }
     Ok(Response::from_parts(head, Body::Upstream(body)))
 }

@@ -15,7 +15,6 @@ use super::file::{
 };
 use super::runtime::{Limits, Runtime, ServerSettings};
 use super::units::{parse_duration, parse_size};
-use crate::filter::Guards;
 use crate::filter::headers::HeaderOps;
 use crate::net::Cidr;
 use crate::route::{HostPattern, PathPattern, ProxyAction, Route, RouteTable};
@@ -40,7 +39,17 @@ pub fn compile(
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
-    let routes = routes(&mut d, &file.routes, &upstreams);
+    let auth = crate::filter::auth::compile_providers(&mut d, &file.auth, previous.map(|p| &p.auth));
+    let rate_limits = crate::filter::rate_limit::compile_policies(
+        &mut d,
+        &file.rate_limits,
+        previous.map(|p| &p.rate_limits),
+    );
+    let guard_ctx = crate::filter::GuardContext {
+        providers: &auth.providers,
+        policies: &rate_limits,
+    };
+    let routes = routes(&mut d, &file.routes, &upstreams, guard_ctx);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -54,6 +63,8 @@ pub fn compile(
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        auth,
+        rate_limits,
     })
 }
 
@@ -268,6 +279,7 @@ fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    guard_ctx: crate::filter::GuardContext<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -310,6 +322,14 @@ fn routes(
         let request_headers = header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
         let response_headers =
             header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
+        let guards = crate::filter::compile_guards(
+            d,
+            &key,
+            r.auth.as_ref(),
+            r.rate_limit.as_ref(),
+            id,
+            guard_ctx,
+        );
         if d.errors.len() > before {
             continue;
         }
@@ -322,7 +342,7 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards::default(),
+            guards,
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

@@ -2,10 +2,16 @@
 //! Values that need checking keep their span (`Spanned`) so errors can point at them;
 //! nothing here is used at request time (see `config::runtime`).
 
+pub mod auth;
+pub mod rate_limit;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use self::auth::{AuthFile, AuthRuleFile};
+use self::rate_limit::{RateLimitFile, RateLimitRefFile};
 
 /// A string value with its position in the file.
 pub type Text = Spanned<String>;
@@ -34,6 +40,13 @@ pub struct GatewayFile {
     /// `[bff]`: where client profiles live.
     #[serde(default)]
     pub bff: BffSettingsFile,
+
+    /// `[auth]`: JWT providers.
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// `[rate_limits.NAME]`: rate-limit policies.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
 }
 
 /// `[server]`.
@@ -122,6 +135,10 @@ pub struct RouteFile {
     /// Changes to the response before it goes to the client.
     #[serde(default)]
     pub response_headers: HeaderOpsFile,
+    /// JWT requirement; omit for a public route.
+    pub auth: Option<Spanned<AuthRuleFile>>,
+    /// Rate-limit policy name(s); every one must admit.
+    pub rate_limit: Option<Spanned<RateLimitRefFile>>,
 }
 
 /// `match = { ... }` of a route.

@@ -29,6 +29,10 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// JWT providers and the identity headers stripped from every request.
+    pub auth: crate::filter::auth::AuthRuntime,
+    /// Rate-limit policies (with their buckets) by name.
+    pub rate_limits: crate::filter::rate_limit::compile::Policies,
 }
 
 /// `[server]`, compiled.
