@@ -210,7 +210,7 @@ impl http_body::Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.source {
             Source::Stream(inc) => inc.size_hint(),
-            _ => self.hint.clone(),
+            _ => self.hint,
         }
     }
 }

@@ -156,10 +156,15 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
-            E::Unauthorized { detail, .. } => {
-                p(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+            E::Unauthorized { detail, .. } => p(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            ),
+            E::Forbidden { detail, .. } => {
+                p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
             }
-            E::Forbidden { detail, .. } => p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail),
             E::RateLimited {
                 retry_after_secs, ..
             } => Problem {
@@ -204,7 +209,10 @@ impl GatewayError {
                 headers: fields,
                 ..
             } => {
-                headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
                 fields.apply(headers);
             }
             GatewayError::NoRoute

@@ -39,7 +39,8 @@ pub fn compile(
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
-    let auth = crate::filter::auth::compile_providers(&mut d, &file.auth, previous.map(|p| &p.auth));
+    let auth =
+        crate::filter::auth::compile_providers(&mut d, &file.auth, previous.map(|p| &p.auth));
     let rate_limits = crate::filter::rate_limit::compile_policies(
         &mut d,
         &file.rate_limits,

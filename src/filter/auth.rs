@@ -31,6 +31,12 @@ use crate::filter::Claims;
 pub use self::compile::{compile_providers, compile_rule, set_secret_fallback};
 pub use self::provider::MintOptions;
 
+/// The variable the shipped config reads the dev provider's secret from.
+pub const DEV_SECRET_ENV: &str = "PORTICO_DEV_SECRET";
+/// The documented secret `portico demo` and `portico token` use when `PORTICO_DEV_SECRET` is not
+/// set. Public knowledge: `portico run` never falls back to it.
+pub const DEMO_SECRET: &str = "portico-demo-secret-not-for-production-use";
+
 /// Why a request failed authentication (mapped to 401/403 by `into_gateway_error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -53,7 +59,8 @@ impl From<AuthError> for GatewayError {
                     "Bearer realm=\"portico\", error=\"{e}\", error_description=\"{description}\""
                 ),
             };
-            HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer realm=\"portico\""))
+            HeaderValue::from_str(&text)
+                .unwrap_or(HeaderValue::from_static("Bearer realm=\"portico\""))
         };
         match e {
             AuthError::Missing => GatewayError::Unauthorized {
@@ -151,15 +158,21 @@ impl AuthRule {
         if let [only] = &*self.providers {
             return Ok(only);
         }
-        if let Some(p) = self.providers.iter().find(|p| p.cached(hash, now).is_some()) {
+        if let Some(p) = self
+            .providers
+            .iter()
+            .find(|p| p.cached(hash, now).is_some())
+        {
             return Ok(p);
         }
-        let iss = unverified_issuer(token)
-            .ok_or(AuthError::InvalidToken("the token is malformed"))?;
+        let iss =
+            unverified_issuer(token).ok_or(AuthError::InvalidToken("the token is malformed"))?;
         self.providers
             .iter()
             .find(|p| p.settings.issuer == iss)
-            .ok_or(AuthError::InvalidToken("the token's issuer is not accepted"))
+            .ok_or(AuthError::InvalidToken(
+                "the token's issuer is not accepted",
+            ))
     }
 
     /// Scopes and claim conditions.

@@ -141,11 +141,9 @@ impl Policy {
             governor::clock::QuantaClock::default(),
         ));
         let window = secs_ceil(settings.rate.per).max(1);
-        let policy_field = HeaderValue::from_str(&format!(
-            "\"{name}\";q={};w={window}",
-            settings.rate.count
-        ))
-        .unwrap_or(HeaderValue::from_static("\"policy\""));
+        let policy_field =
+            HeaderValue::from_str(&format!("\"{name}\";q={};w={window}", settings.rate.count))
+                .unwrap_or(HeaderValue::from_static("\"policy\""));
         Policy {
             name,
             settings,
@@ -162,7 +160,10 @@ impl Policy {
 
     /// Whether the key reads verified claims.
     pub fn needs_claims(&self) -> bool {
-        self.settings.key.iter().any(|k| matches!(k, KeyPart::Claim(_)))
+        self.settings
+            .key
+            .iter()
+            .any(|k| matches!(k, KeyPart::Claim(_)))
     }
 
     /// Whether the key reads the client address.
@@ -314,10 +315,16 @@ mod tests {
         let p = policy(vec![KeyPart::Ip], OnMissing::Shared);
         let h = HeaderMap::new();
         assert!(p.check(&input(&h, "2001:db8:1:2::1")).is_ok());
-        assert!(p.check(&input(&h, "2001:db8:1:2:ffff::9")).is_err(), "same /64");
+        assert!(
+            p.check(&input(&h, "2001:db8:1:2:ffff::9")).is_err(),
+            "same /64"
+        );
         assert!(p.check(&input(&h, "2001:db8:1:3::1")).is_ok(), "other /64");
         assert!(p.check(&input(&h, "10.0.0.1")).is_ok());
-        assert!(p.check(&input(&h, "::ffff:10.0.0.1")).is_err(), "mapped v4 is the same client");
+        assert!(
+            p.check(&input(&h, "::ffff:10.0.0.1")).is_err(),
+            "mapped v4 is the same client"
+        );
     }
 
     #[test]
@@ -326,7 +333,10 @@ mod tests {
         let name = HeaderName::from_static("x-api-key");
         let shared = policy(vec![KeyPart::Header(name.clone())], OnMissing::Shared);
         assert!(shared.check(&input(&h, "1.1.1.1")).is_ok());
-        assert!(shared.check(&input(&h, "2.2.2.2")).is_err(), "one shared bucket");
+        assert!(
+            shared.check(&input(&h, "2.2.2.2")).is_err(),
+            "one shared bucket"
+        );
         let allow = policy(vec![KeyPart::Header(name.clone())], OnMissing::Allow);
         for _ in 0..3 {
             assert!(allow.check(&input(&h, "1.1.1.1")).unwrap().is_none());
@@ -343,24 +353,40 @@ mod tests {
         let p = policy(vec![KeyPart::Route], OnMissing::Shared);
         let h = HeaderMap::new();
         p.check(&input(&h, "1.1.1.1")).unwrap();
-        let Err(GatewayError::RateLimited { retry_after_secs, headers, .. }) =
-            p.check(&input(&h, "1.1.1.1"))
+        let Err(GatewayError::RateLimited {
+            retry_after_secs,
+            headers,
+            ..
+        }) = p.check(&input(&h, "1.1.1.1"))
         else {
             panic!("second request refused");
         };
         assert!((3599..=3600).contains(&retry_after_secs));
         assert_eq!(headers.policy, "\"p\";q=1;w=3600");
-        assert_eq!(headers.state, format!("\"p\";r=0;t={retry_after_secs}").as_str());
+        assert_eq!(
+            headers.state,
+            format!("\"p\";r=0;t={retry_after_secs}").as_str()
+        );
     }
 
     #[test]
     fn client_ip_behind_trusted_proxies() {
         let trusted = vec![crate::net::Cidr::parse("10.0.0.0/8").unwrap()];
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"),
+        );
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(&trusted, peer, &h), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(&trusted, peer, &h),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
         let outsider: IpAddr = "8.8.8.8".parse().unwrap();
-        assert_eq!(client_ip(&trusted, outsider, &h), outsider, "untrusted peers cannot pick their key");
+        assert_eq!(
+            client_ip(&trusted, outsider, &h),
+            outsider,
+            "untrusted peers cannot pick their key"
+        );
     }
 }

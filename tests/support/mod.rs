@@ -37,7 +37,8 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
 pub fn json_response(status: u16, value: serde_json::Value) -> Response<TestBody> {
     let mut r = Response::new(full(value.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -68,7 +69,9 @@ impl Backend {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let handler = handler.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
@@ -91,11 +94,20 @@ impl Backend {
     pub async fn echo(name: &'static str) -> Backend {
         Backend::start(move |req: Request<Incoming>| async move {
             let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let mut headers = serde_json::Map::new();
             for (k, v) in &parts.headers {
-                let entry = headers.entry(k.as_str()).or_insert_with(|| serde_json::json!([]));
-                entry.as_array_mut().unwrap().push(v.to_str().unwrap_or("?").into());
+                let entry = headers
+                    .entry(k.as_str())
+                    .or_insert_with(|| serde_json::json!([]));
+                entry
+                    .as_array_mut()
+                    .unwrap()
+                    .push(v.to_str().unwrap_or("?").into());
             }
             let mut resp = json_response(
                 200,
@@ -109,7 +121,8 @@ impl Backend {
                     "body_sum": checksum(&bytes),
                 }),
             );
-            resp.headers_mut().insert("x-backend", name.parse().unwrap());
+            resp.headers_mut()
+                .insert("x-backend", name.parse().unwrap());
             resp
         })
         .await
@@ -123,7 +136,9 @@ impl Backend {
 
 /// A simple order-sensitive checksum of bytes.
 pub fn checksum(b: &[u8]) -> u64 {
-    b.iter().fold(0u64, |h, &x| h.wrapping_mul(1_000_003).wrapping_add(u64::from(x)))
+    b.iter().fold(0u64, |h, &x| {
+        h.wrapping_mul(1_000_003).wrapping_add(u64::from(x))
+    })
 }
 
 /// A deterministic payload of `n` bytes.
@@ -158,7 +173,11 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let addr = running.http_addr();
-        TestGateway { running: Some(running), addr, dir }
+        TestGateway {
+            running: Some(running),
+            addr,
+            dir,
+        }
     }
 
     /// Starts a gateway from one gateway.toml text.
@@ -217,18 +236,27 @@ pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// h2c (prior knowledge) client.
 pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 /// Sends a request with a client and reads the whole answer.
-pub async fn send_with(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Answer {
+pub async fn send_with(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
     let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
         .expect("request timed out")
         .expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// Sends a request over a fresh HTTP/1.1 client.
@@ -252,10 +280,51 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Runs `portico` with arguments; returns (exit code, stdout, stderr).
 pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico")).args(args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT helpers (auth and rate-limit tests): fixture keys and token minting.
+// ---------------------------------------------------------------------------------------------
+
+/// Path of a key under tests/fixtures/jwt/.
+pub fn jwt_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/jwt")
+        .join(name)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An HS256 token over `claims` with `secret`.
+pub fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A GET with `authorization: Bearer TOKEN` and extra headers.
+pub async fn get_with_token(url: &str, token: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(url).header("authorization", format!("Bearer {token}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(Full::default()).unwrap()).await
 }

@@ -24,14 +24,15 @@ pub struct RateLimitFile {
     pub headers: Option<Text>,
 }
 
-/// A policy key: one part or a list of parts.
+/// A policy key: one part or a list of parts. (Untagged enums lose inner spans, so errors
+/// point at the whole value.)
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum KeyFile {
     /// `key = "ip"`.
-    One(Text),
+    One(String),
     /// `key = ["ip", "header:x-api-key"]`.
-    Many(Vec<Text>),
+    Many(Vec<String>),
 }
 
 /// `rate_limit = "name"` or `rate_limit = ["a", "b"]` (every policy must admit).
@@ -39,17 +40,17 @@ pub enum KeyFile {
 #[serde(untagged)]
 pub enum RateLimitRefFile {
     /// One policy.
-    One(Text),
+    One(String),
     /// Several policies.
-    Many(Vec<Text>),
+    Many(Vec<String>),
 }
 
 impl RateLimitRefFile {
     /// The named policies in order.
-    pub fn names(&self) -> Vec<&Text> {
+    pub fn names(&self) -> Vec<&str> {
         match self {
-            RateLimitRefFile::One(t) => vec![t],
-            RateLimitRefFile::Many(v) => v.iter().collect(),
+            RateLimitRefFile::One(t) => vec![t.as_str()],
+            RateLimitRefFile::Many(v) => v.iter().map(String::as_str).collect(),
         }
     }
 }

@@ -24,7 +24,7 @@ impl TokenHash {
     /// Digests a token with the per-process random keys.
     pub fn of(token: &str) -> TokenHash {
         static KEYS: OnceLock<(std::hash::RandomState, std::hash::RandomState)> = OnceLock::new();
-        let (a, b) = KEYS.get_or_init(|| Default::default());
+        let (a, b) = KEYS.get_or_init(Default::default);
         let mut ha = a.build_hasher();
         ha.write(token.as_bytes());
         let mut hb = b.build_hasher();
@@ -135,7 +135,10 @@ mod tests {
         assert!(cache.get(h, 1_000).is_none(), "dead at exp");
         assert!(cache.is_empty(), "dead entries are dropped on lookup");
         cache.insert(h, claims("u1"), 1_000, 1_000);
-        assert!(cache.get(h, 999).is_none(), "an expired token is never stored");
+        assert!(
+            cache.get(h, 999).is_none(),
+            "an expired token is never stored"
+        );
     }
 
     #[test]

@@ -52,13 +52,16 @@ pub fn set_secret_fallback(env: &str, value: &str) {
 }
 
 fn env_secret(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| {
-        fallbacks()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-    })
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            fallbacks()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+        })
 }
 
 /// Compiles every provider; unchanged ones are taken from `previous` as they are (token cache,
@@ -104,7 +107,11 @@ type Compiled = (
 fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled> {
     let before = d.errors.len();
     if f.issuer.get_ref().is_empty() {
-        d.error(f.issuer.span(), format!("{key}.issuer"), "must not be empty");
+        d.error(
+            f.issuer.span(),
+            format!("{key}.issuer"),
+            "must not be empty",
+        );
     }
     if f.audiences.get_ref().is_empty() {
         d.error(
@@ -113,7 +120,12 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
             "needs at least one audience (tokens must name one of them in `aud`)",
         );
     }
-    let audiences: Vec<String> = f.audiences.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+    let audiences: Vec<String> = f
+        .audiences
+        .get_ref()
+        .iter()
+        .map(|a| a.get_ref().clone())
+        .collect();
     let algorithms = algorithms(d, key, f);
     let duration = |d: &mut Diagnostics, v: &Option<Text>, k: &str, default: Duration| {
         v.as_ref()
@@ -153,7 +165,11 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
                 format!("{key}.{kind}"),
                 format!(
                     "give one key source, not several ({})",
-                    sources.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    sources
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             (None, None, None)
@@ -173,7 +189,10 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
         }
     }
     if let (Some(KeyConfig::MissingSecret { .. }), Some(algs)) = (&key_config, &algorithms) {
-        if let Some(i) = algs.iter().position(|a| a.family() != AlgorithmFamily::Hmac) {
+        if let Some(i) = algs
+            .iter()
+            .position(|a| a.family() != AlgorithmFamily::Hmac)
+        {
             d.error(
                 f.algorithms.get_ref()[i].span(),
                 format!("{key}.algorithms[{i}]"),
@@ -182,7 +201,10 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
         }
     }
     if let (Some(KeyConfig::JwksUrl(_)), Some(algs)) = (&key_config, &algorithms) {
-        if let Some(i) = algs.iter().position(|a| a.family() == AlgorithmFamily::Hmac) {
+        if let Some(i) = algs
+            .iter()
+            .position(|a| a.family() == AlgorithmFamily::Hmac)
+        {
             d.error(
                 f.algorithms.get_ref()[i].span(),
                 format!("{key}.algorithms[{i}]"),
@@ -230,7 +252,11 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !ok {
-            d.error(c.span(), format!("{key}.cookie"), format!("bad cookie name \"{}\"", c.get_ref()));
+            d.error(
+                c.span(),
+                format!("{key}.cookie"),
+                format!("bad cookie name \"{}\"", c.get_ref()),
+            );
         }
         ok.then(|| c.get_ref().clone())
     });
@@ -243,20 +269,26 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
         }
         let name = header.get_ref().to_ascii_lowercase();
         match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(_) if RESERVED_HEADERS.contains(&name.as_str()) => d.error(
+            Ok(_) if RESERVED_HEADERS.contains(&name.as_str()) => {
+                d.error(header.span(), k, format!("`{name}` cannot carry a claim"))
+            }
+            Ok(h) => forward_claims.push((claim.get_ref().clone(), h)),
+            Err(_) => d.error(
                 header.span(),
                 k,
-                format!("`{name}` cannot carry a claim"),
+                format!("bad header name \"{}\"", header.get_ref()),
             ),
-            Ok(h) => forward_claims.push((claim.get_ref().clone(), h)),
-            Err(_) => d.error(header.span(), k, format!("bad header name \"{}\"", header.get_ref())),
         }
     }
     let cache_size = match &f.cache_size {
         None => 10_000,
         Some(v) if (0..=10_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
         Some(v) => {
-            d.error(v.span(), format!("{key}.cache_size"), "must be between 0 and 10000000");
+            d.error(
+                v.span(),
+                format!("{key}.cache_size"),
+                "must be between 0 and 10000000",
+            );
             0
         }
     };
@@ -311,12 +343,24 @@ fn algorithms(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Vec<Al
 
 type Source = (Option<KeyConfig>, Option<KeySet>, Option<Vec<u8>>);
 
-fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &ProviderFile) -> Source {
+fn key_source(
+    d: &mut Diagnostics,
+    key: &str,
+    kind: &str,
+    value: &Text,
+    f: &ProviderFile,
+) -> Source {
     let k = format!("{key}.{kind}");
     let read = |d: &mut Diagnostics| {
         let path = crate::config::resolve(&d.source.path, value.get_ref());
         std::fs::read(&path)
-            .map_err(|e| d.error(value.span(), k.clone(), format!("cannot read {}: {e}", path.display())))
+            .map_err(|e| {
+                d.error(
+                    value.span(),
+                    k.clone(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
             .ok()
     };
     let secret = |d: &mut Diagnostics, bytes: Vec<u8>| {
@@ -332,7 +376,11 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
             return (None, None, None);
         }
         let set = KeySet::single(jsonwebtoken::DecodingKey::from_secret(&bytes));
-        (Some(KeyConfig::Secret(Secret(bytes.clone()))), Some(set), Some(bytes))
+        (
+            Some(KeyConfig::Secret(Secret(bytes.clone()))),
+            Some(set),
+            Some(bytes),
+        )
     };
     match kind {
         "secret_env" => match env_secret(value.get_ref()) {
@@ -342,7 +390,13 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
                     "{key}: environment variable {} is not set; every token for this provider is refused",
                     value.get_ref()
                 );
-                (Some(KeyConfig::MissingSecret { env: value.get_ref().clone() }), None, None)
+                (
+                    Some(KeyConfig::MissingSecret {
+                        env: value.get_ref().clone(),
+                    }),
+                    None,
+                    None,
+                )
             }
         },
         "secret_file" => match read(d) {
@@ -359,7 +413,11 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
                 return (None, None, None);
             };
             match public_key_from_pem(&bytes) {
-                Ok(k) => (Some(KeyConfig::PublicKeyPem(Secret(bytes))), Some(KeySet::single(k)), None),
+                Ok(k) => (
+                    Some(KeyConfig::PublicKeyPem(Secret(bytes))),
+                    Some(KeySet::single(k)),
+                    None,
+                ),
                 Err(msg) => {
                     d.error(value.span(), k, msg);
                     (None, None, None)
@@ -371,9 +429,11 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
                 return (None, None, None);
             };
             match KeySet::from_jwks(&bytes) {
-                Ok((set, _)) if !set.is_empty() => {
-                    (Some(KeyConfig::JwksDocument(Secret(bytes))), Some(set), None)
-                }
+                Ok((set, _)) if !set.is_empty() => (
+                    Some(KeyConfig::JwksDocument(Secret(bytes))),
+                    Some(set),
+                    None,
+                ),
                 Ok(_) => {
                     d.error(value.span(), k, "the JWK set has no usable key");
                     (None, None, None)
@@ -386,9 +446,10 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
         }
         _ => {
             let url = value.get_ref();
-            let uri = url.parse::<Uri>().ok().filter(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
+            let uri = url
+                .parse::<Uri>()
+                .ok()
+                .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
             let Some(uri) = uri else {
                 d.error(
                     value.span(),
@@ -410,7 +471,11 @@ fn key_source(d: &mut Diagnostics, key: &str, kind: &str, value: &Text, f: &Prov
             };
             if settings.timeout.is_zero() {
                 if let Some(t) = &f.jwks_timeout {
-                    d.error(t.span(), format!("{key}.jwks_timeout"), "must be more than 0");
+                    d.error(
+                        t.span(),
+                        format!("{key}.jwks_timeout"),
+                        "must be more than 0",
+                    );
                 }
             }
             (Some(KeyConfig::JwksUrl(settings)), None, None)
@@ -432,15 +497,27 @@ pub fn compile_rule(
         (Some(p), None) => vec![p],
         (None, Some(ps)) if !ps.get_ref().is_empty() => ps.get_ref().iter().collect(),
         (None, Some(ps)) => {
-            d.error(ps.span(), format!("{key}.providers"), "needs at least one provider");
+            d.error(
+                ps.span(),
+                format!("{key}.providers"),
+                "needs at least one provider",
+            );
             vec![]
         }
         (None, None) => {
-            d.error(span.clone(), key, "needs `provider = \"NAME\"` or `providers = [...]`");
+            d.error(
+                span.clone(),
+                key,
+                "needs `provider = \"NAME\"` or `providers = [...]`",
+            );
             vec![]
         }
         (Some(p), Some(_)) => {
-            d.error(p.span(), format!("{key}.provider"), "give `provider` or `providers`, not both");
+            d.error(
+                p.span(),
+                format!("{key}.provider"),
+                "give `provider` or `providers`, not both",
+            );
             vec![]
         }
     };
@@ -483,7 +560,11 @@ pub fn compile_rule(
             toml::Value::Float(f) => Value::from(*f),
             toml::Value::Boolean(b) => Value::from(*b),
             _ => {
-                d.error(value.span(), k, "a claim condition is a string, number or boolean");
+                d.error(
+                    value.span(),
+                    k,
+                    "a claim condition is a string, number or boolean",
+                );
                 continue;
             }
         };

@@ -117,9 +117,9 @@ impl RemoteJwks {
                 && st
                     .last_success
                     .is_some_and(|t| t.elapsed() >= self.settings.refresh)
-                && st
-                    .last_attempt
-                    .is_none_or(|t| t.elapsed() >= self.settings.cooldown.min(self.settings.refresh))
+                && st.last_attempt.is_none_or(|t| {
+                    t.elapsed() >= self.settings.cooldown.min(self.settings.refresh)
+                })
         };
         if stale {
             self.start_fetch(false);
@@ -218,7 +218,10 @@ impl RemoteJwks {
 
     async fn fetch(&self) -> Result<KeySet, String> {
         let req = Request::get(self.settings.url.clone())
-            .header(http::header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;

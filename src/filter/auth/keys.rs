@@ -166,10 +166,19 @@ mod tests {
         assert_eq!(skipped, 2, "enc key and unknown kty");
         assert!(set.select(Some("h1"), Algorithm::HS256).is_some());
         assert!(set.select(Some("h1"), Algorithm::RS256).is_none());
-        assert!(set.select(Some("h2"), Algorithm::HS256).is_none(), "JWK alg pins the key");
+        assert!(
+            set.select(Some("h2"), Algorithm::HS256).is_none(),
+            "JWK alg pins the key"
+        );
         assert!(set.select(Some("nope"), Algorithm::HS256).is_none());
-        assert!(set.select(None, Algorithm::HS512).is_none(), "two keys fit: no guessing");
-        assert_eq!(set.select(None, Algorithm::HS256).unwrap().kid.as_deref(), Some("h1"));
+        assert!(
+            set.select(None, Algorithm::HS512).is_none(),
+            "two keys fit: no guessing"
+        );
+        assert_eq!(
+            set.select(None, Algorithm::HS256).unwrap().kid.as_deref(),
+            Some("h1")
+        );
         let single = KeySet::single(DecodingKey::from_secret(b"k"));
         assert!(single.select(Some("anything"), Algorithm::HS256).is_some());
         assert!(single.select(None, Algorithm::ES256).is_none());

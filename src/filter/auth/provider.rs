@@ -181,7 +181,12 @@ impl Provider {
     }
 
     /// Verifies a token (cache first) and returns its claims.
-    pub async fn verify(&self, token: &str, hash: TokenHash, now: u64) -> Result<Claims, AuthError> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        hash: TokenHash,
+        now: u64,
+    ) -> Result<Claims, AuthError> {
         if let Some(claims) = self.cache.get(hash, now) {
             return Ok(claims);
         }
@@ -221,7 +226,9 @@ impl Provider {
                     return Err(AuthError::InvalidToken("the token's iat is not a number"));
                 }
                 Some(iat) if iat > now.saturating_add(leeway) => {
-                    return Err(AuthError::InvalidToken("the token was issued in the future"));
+                    return Err(AuthError::InvalidToken(
+                        "the token was issued in the future",
+                    ));
                 }
                 Some(_) => {}
             },
@@ -244,8 +251,9 @@ impl Provider {
                     return Ok(k);
                 }
                 let set = remote.refetch_for_unknown_kid().await.ok_or(unknown)?;
-                set.select(kid, alg)
-                    .ok_or(AuthError::InvalidToken("the token's signing key is unknown"))
+                set.select(kid, alg).ok_or(AuthError::InvalidToken(
+                    "the token's signing key is unknown",
+                ))
             }
         }
     }
@@ -320,7 +328,8 @@ pub fn signer(
     secret: Option<&[u8]>,
     private_pem: Option<&[u8]>,
 ) -> Result<Option<(EncodingKey, Algorithm)>, String> {
-    let first_of = |family: AlgorithmFamily| algorithms.iter().copied().find(|a| a.family() == family);
+    let first_of =
+        |family: AlgorithmFamily| algorithms.iter().copied().find(|a| a.family() == family);
     if let Some(secret) = secret {
         return Ok(first_of(AlgorithmFamily::Hmac).map(|a| (EncodingKey::from_secret(secret), a)));
     }

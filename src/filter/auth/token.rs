@@ -149,11 +149,17 @@ mod tests {
             AuthError::InvalidRequest(_)
         ));
         assert!(matches!(
-            err(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]), None),
+            err(
+                &headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
+                None
+            ),
             AuthError::InvalidRequest(_)
         ));
         assert!(matches!(
-            err(&headers(&[("authorization", "Bearer a.b.c")]), Some("x=1&access_token=a.b.c")),
+            err(
+                &headers(&[("authorization", "Bearer a.b.c")]),
+                Some("x=1&access_token=a.b.c")
+            ),
             AuthError::InvalidRequest(_)
         ));
         assert!(matches!(
@@ -166,7 +172,10 @@ mod tests {
     fn cookies() {
         let names: Vec<Box<str>> = vec!["session".into()];
         let h = headers(&[("cookie", "theme=dark; session=a.b.c; x=1")]);
-        assert_eq!(find(&h, None, &names).unwrap(), ("a.b.c", Source::Cookie("session")));
+        assert_eq!(
+            find(&h, None, &names).unwrap(),
+            ("a.b.c", Source::Cookie("session"))
+        );
         let mut h = h;
         remove_cookie(&mut h, "session");
         assert_eq!(h[COOKIE], "theme=dark; x=1");

@@ -8,7 +8,6 @@ use toml::Spanned;
 
 use super::{HeaderMode, KeyPart, OnMissing, Policy, PolicySettings};
 use crate::config::diag::Diagnostics;
-use crate::config::file::Text;
 use crate::config::file::rate_limit::{KeyFile, RateLimitFile, RateLimitRefFile};
 use crate::config::units::parse_rate;
 use crate::filter::auth::claims::ClaimPath;
@@ -48,16 +47,24 @@ fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicyS
         (None, None) => 1,
         (Some(b), _) if (1..=10_000_000).contains(b.get_ref()) => *b.get_ref() as u32,
         (Some(b), _) => {
-            d.error(b.span(), format!("{key}.burst"), "must be between 1 and 10000000");
+            d.error(
+                b.span(),
+                format!("{key}.burst"),
+                "must be between 1 and 10000000",
+            );
             1
         }
     };
-    let parts: Vec<&Text> = match f.key.get_ref() {
+    let parts: Vec<&String> = match f.key.get_ref() {
         KeyFile::One(t) => vec![t],
         KeyFile::Many(v) => v.iter().collect(),
     };
     if parts.is_empty() {
-        d.error(f.key.span(), format!("{key}.key"), "needs at least one key part");
+        d.error(
+            f.key.span(),
+            format!("{key}.key"),
+            "needs at least one key part",
+        );
     }
     let multi = matches!(f.key.get_ref(), KeyFile::Many(_));
     let mut key_parts = Vec::new();
@@ -67,8 +74,9 @@ fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicyS
         } else {
             format!("{key}.key")
         };
-        if let Some(p) = d.parse(t, k, key_part) {
-            key_parts.push(p);
+        match key_part(t) {
+            Ok(p) => key_parts.push(p),
+            Err(msg) => d.error(f.key.span(), k, msg),
         }
     }
     let on_missing = match f.on_missing_key.as_ref().map(|t| (t, t.get_ref().as_str())) {
@@ -100,7 +108,11 @@ fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicyS
         None => 100_000,
         Some(v) if (1..=100_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
         Some(v) => {
-            d.error(v.span(), format!("{key}.max_keys"), "must be between 1 and 100000000");
+            d.error(
+                v.span(),
+                format!("{key}.max_keys"),
+                "must be between 1 and 100000000",
+            );
             1
         }
     };
@@ -121,9 +133,11 @@ fn key_part(text: &str) -> Result<KeyPart, String> {
     match text.split_once(':') {
         None if text == "ip" => Ok(KeyPart::Ip),
         None if text == "route" => Ok(KeyPart::Route),
-        Some(("header", name)) => HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
-            .map(KeyPart::Header)
-            .map_err(|_| format!("bad header name \"{name}\" in key \"{text}\"")),
+        Some(("header", name)) => {
+            HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                .map(KeyPart::Header)
+                .map_err(|_| format!("bad header name \"{name}\" in key \"{text}\""))
+        }
         Some(("claim", name)) => ClaimPath::parse(name.trim()).map(KeyPart::Claim),
         _ => Err(format!(
             "unknown key \"{text}\" (use ip, route, header:NAME or claim:NAME)"
@@ -146,21 +160,14 @@ pub fn compile_refs(
     }
     let mut out = Vec::new();
     for n in names {
-        match policies.get(n.get_ref().as_str()) {
+        match policies.get(n) {
             Some(p) if p.needs_claims() && !has_auth => d.error(
-                n.span(),
+                refs.span(),
                 key,
-                format!(
-                    "policy `{}` keys on a claim, but there is no `auth` here to verify one",
-                    n.get_ref()
-                ),
+                format!("policy `{n}` keys on a claim, but there is no `auth` here to verify one"),
             ),
             Some(p) => out.push(p.clone()),
-            None => d.error(
-                n.span(),
-                key,
-                format!("unknown rate-limit policy `{}`", n.get_ref()),
-            ),
+            None => d.error(refs.span(), key, format!("unknown rate-limit policy `{n}`")),
         }
     }
     out
@@ -178,7 +185,10 @@ mod tests {
             key_part("header:X-Api-Key").unwrap(),
             KeyPart::Header(HeaderName::from_static("x-api-key"))
         );
-        assert!(matches!(key_part("claim:org.id").unwrap(), KeyPart::Claim(_)));
+        assert!(matches!(
+            key_part("claim:org.id").unwrap(),
+            KeyPart::Claim(_)
+        ));
         assert!(key_part("cookie:x").is_err());
         assert!(key_part("header:bad name").is_err());
         assert!(key_part("claim:").is_err());

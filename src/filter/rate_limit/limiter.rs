@@ -103,7 +103,7 @@ impl<C: Clock> Limiter<C> {
     pub fn sweep(&self) {
         let store_len_before = self.len();
         self.gcra.retain_recent();
-        if self.len() < store_len_before / 2 || self.len() == 0 {
+        if self.len() < store_len_before / 2 || self.is_empty() {
             self.gcra.shrink_to_fit();
         }
     }
@@ -149,7 +149,6 @@ impl<C: Clock> Limiter<C> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -158,9 +157,17 @@ mod tests {
 
     use super::*;
 
-    fn limiter(count: u32, per: Duration, burst: u32, max_keys: usize) -> (Limiter<FakeRelativeClock>, FakeRelativeClock) {
+    fn limiter(
+        count: u32,
+        per: Duration,
+        burst: u32,
+        max_keys: usize,
+    ) -> (Limiter<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
-        (Limiter::new(count, per, burst, max_keys, clock.clone()), clock)
+        (
+            Limiter::new(count, per, burst, max_keys, clock.clone()),
+            clock,
+        )
     }
 
     #[test]
@@ -174,12 +181,19 @@ mod tests {
         };
         assert_eq!(retry_after, Duration::from_millis(100));
         clock.advance(Duration::from_millis(99));
-        assert!(matches!(l.check(7), Outcome::Limited { retry_after } if retry_after == Duration::from_millis(1)));
+        assert!(
+            matches!(l.check(7), Outcome::Limited { retry_after } if retry_after == Duration::from_millis(1))
+        );
         clock.advance(Duration::from_millis(1));
         assert!(matches!(l.check(7), Outcome::Admitted { remaining: 0, .. }));
         clock.advance(Duration::from_secs(1));
-        assert!(matches!(l.check(7), Outcome::Admitted { remaining: 2, full_in } if full_in == Duration::from_millis(100)));
-        assert!(matches!(l.check(8), Outcome::Admitted { remaining: 2, .. }), "keys are independent");
+        assert!(
+            matches!(l.check(7), Outcome::Admitted { remaining: 2, full_in } if full_in == Duration::from_millis(100))
+        );
+        assert!(
+            matches!(l.check(8), Outcome::Admitted { remaining: 2, .. }),
+            "keys are independent"
+        );
         assert_eq!((l.admitted(), l.limited()), (6, 2));
     }
 
@@ -187,9 +201,13 @@ mod tests {
     fn slow_rates_wait_whole_periods() {
         let (l, clock) = limiter(1, Duration::from_secs(60), 1, 10);
         assert!(matches!(l.check(1), Outcome::Admitted { .. }));
-        assert!(matches!(l.check(1), Outcome::Limited { retry_after } if retry_after == Duration::from_secs(60)));
+        assert!(
+            matches!(l.check(1), Outcome::Limited { retry_after } if retry_after == Duration::from_secs(60))
+        );
         clock.advance(Duration::from_secs(59));
-        assert!(matches!(l.check(1), Outcome::Limited { retry_after } if retry_after == Duration::from_secs(1)));
+        assert!(
+            matches!(l.check(1), Outcome::Limited { retry_after } if retry_after == Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -226,7 +244,10 @@ mod tests {
         assert_eq!(l.len(), max);
         assert!(l.overflowed() >= 990_000);
         let cap_before = l.store().capacity();
-        assert!(cap_before < max * 4, "slots stay near the cap: {cap_before}");
+        assert!(
+            cap_before < max * 4,
+            "slots stay near the cap: {cap_before}"
+        );
         // Idle keys are dropped once their buckets are full again, and memory is returned.
         clock.advance(Duration::from_secs(2));
         l.sweep();
