@@ -56,6 +56,9 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
+    /// The route requires a verified client certificate and the connection has none.
+    #[error("client certificate required")]
+    ClientCertRequired,
     /// No acceptable bearer token: 401 with `WWW-Authenticate`.
     #[error("unauthorized: {detail}")]
     Unauthorized {
@@ -156,6 +159,12 @@ impl GatewayError {
                 "Service Unavailable",
                 "The gateway is shutting down; retry on another instance.",
             ),
+            E::ClientCertRequired => p(
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Forbidden",
+                "This route requires a verified TLS client certificate.",
+            ),
             E::Unauthorized { detail, .. } => p(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -220,7 +229,8 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamProtocol { .. } => {}
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::ClientCertRequired => {}
         }
         resp
     }

@@ -2,6 +2,7 @@
 //! authentication (JWT) → rate limits. Routes and BFF endpoints share them.
 
 pub mod auth;
+pub mod client_cert;
 pub mod headers;
 pub mod prehashed;
 pub mod rate_limit;
@@ -30,6 +31,8 @@ pub type Claims = Arc<serde_json::Map<String, serde_json::Value>>;
 /// The filters a request must pass before the action of its route or BFF endpoint runs.
 #[derive(Debug, Default)]
 pub struct Guards {
+    /// Whether a verified client certificate is required (checked first).
+    pub client_cert: client_cert::ClientCertRule,
     /// JWT requirement; `None` for public routes.
     pub auth: Option<AuthRule>,
     /// Rate-limit policies; every one must admit.
@@ -80,13 +83,16 @@ pub fn compile_guards(
         })
         .unwrap_or_default();
     Guards {
+        // Routes set it from their own `client_cert` key; BFF profiles have none.
+        client_cert: client_cert::ClientCertRule::default(),
         auth,
         rate_limits: rate_limits.into_boxed_slice(),
         scope: Arc::from(scope),
     }
 }
 
-/// Runs the guards in their fixed order (auth, then rate limits) against a request head.
+/// Runs the guards in their fixed order (client certificate, auth, then rate limits) against a
+/// request head.
 /// `parts` is edited: spoofed identity headers are removed on every route, verified claims are
 /// forwarded, the token is stripped when the provider says so.
 pub async fn run_guards(
@@ -95,6 +101,7 @@ pub async fn run_guards(
     conn: &ConnInfo,
     parts: &mut Parts,
 ) -> Result<Identity, GatewayError> {
+    client_cert::check(rt, guards.client_cert, conn, parts)?;
     if !rt.auth.forwarded_headers.is_empty() {
         rt.auth.strip_forwarded(&mut parts.headers);
     }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -21,6 +21,8 @@ pub struct Gateway {
     generation: AtomicU64,
     draining: AtomicBool,
     reload_lock: std::sync::Mutex<()>,
+    /// Bound port of the HTTPS listener (0: none), the target of `redirect_https`.
+    https_port: AtomicU16,
 }
 
 impl Gateway {
@@ -32,6 +34,7 @@ impl Gateway {
             generation: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             reload_lock: std::sync::Mutex::new(()),
+            https_port: AtomicU16::new(0),
         })
     }
 
@@ -48,6 +51,16 @@ impl Gateway {
     /// The gateway.toml this gateway was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// Bound port of the HTTPS listener, if one is running.
+    pub fn https_port(&self) -> Option<u16> {
+        Some(self.https_port.load(Ordering::Relaxed)).filter(|&p| p != 0)
+    }
+
+    /// Records the HTTPS listener's bound port (0: none).
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.
@@ -88,6 +101,7 @@ pub struct Running {
     /// Shared state.
     pub gateway: Arc<Gateway>,
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     tracker: Arc<ConnTracker>,
@@ -114,18 +128,29 @@ impl Running {
             addr: listen,
             source,
         })?;
+        let https = server::tls::bind(&gateway).await?;
+        let https_addr = https.as_ref().map(|(_, addr)| *addr);
         let (shutdown, rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
-        let accept_tasks = vec![tokio::spawn(server::accept_plain(
+        let mut accept_tasks = vec![tokio::spawn(server::accept_plain(
             http,
             gateway.clone(),
             tracker.clone(),
-            rx,
+            rx.clone(),
         ))];
+        if let Some((listener, _)) = https {
+            accept_tasks.push(tokio::spawn(server::tls::accept_tls(
+                listener,
+                gateway.clone(),
+                tracker.clone(),
+                rx,
+            )));
+        }
         tracing::info!(%http_addr, "listening (HTTP/1.1 and h2c)");
         Ok(Running {
             gateway,
             http_addr,
+            https_addr,
             shutdown,
             accept_tasks,
             tracker,
@@ -135,6 +160,11 @@ impl Running {
     /// Address of the plain HTTP listener.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Address of the HTTPS listener, when `[server.tls]` is configured.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Open client connections.

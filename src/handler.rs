@@ -45,6 +45,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         }
     };
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
         tracing::info!(
@@ -73,6 +74,11 @@ async fn proxy(
     // Phase 1: reject what must never reach routing.
     check_path(req.uri().path())?;
     let host = request_host(&req);
+    if let Some(redirect) =
+        crate::server::tls::redirect_https(rt, conn, host.as_deref(), req.uri())?
+    {
+        return Ok(redirect);
+    }
 
     // Phase 2: route.
     let route = rt.routes.find(

@@ -181,6 +181,9 @@ fn check(path: &Path) -> ExitCode {
                 rt.routes.routes().len(),
                 rt.upstreams.len()
             );
+            if let Some(tls) = &rt.tls {
+                print!("{}", portico::server::tls::describe(tls));
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -1,5 +1,7 @@
 //! Listeners and connections: accept loop, hyper-util auto (HTTP/1.1 + h2c), idle and drain.
 
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The client certificate rustls verified during the handshake (mTLS), if any.
+    pub client_cert: Option<Arc<tls::ClientCert>>,
+    /// Port of this gateway's HTTPS listener, if any (where `redirect_https` points).
+    pub https_port: Option<u16>,
 }
 
 /// Counts open connections so shutdown can wait for them to drain.
@@ -128,6 +134,8 @@ pub async fn accept_plain(
             peer,
             local,
             tls: false,
+            client_cert: None,
+            https_port: gateway.https_port(),
         };
         let guard = tracker.open();
         let gateway = gateway.clone();

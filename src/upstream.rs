@@ -1,5 +1,7 @@
 //! Upstream clusters: endpoints, round-robin with passive ejection, a pooled client, forwarding.
 
+pub mod tls;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ pub struct UpstreamSettings {
     pub max_idle_per_endpoint: usize,
     /// Idle pooled connection lifetime.
     pub pool_idle_timeout: Duration,
+    /// Roots, client certificate and SNI for `https` endpoints.
+    pub tls: tls::UpstreamTls,
 }
 
 /// One address of an upstream.
@@ -107,16 +111,20 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*settings.tls.client_config).clone())
+            .https_or_http();
+        // The name was checked when the config was compiled.
+        let fixed = settings.tls.server_name.as_ref().and_then(|n| {
+            rustls_pki_types::ServerName::try_from(n.clone())
+                .ok()
+                .map(hyper_rustls::FixedServerNameResolver::new)
+        });
+        let builder = match fixed {
+            Some(resolver) => builder.with_server_name_resolver(resolver),
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -39,6 +39,11 @@ pub fn compile(
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
     let upstreams = upstreams(&mut d, &file.upstreams, previous);
+    let declared: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
     let auth =
         crate::filter::auth::compile_providers(&mut d, &file.auth, previous.map(|p| &p.auth));
     let rate_limits = crate::filter::rate_limit::compile_policies(
@@ -50,20 +55,26 @@ pub fn compile(
         providers: &auth.providers,
         policies: &rate_limits,
     };
-    let routes = routes(&mut d, &file.routes, &upstreams, guard_ctx);
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
+    let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
+    crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let mut sources = vec![source.path.clone()];
+    let tls_digest =
+        crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
     Ok(Runtime {
-        version: super::version_hash([source.text.as_bytes()]),
+        version: super::version_hash([source.text.as_bytes(), &tls_digest]),
         loaded_at: SystemTime::now(),
-        sources: vec![source.path.clone()],
+        sources,
         server: server.expect("no errors means settings compiled"),
         limits,
         access_log: file.log.access_log.unwrap_or(true),
         routes: RouteTable::new(routes),
         upstreams,
+        tls,
         auth,
         rate_limits,
     })
@@ -221,14 +232,16 @@ fn upstreams(
                 "needs at least one endpoint",
             );
         }
-        let endpoints: Vec<_> = u
+        let mut endpoints: Vec<_> = u
             .endpoints
             .get_ref()
             .iter()
             .enumerate()
             .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
             .collect();
+        let tls = crate::upstream::tls::compile(d, u, &key, &mut endpoints);
         let settings = UpstreamSettings {
+            tls,
             endpoints,
             timeout: duration_or(
                 d,
@@ -280,6 +293,7 @@ fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    declared: &[&str],
     guard_ctx: crate::filter::GuardContext<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -304,7 +318,8 @@ fn routes(
         let before = d.errors.len();
         let (host, path, methods, headers) = matcher(d, &r.matcher, &key);
         let upstream = upstreams.get(r.upstream.get_ref().as_str()).cloned();
-        if upstream.is_none() {
+        // An upstream that exists but has errors of its own was reported already.
+        if upstream.is_none() && !declared.contains(&r.upstream.get_ref().as_str()) {
             d.error(
                 r.upstream.span(),
                 format!("{key}.upstream"),
@@ -323,7 +338,7 @@ fn routes(
         let request_headers = header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
         let response_headers =
             header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
-        let guards = crate::filter::compile_guards(
+        let mut guards = crate::filter::compile_guards(
             d,
             &key,
             r.auth.as_ref(),
@@ -331,6 +346,7 @@ fn routes(
             id,
             guard_ctx,
         );
+        guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, &key);
         if d.errors.len() > before {
             continue;
         }

@@ -64,6 +64,8 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<Text>,
     /// How long in-flight requests may take to finish on shutdown; default `30s`.
     pub shutdown_grace: Option<Text>,
+    /// `[server.tls]`: the optional HTTPS listener.
+    pub tls: Option<Spanned<TlsFile>>,
 }
 
 /// `[limits]`.
@@ -108,6 +110,15 @@ pub struct UpstreamFile {
     pub max_idle_per_endpoint: Option<Spanned<i64>>,
     /// Idle pooled connections are closed after this; default `90s`.
     pub pool_idle_timeout: Option<Text>,
+    /// Speak TLS to every endpoint (as if each were `https://`); default: per endpoint scheme.
+    pub tls: Option<Spanned<bool>>,
+    /// PEM CA bundle that replaces the system roots for verifying the endpoints.
+    pub ca_file: Option<Text>,
+    /// Client certificate for upstream mTLS.
+    pub client_cert: Option<Spanned<CertKeyFile>>,
+    /// Name to send as SNI and verify the endpoints' certificates against; default: each
+    /// endpoint's host.
+    pub server_name: Option<Text>,
 }
 
 /// `[[routes]]`.
@@ -135,6 +146,9 @@ pub struct RouteFile {
     /// Changes to the response before it goes to the client.
     #[serde(default)]
     pub response_headers: HeaderOpsFile,
+    /// `"required"`: only requests on a connection with a verified client certificate pass;
+    /// default `"optional"`.
+    pub client_cert: Option<Text>,
     /// JWT requirement; omit for a public route.
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s); every one must admit.
@@ -180,4 +194,57 @@ pub struct HeaderOpsFile {
 pub struct BffSettingsFile {
     /// Folder of client profiles; default `bff/` beside gateway.toml.
     pub dir: Option<Text>,
+}
+
+// --- TLS (server listener and upstream client) ---------------------------------------------
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// HTTPS listener address.
+    pub listen: Text,
+    /// Certificates; SNI picks by the names in each certificate. The first is the default.
+    pub certificates: Spanned<Vec<Spanned<CertKeyFile>>>,
+    /// Refuse handshakes without SNI or with a name no certificate has; default `false`
+    /// (those clients get the first certificate).
+    pub strict_sni: Option<bool>,
+    /// PEM CA bundle that client certificates are verified against (enables mTLS).
+    pub client_ca: Option<Text>,
+    /// `"required"` (default when `client_ca` is set) or `"optional"`.
+    pub client_auth: Option<Text>,
+    /// Header that carries the verified client certificate upstream; default: none.
+    pub forward_client_cert: Option<Text>,
+    /// Oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Text>,
+    /// Time allowed for a TLS handshake; default `10s`.
+    pub handshake_timeout: Option<Text>,
+    /// Answer every request on the plain listener with a 308 to https; default `false`.
+    pub redirect_https: Option<bool>,
+    /// Port in redirect URLs; default: the HTTPS listener's port.
+    pub redirect_port: Option<Spanned<i64>>,
+    /// `Strict-Transport-Security` on HTTPS responses; default: not sent.
+    pub hsts: Option<Spanned<HstsFile>>,
+}
+
+/// A certificate chain and its private key (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertKeyFile {
+    /// PEM certificate chain, leaf first.
+    pub cert: Text,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); default: read from the `cert` file.
+    pub key: Option<Text>,
+}
+
+/// `hsts = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsFile {
+    /// `max-age`; default `365d`.
+    pub max_age: Option<Text>,
+    /// Adds `includeSubDomains`; default `false`.
+    pub include_subdomains: Option<bool>,
+    /// Adds `preload`; default `false`.
+    pub preload: Option<bool>,
 }

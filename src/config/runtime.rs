@@ -29,6 +29,8 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
+    pub tls: Option<crate::server::tls::TlsSettings>,
     /// JWT providers and the identity headers stripped from every request.
     pub auth: crate::filter::auth::AuthRuntime,
     /// Rate-limit policies (with their buckets) by name.

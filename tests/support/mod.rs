@@ -146,12 +146,15 @@ pub fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-/// An address nothing listens on (bound then released).
+/// An address that refuses connections: a socket bound but never listening, kept for the
+/// life of the test process so no other test can take its port meanwhile.
 pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
 }
 
 /// A gateway started in-process from a config written to a temporary folder.
@@ -290,6 +293,9 @@ pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// ---- TLS helpers (issue 4): rcgen CA and certificates, rustls clients, HTTPS backend ----
+pub mod tls;
 
 // ---------------------------------------------------------------------------------------------
 // JWT helpers (auth and rate-limit tests): fixture keys and token minting.

@@ -1,0 +1,394 @@
+//! `[server.tls]` validation and compilation into [`TlsSettings`]: every file is read, parsed
+//! and checked here, so a bad certificate fails the (re)load and the old one keeps serving.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::certs::{self, LoadedCert};
+use super::sni::SniResolver;
+use super::{CertSummary, ClientAuth, TlsSettings};
+use crate::config::Runtime;
+use crate::config::diag::Diagnostics;
+use crate::config::file::{HstsFile, TlsFile};
+use crate::config::units::parse_duration;
+use crate::upstream::Upstream;
+
+const KEY: &str = "server.tls";
+
+/// The crypto provider every TLS config of the gateway is built with.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// Hashes the inputs a TLS config is built from (file names and contents, settings).
+#[derive(Default)]
+pub struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    /// Adds one labelled input.
+    pub fn add(&mut self, label: &str, bytes: &[u8]) {
+        self.0.update((label.len() as u64).to_le_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    /// The digest.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+/// Reads a file referenced from gateway.toml, recording the path and its content; a read
+/// error is reported at the key.
+pub fn read_file(
+    d: &mut Diagnostics,
+    value: &Spanned<String>,
+    key: &str,
+    files: &mut Vec<PathBuf>,
+    fp: &mut Fingerprint,
+) -> Option<(PathBuf, Vec<u8>)> {
+    let path = crate::config::resolve(&d.source.path, value.get_ref());
+    if !files.contains(&path) {
+        files.push(path.clone());
+    }
+    match certs::read(&path) {
+        Ok(bytes) => {
+            fp.add(&path.to_string_lossy(), &bytes);
+            Some((path, bytes))
+        }
+        Err(msg) => {
+            d.error(value.span(), key, msg);
+            None
+        }
+    }
+}
+
+/// Compiles `[server.tls]`; `None` when it is absent or has errors (recorded in `d`).
+pub fn compile(
+    d: &mut Diagnostics,
+    file: Option<&Spanned<TlsFile>>,
+    previous: Option<&Runtime>,
+) -> Option<TlsSettings> {
+    let file = file?;
+    let t = file.get_ref();
+    let before = d.errors.len();
+    let mut files = Vec::new();
+    let mut fp = Fingerprint::default();
+
+    let listen = d.parse(&t.listen, format!("{KEY}.listen"), |s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| format!("bad address \"{s}\": expected IP:PORT such as \"0.0.0.0:8443\""))
+    });
+
+    let strict_sni = t.strict_sni.unwrap_or(false);
+    let loaded = certificates(d, t, strict_sni, &mut files, &mut fp);
+
+    let (client_auth, verifier) = client_auth(d, t, &mut files, &mut fp);
+    let forward_client_cert = t.forward_client_cert.as_ref().and_then(|h| {
+        let key = format!("{KEY}.forward_client_cert");
+        let name = d.parse(h, key.clone(), |s| {
+            HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("bad header name \"{s}\""))
+        })?;
+        if client_auth == ClientAuth::Off {
+            d.error(
+                h.span(),
+                key,
+                "needs `client_ca`: without it no client certificate is verified",
+            );
+        }
+        Some(name)
+    });
+
+    let tls13_only = match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "1.2")) => false,
+        Some((_, "1.3")) => true,
+        Some((v, other)) => {
+            d.error(
+                v.span(),
+                format!("{KEY}.min_version"),
+                format!("unknown TLS version \"{other}\" (use \"1.2\" or \"1.3\")"),
+            );
+            false
+        }
+    };
+    fp.add(
+        "settings",
+        format!("{strict_sni} {client_auth:?} {tls13_only}").as_bytes(),
+    );
+
+    let handshake_timeout = match &t.handshake_timeout {
+        None => Some(Duration::from_secs(10)),
+        Some(v) => {
+            let key = format!("{KEY}.handshake_timeout");
+            d.parse(v, key.clone(), parse_duration).filter(|dur| {
+                if dur.is_zero() {
+                    d.error(v.span(), key, "must be more than 0");
+                }
+                !dur.is_zero()
+            })
+        }
+    };
+    let redirect_port = t.redirect_port.as_ref().and_then(|p| {
+        let port = u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0);
+        if port.is_none() {
+            d.error(
+                p.span(),
+                format!("{KEY}.redirect_port"),
+                format!("must be a port between 1 and 65535, got {}", p.get_ref()),
+            );
+        }
+        port
+    });
+    let hsts = t.hsts.as_ref().and_then(|h| hsts(d, h));
+
+    if d.errors.len() > before {
+        return None;
+    }
+    let fingerprint = fp.finish();
+    let kept = previous
+        .and_then(|p| p.tls.as_ref())
+        .filter(|p| p.fingerprint == fingerprint)
+        .map(|p| p.server_config.clone());
+    let server_config = match kept {
+        Some(c) => c,
+        None => match server_config(&loaded, strict_sni, verifier, tls13_only) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                d.error(
+                    file.span(),
+                    KEY,
+                    format!("cannot build the TLS config: {e}"),
+                );
+                return None;
+            }
+        },
+    };
+    Some(TlsSettings {
+        listen: listen?,
+        server_config,
+        handshake_timeout: handshake_timeout?,
+        client_auth,
+        forward_client_cert,
+        redirect_https: t.redirect_https.unwrap_or(false),
+        redirect_port,
+        hsts,
+        certificates: loaded
+            .into_iter()
+            .map(|(file, c)| CertSummary { file, meta: c.meta })
+            .collect(),
+        files,
+        fingerprint,
+    })
+}
+
+fn certificates(
+    d: &mut Diagnostics,
+    t: &TlsFile,
+    strict_sni: bool,
+    files: &mut Vec<PathBuf>,
+    fp: &mut Fingerprint,
+) -> Vec<(PathBuf, LoadedCert)> {
+    let list = t.certificates.get_ref();
+    if list.is_empty() {
+        d.error(
+            t.certificates.span(),
+            format!("{KEY}.certificates"),
+            "needs at least one { cert = \"...\", key = \"...\" }",
+        );
+    }
+    let provider = provider();
+    let mut out = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let key = format!("{KEY}.certificates[{i}]");
+        let e = entry.get_ref();
+        let Some((cert_path, cert_bytes)) =
+            read_file(d, &e.cert, &format!("{key}.cert"), files, fp)
+        else {
+            continue;
+        };
+        let (key_path, key_bytes) = match &e.key {
+            None => (cert_path.clone(), cert_bytes.clone()),
+            Some(k) => match read_file(d, k, &format!("{key}.key"), files, fp) {
+                Some(pair) => pair,
+                None => continue,
+            },
+        };
+        match certs::load_certified(&cert_path, &cert_bytes, &key_path, &key_bytes, &provider) {
+            Ok(loaded) => {
+                if loaded.meta.dns_names.is_empty() && (i > 0 || strict_sni) {
+                    d.error(
+                        entry.span(),
+                        key,
+                        format!(
+                            "{}: the certificate has no DNS name in subjectAltName, so SNI can \
+                             never select it (only the first certificate serves clients without \
+                             a matching name, and not with strict_sni)",
+                            cert_path.display()
+                        ),
+                    );
+                }
+                out.push((cert_path, loaded));
+            }
+            Err(msg) => d.error(entry.span(), key, msg),
+        }
+    }
+    out
+}
+
+fn client_auth(
+    d: &mut Diagnostics,
+    t: &TlsFile,
+    files: &mut Vec<PathBuf>,
+    fp: &mut Fingerprint,
+) -> (
+    ClientAuth,
+    Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) {
+    let mode = match &t.client_auth {
+        None => ClientAuth::Required,
+        Some(v) => match v.get_ref().as_str() {
+            "required" => ClientAuth::Required,
+            "optional" => ClientAuth::Optional,
+            other => {
+                d.error(
+                    v.span(),
+                    format!("{KEY}.client_auth"),
+                    format!("unknown value \"{other}\" (use \"required\" or \"optional\")"),
+                );
+                ClientAuth::Required
+            }
+        },
+    };
+    let Some(ca) = &t.client_ca else {
+        if let Some(v) = &t.client_auth {
+            d.error(
+                v.span(),
+                format!("{KEY}.client_auth"),
+                "needs `client_ca` (the CA bundle client certificates are verified against)",
+            );
+        }
+        return (ClientAuth::Off, None);
+    };
+    let key = format!("{KEY}.client_ca");
+    let Some((path, bytes)) = read_file(d, ca, &key, files, fp) else {
+        return (mode, None);
+    };
+    let roots = match certs::load_roots(&path, &bytes) {
+        Ok(r) => r,
+        Err(msg) => {
+            d.error(ca.span(), key, msg);
+            return (mode, None);
+        }
+    };
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = match mode {
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+        ClientAuth::Required | ClientAuth::Off => builder,
+    };
+    match builder.build() {
+        Ok(v) => (mode, Some(v)),
+        Err(e) => {
+            d.error(
+                ca.span(),
+                key,
+                format!("{}: cannot verify clients with it: {e}", path.display()),
+            );
+            (mode, None)
+        }
+    }
+}
+
+fn hsts(d: &mut Diagnostics, h: &Spanned<HstsFile>) -> Option<HeaderValue> {
+    let key = format!("{KEY}.hsts");
+    let f = h.get_ref();
+    let max_age = match &f.max_age {
+        None => Duration::from_secs(365 * 86400),
+        Some(v) => d.parse(v, format!("{key}.max_age"), parse_duration)?,
+    };
+    let subdomains = f.include_subdomains.unwrap_or(false);
+    let preload = f.preload.unwrap_or(false);
+    if preload && (!subdomains || max_age < Duration::from_secs(365 * 86400)) {
+        d.error(
+            h.span(),
+            key,
+            "preload needs include_subdomains = true and max_age of at least 365d (browser preload lists require both)",
+        );
+        return None;
+    }
+    let mut v = format!("max-age={}", max_age.as_secs());
+    if subdomains {
+        v.push_str("; includeSubDomains");
+    }
+    if preload {
+        v.push_str("; preload");
+    }
+    HeaderValue::try_from(v).ok()
+}
+
+fn server_config(
+    loaded: &[(PathBuf, LoadedCert)],
+    strict_sni: bool,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    tls13_only: bool,
+) -> Result<ServerConfig, rustls::Error> {
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let resolver = SniResolver::new(
+        loaded
+            .iter()
+            .map(|(_, c)| (c.key.clone(), c.meta.dns_names.as_slice())),
+        strict_sni,
+    );
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless resumption: returning clients skip the full handshake.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(config)
+}
+
+/// Adds every certificate, key and CA file of the listener and the upstreams to `sources`
+/// (so a change to any of them reloads), and returns a digest of their contents for the
+/// config version.
+pub fn add_sources(
+    sources: &mut Vec<PathBuf>,
+    tls: Option<&TlsSettings>,
+    upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+) -> [u8; 32] {
+    let mut digest = Fingerprint::default();
+    let listener = tls.map(|t| (&t.files, t.fingerprint));
+    let clients = upstreams
+        .values()
+        .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
+    for (files, fingerprint) in listener.into_iter().chain(clients) {
+        digest.add("tls", &fingerprint);
+        for path in files {
+            if !sources.contains(path) {
+                sources.push(path.clone());
+            }
+        }
+    }
+    digest.finish()
+}

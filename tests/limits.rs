@@ -1,0 +1,109 @@
+//! Connection limits: slow headers, idle keep-alive, connection cap.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway(limits: &str) -> (Backend, TestGateway) {
+    let backend = Backend::echo("app").await;
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = ""
+
+[limits]
+{limits}
+
+[upstreams.app]
+endpoints = ["{}"]
+
+[[routes]]
+id = "all"
+match = {{ path_prefix = "/" }}
+upstream = "app"
+"#,
+        backend.addr
+    );
+    (backend, TestGateway::start(&cfg).await)
+}
+
+/// Reads until EOF; returns what arrived and how long it took.
+async fn read_until_closed(s: &mut TcpStream, max: Duration) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(max, s.read_to_end(&mut out)).await;
+    (out, start.elapsed())
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_off() {
+    let (backend, gw) = gateway("header_read_timeout = \"300ms\"").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap(); // never finishes the head
+    let (_, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    assert_eq!(backend.hits(), 0);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed() {
+    let (_backend, gw) = gateway("idle_timeout = \"300ms\"\nheader_read_timeout = \"10s\"").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Now idle: the gateway closes the connection after about idle_timeout.
+    let (_, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed() {
+    let (_backend, gw) = gateway("max_connections = 2").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    let _ = third.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (got, _) = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        got.is_empty(),
+        "third connection was served: {}",
+        String::from_utf8_lossy(&got)
+    );
+    drop(held);
+    // Capacity comes back once the held connections close.
+    let mut ok = false;
+    for _ in 0..50 {
+        let a = raw(
+            gw.addr,
+            b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        if a.starts_with("HTTP/1.1 200") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "capacity did not come back");
+}
