@@ -1100,3 +1100,95 @@ fn shipped_config_demo_secret_token_is_accepted_by_the_dev_provider() {
     assert_eq!(data.claims["sub"], "42");
     assert_eq!(data.claims["scope"], "users:read");
 }
+
+#[tokio::test]
+async fn background_refresh_never_blocks_and_unknown_kids_join_the_fetch_in_flight() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let backend = Backend::echo("app").await;
+    let doc = Arc::new(Mutex::new(
+        json!({"keys": [public_jwk(&rsa1(), Algorithm::RS256, "k1")]}).to_string(),
+    ));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (d, r, n) = (doc.clone(), release.clone(), fetches.clone());
+    let jwks = Backend::start(move |_req| {
+        let (d, r, n) = (d.clone(), r.clone(), n.clone());
+        async move {
+            // The second fetch (the background refresh) hangs until the test releases it.
+            if n.fetch_add(1, Ordering::SeqCst) == 1 {
+                r.notified().await;
+            }
+            let body = d.lock().unwrap().clone();
+            let mut resp = json_response(200, json!(null));
+            *resp.body_mut() = full(body);
+            resp
+        }
+    })
+    .await;
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = ""
+
+[upstreams.echo]
+endpoints = ["{}"]
+
+[auth.providers.remote]
+issuer = "https://remote.test"
+audiences = ["portico"]
+algorithms = ["RS256"]
+jwks_url = "http://{}/jwks"
+jwks_refresh = "0s"
+jwks_cooldown = "1h"
+jwks_timeout = "30s"
+cache_size = 0
+
+[[routes]]
+id = "remote"
+match = {{ path_prefix = "/" }}
+upstream = "echo"
+auth = {{ provider = "remote" }}
+"#,
+        backend.addr, jwks.addr
+    );
+    let gw = TestGateway::start(&toml).await;
+    let iss = "https://remote.test";
+    let t1 = sign(Algorithm::RS256, &rsa1(), Some("k1"), &claims(iss));
+    assert_eq!(status_of(&gw, "/", &t1).await.0, 200, "first use fetches");
+    // The set is now stale (refresh 0s): this request starts a background refresh, which hangs,
+    // and is answered from the current set without waiting for it.
+    let quick =
+        tokio::time::timeout(std::time::Duration::from_secs(10), status_of(&gw, "/", &t1)).await;
+    assert_eq!(
+        quick
+            .expect("a request with a known key never waits for a fetch")
+            .0,
+        200
+    );
+    // A token with a new kid joins the fetch in flight instead of starting another.
+    *doc.lock().unwrap() = json!({"keys": [
+        public_jwk(&rsa1(), Algorithm::RS256, "k1"),
+        public_jwk(&rsa2(), Algorithm::RS256, "k2"),
+    ]})
+    .to_string();
+    let t2 = sign(Algorithm::RS256, &rsa2(), Some("k2"), &claims(iss));
+    let url = gw.url("/");
+    let waiting = tokio::spawn(async move { get_with_token(&url, &t2, &[]).await.status });
+    // Release the hung fetch once it has started and the new-kid request waits on it.
+    let rt = gw.running().gateway.runtime();
+    let stats = &rt.auth.providers["remote"].remote_jwks().unwrap().stats;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fetches.load(Ordering::SeqCst) < 2 || stats.waiting.load(Ordering::Relaxed) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never waited on the fetch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    release.notify_one();
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "one fetch served both");
+    assert_eq!(stats.waiting.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.fetched.load(Ordering::Relaxed), 2);
+}

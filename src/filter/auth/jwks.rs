@@ -51,6 +51,17 @@ pub struct JwksStats {
     pub fetched: AtomicU64,
     /// Fetches that failed (the previous set stayed).
     pub failed: AtomicU64,
+    /// Requests waiting right now for a fetch in flight (unknown `kid`, or no set yet).
+    pub waiting: AtomicU64,
+}
+
+/// Counts a request as waiting for as long as it lives (also when the request is dropped).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A remote JWK set and its fetch state.
@@ -166,6 +177,8 @@ impl RemoteJwks {
             return None;
         }
         let wait = self.settings.timeout + Duration::from_millis(100);
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.stats.waiting);
         tokio::time::timeout(wait, notified).await.ok()?;
         Some(self.keys.load_full())
     }
