@@ -615,7 +615,15 @@ async fn accepted_algorithms_and_key_sources() {
     let f = fixture().await;
     let now = unix_now();
     let ed = EncodingKey::from_ed_pem(&key("ed25519.key")).unwrap();
+    // jku / x5u are ignored, not refused: a token signed with a configured key still passes.
+    let mut with_urls = Header::new(Algorithm::RS256);
+    with_urls.kid = Some("r1".into());
+    with_urls.jku = Some("http://127.0.0.1:9/evil.json".into());
+    with_urls.x5u = Some("http://127.0.0.1:9/evil.pem".into());
+    let with_urls =
+        jsonwebtoken::encode(&with_urls, &claims("https://jwks.test"), &rsa1()).unwrap();
     let cases = [
+        ("jku and x5u headers are ignored", "/jwks", with_urls),
         ("HS256", "/hs", hs(&claims(HS_ISS))),
         (
             "HS256, second audience as array",
@@ -710,7 +718,8 @@ async fn accepted_algorithms_and_key_sources() {
         assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&a.body));
     }
     // A token of provider rs is not accepted on a route of provider hs only.
-    let (status, _) = status_of(&f.gw, "/hs", &cases[4].2).await;
+    let rs_token = sign(Algorithm::RS256, &rsa1(), None, &claims("https://rs.test"));
+    let (status, _) = status_of(&f.gw, "/hs", &rs_token).await;
     assert_eq!(status, 401);
     // Same on the any-route when the issuer is neither provider's.
     let (status, _) = status_of(
