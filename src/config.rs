@@ -2,8 +2,11 @@
 
 pub mod diag;
 pub mod file;
+pub mod inventory;
+pub mod lifecycle;
 pub mod runtime;
 pub mod units;
+pub mod watch;
 
 mod compile;
 

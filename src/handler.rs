@@ -16,19 +16,22 @@ use crate::config::Runtime;
 use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
+use crate::metrics::RouteMetrics;
 use crate::route::Route;
 use crate::server::ConnInfo;
 
 /// What the access log and metrics learn while a request runs.
 #[derive(Default)]
-struct Trace {
+struct Trace<'a> {
     route: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
+    metrics: Option<&'a RouteMetrics>,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
 pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
+    let _in_flight = rt.metrics.in_flight();
     let request_id = headers::request_id(req.headers());
     let logged = rt
         .access_log
@@ -41,10 +44,13 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             if err.status().is_server_error() {
                 tracing::warn!(request_id = ?request_id, route = ?trace.route, error = %err, "request failed");
             }
+            trace.metrics.inspect(|m| m.upstream_error(&err));
             err.into_response(request_id.to_str().unwrap_or(""))
         }
     };
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
+    route_metrics.record(resp.status(), start.elapsed());
     crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
@@ -64,11 +70,11 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
 }
 
 /// The phases, in their fixed order.
-async fn proxy(
-    rt: &Runtime,
+async fn proxy<'a>(
+    rt: &'a Runtime,
     conn: &ConnInfo,
     request_id: &HeaderValue,
-    trace: &mut Trace,
+    trace: &mut Trace<'a>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     // Phase 1: reject what must never reach routing.
@@ -89,6 +95,7 @@ async fn proxy(
     )?;
     trace.route = Some(route.id.clone());
     trace.upstream = Some(route.proxy.upstream.name.clone());
+    trace.metrics = Some(&route.metrics);
 
     // Phase 3: body limit known up front.
     let limit = rt.limits.max_body_bytes;

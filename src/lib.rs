@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod demo;
@@ -13,6 +14,7 @@ pub mod filter;
 pub mod gateway;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod route;
 pub mod server;

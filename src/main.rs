@@ -226,7 +226,7 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(async move {
+    let code = tokio.block_on(async move {
         if let Some(latency) = demo_latency {
             if let Err(e) = start_demo_upstreams(&runtime, latency).await {
                 eprintln!("cannot start demo upstreams: {e}");
@@ -243,8 +243,33 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
         if demo_latency.is_some() {
             print_tour(running.http_addr(), &running.gateway.runtime());
         }
+        announce_ready(&running);
         wait_for_signals(running).await
-    })
+    });
+    // Requests cut by an expired grace period must not keep the process alive.
+    tokio.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// One line on stdout once every listener is bound, for supervisors and tests:
+/// `ready http=ADDR [https=ADDR] admin=ADDR|off pid=PID`.
+fn announce_ready(running: &Running) {
+    use std::io::Write as _;
+    let admin = running
+        .admin_addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let https = running
+        .https_addr()
+        .map(|a| format!(" https={a}"))
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ready http={}{https} admin={admin} pid={}",
+        running.http_addr(),
+        std::process::id()
+    );
+    let _ = out.flush();
 }
 
 async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> std::io::Result<()> {
@@ -298,8 +323,10 @@ fn print_tour(addr: std::net::SocketAddr, rt: &config::Runtime) {
     }
 }
 
+/// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains. A second SIGTERM/SIGINT
+/// during the drain exits at once with status 1.
 #[cfg(unix)]
-async fn wait_for_signals(running: Running) -> ExitCode {
+async fn wait_for_signals(mut running: Running) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -313,22 +340,44 @@ async fn wait_for_signals(running: Running) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match running.gateway.reload() {
-                Ok(rt) => tracing::info!(version = %rt.version, "reloaded on SIGHUP"),
-                Err(errors) => tracing::error!("reload failed; keeping the current config:\n{errors}"),
-            },
+            _ = hup.recv() => {
+                let gateway = running.gateway.clone();
+                // The outcome is logged (and counted) by reload_by itself.
+                let _ = tokio::task::spawn_blocking(move || gateway.reload_by("SIGHUP")).await;
+            }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    let drained = running.shutdown();
+    let grace = running.gateway.runtime().server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: readiness is 503, no new connections, draining in-flight requests (send the signal again to exit now)"
+    );
+    let drain = async move {
+        running.stop_accepting().await;
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "draining");
+            let _ = out.flush();
+        }
+        running.shutdown().await
+    };
     tokio::select! {
-        ok = drained => {
-            if !ok {
+        drained = drain => {
+            if drained {
+                tracing::info!("drained; bye");
+            } else {
                 tracing::warn!("grace period over; closing remaining connections");
             }
             ExitCode::SUCCESS
         }
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); ExitCode::SUCCESS }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); ExitCode::SUCCESS }
+        _ = term.recv() => second_signal(),
+        _ = int.recv() => second_signal(),
     }
+}
+
+#[cfg(unix)]
+fn second_signal() -> ExitCode {
+    tracing::warn!("second signal: exiting now, in-flight requests are cut");
+    std::process::exit(1)
 }

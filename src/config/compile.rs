@@ -35,6 +35,8 @@ pub fn compile(
         source,
         errors: &mut errors,
     };
+    // One registry per process: parts that register metric families get it from here.
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
 
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
@@ -58,6 +60,10 @@ pub fn compile(
     let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
+    if let Some(s) = &server {
+        let tls_listen = tls.as_ref().map(|t| t.listen);
+        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
+    }
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -65,6 +71,10 @@ pub fn compile(
     let mut sources = vec![source.path.clone()];
     let tls_digest =
         crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
+    let mut routes = routes;
+    for r in &mut routes {
+        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
+    }
     Ok(Runtime {
         version: super::version_hash([source.text.as_bytes(), &tls_digest]),
         loaded_at: SystemTime::now(),
@@ -77,6 +87,8 @@ pub fn compile(
         tls,
         auth,
         rate_limits,
+        metrics,
+        inventory: super::inventory::Inventory::of_gateway(&source.text),
     })
 }
 
@@ -134,7 +146,7 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
     let admin_listen = match &s.admin_listen {
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(d, v, "server.admin_listen"),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        None => Some(super::lifecycle::default_admin(listen)),
     };
     let workers = s
         .workers
@@ -158,6 +170,8 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
         workers,
         trusted_proxies,
         shutdown_grace,
+        admin_token: super::lifecycle::admin_token(d, &s.admin_token_env),
+        watch: super::lifecycle::watch(d, s),
     })
 }
 
@@ -360,6 +374,7 @@ fn routes(
             methods,
             headers,
             guards,
+            metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

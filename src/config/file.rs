@@ -64,6 +64,12 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<Text>,
     /// How long in-flight requests may take to finish on shutdown; default `30s`.
     pub shutdown_grace: Option<Text>,
+    /// Environment variable holding the admin API's bearer token; default: no token.
+    pub admin_token_env: Option<Text>,
+    /// Reload when a config file changes; default `true`.
+    pub watch: Option<bool>,
+    /// Quiet time after the last file event before a reload; default `100ms`.
+    pub reload_debounce: Option<Text>,
     /// `[server.tls]`: the optional HTTPS listener.
     pub tls: Option<Spanned<TlsFile>>,
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::inventory::Inventory;
+use super::lifecycle::{AdminToken, WatchSettings};
+use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -29,6 +32,10 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// The gateway's metrics registry (one per process, carried over on reload).
+    pub metrics: Arc<Metrics>,
+    /// Named parts with fingerprints, for the reload summary.
+    pub inventory: Inventory,
     /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
     pub tls: Option<crate::server::tls::TlsSettings>,
     /// JWT providers and the identity headers stripped from every request.
@@ -50,6 +57,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Bearer token the admin API requires, if any.
+    pub admin_token: Option<AdminToken>,
+    /// Reload on file changes.
+    pub watch: WatchSettings,
 }
 
 /// `[limits]`, compiled.

@@ -298,6 +298,292 @@ pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
 pub mod tls;
 
 // ---------------------------------------------------------------------------------------------
+// Reload, admin and lifecycle helpers (hot-reload branch).
+// ---------------------------------------------------------------------------------------------
+
+/// Replaces a file the way editors and config tools do: write a temporary file beside it, then
+/// rename it over the old one.
+pub fn save_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// GET on the admin listener of an in-process gateway.
+pub async fn admin_get(running: &portico::Running, path: &str) -> Answer {
+    let addr = running.admin_addr().expect("admin listener enabled");
+    get(&format!("http://{addr}{path}")).await
+}
+
+/// POST (empty body) on the admin listener of an in-process gateway.
+pub async fn admin_post(running: &portico::Running, path: &str) -> Answer {
+    let addr = running.admin_addr().expect("admin listener enabled");
+    send(
+        Request::post(format!("http://{addr}{path}"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+}
+
+/// Parses Prometheus/OpenMetrics text strictly: every line must be a HELP, TYPE, UNIT or EOF
+/// comment or a sample with a numeric value (the parser crate alone skips what it cannot read).
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    use prometheus_parse::LineInfo;
+    assert!(text.ends_with("# EOF\n"), "exposition must end with # EOF");
+    for line in text.lines() {
+        match LineInfo::parse(line) {
+            LineInfo::Doc { .. } | LineInfo::Type { .. } => {}
+            LineInfo::Sample { value, .. } => {
+                let ok = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
+                assert!(ok, "bad sample value in line: {line}");
+            }
+            LineInfo::Empty => panic!("empty line in exposition"),
+            LineInfo::Ignored => assert!(
+                line == "# EOF" || line.starts_with("# UNIT "),
+                "unparseable line: {line}"
+            ),
+        }
+    }
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of the sample `name` whose labels include all of `labels` (counters, gauges and
+/// histogram `_count`/`_sum` are plain samples; histogram buckets are not looked at here).
+pub fn metric(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    use prometheus_parse::Value;
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// Scrapes and parses `/metrics` of an in-process gateway.
+pub async fn scrape(running: &portico::Running) -> prometheus_parse::Scrape {
+    let a = admin_get(running, "/metrics").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    parse_metrics(std::str::from_utf8(&a.body).unwrap())
+}
+
+/// Waits (bounded) for the next reload attempt of an in-process gateway after `rx` was taken.
+pub async fn next_reload(
+    rx: &mut tokio::sync::watch::Receiver<portico::gateway::ReloadStatus>,
+    within: Duration,
+) -> portico::gateway::ReloadStatus {
+    tokio::time::timeout(within, rx.changed())
+        .await
+        .expect("no reload happened in time")
+        .unwrap();
+    rx.borrow_and_update().clone()
+}
+
+/// A backend whose requests wait until the test releases them; `arrived` yields the path of
+/// each request as it reaches the backend.
+pub struct HeldBackend {
+    pub backend: Backend,
+    pub arrived: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl HeldBackend {
+    /// Starts it; only paths under `/slow` are held, others answer at once.
+    pub async fn start() -> HeldBackend {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = release.clone();
+        let backend = Backend::start(move |req: Request<Incoming>| {
+            let tx = tx.clone();
+            let gate = gate.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                if path.starts_with("/slow") {
+                    let _ = tx.send(path.clone());
+                    gate.acquire().await.unwrap().forget();
+                }
+                json_response(200, serde_json::json!({ "path": path }))
+            }
+        })
+        .await;
+        HeldBackend {
+            backend,
+            arrived: tokio::sync::Mutex::new(rx),
+            release,
+        }
+    }
+
+    /// Waits (bounded) until a held request reached the backend.
+    pub async fn wait_arrival(&self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.arrived.lock().await.recv())
+            .await
+            .expect("request did not reach the backend")
+            .unwrap()
+    }
+
+    /// Lets `n` held requests answer.
+    pub fn release(&self, n: usize) {
+        self.release.add_permits(n);
+    }
+}
+
+/// `portico run` as a child process, with its stdout and stderr lines delivered to channels.
+pub struct ChildGateway {
+    pub child: std::process::Child,
+    pub http: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub stdout: std::sync::mpsc::Receiver<String>,
+    pub stderr: std::sync::mpsc::Receiver<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl ChildGateway {
+    /// Writes `gateway_toml` to a temporary folder and starts `portico run` on it with `env`;
+    /// waits for its `ready http=... admin=...` line.
+    pub fn start(gateway_toml: &str, env: &[(&str, &str)]) -> ChildGateway {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "gateway.toml", gateway_toml);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+        cmd.args(["run", "--config"])
+            .arg(dir.path().join("gateway.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        let mut g = ChildGateway {
+            child,
+            http: "0.0.0.0:0".parse().unwrap(),
+            admin: None,
+            stdout,
+            stderr,
+            dir,
+        };
+        let ready = g.stdout_line(|l| l.starts_with("ready "), Duration::from_secs(30));
+        for field in ready.split_whitespace().skip(1) {
+            match field.split_once('=') {
+                Some(("http", a)) => g.http = a.parse().unwrap(),
+                Some(("admin", "off")) => g.admin = None,
+                Some(("admin", a)) => g.admin = Some(a.parse().unwrap()),
+                _ => {}
+            }
+        }
+        g
+    }
+
+    fn wait_line(
+        rx: &std::sync::mpsc::Receiver<String>,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if pred(&l) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no matching {what} line within {within:?}: {e}"),
+            }
+        }
+    }
+
+    /// Waits for a stdout line.
+    pub fn stdout_line(&self, pred: impl Fn(&str) -> bool, within: Duration) -> String {
+        Self::wait_line(&self.stdout, "stdout", pred, within)
+    }
+
+    /// Waits for a stderr (log) line.
+    pub fn log_line(&self, pred: impl Fn(&str) -> bool, within: Duration) -> String {
+        Self::wait_line(&self.stderr, "log", pred, within)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`) with the system `kill`.
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not exit within {within:?}"
+            );
+            // A child's exit cannot be awaited without a runtime-specific reaper; poll briefly.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `http://ADMIN{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("admin enabled"), path)
+    }
+
+    /// `http://HTTP{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// Resident set size of the child in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // JWT helpers (auth and rate-limit tests): fixture keys and token minting.
 // ---------------------------------------------------------------------------------------------
 
