@@ -910,6 +910,16 @@ async fn a_failed_fetch_keeps_the_last_good_set() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+    let exposition = rt.metrics.encode();
+    for line in [
+        "portico_jwks_fetches_total{provider=\"remote\",result=\"ok\"} 1",
+        "portico_jwks_fetches_total{provider=\"remote\",result=\"error\"} 2",
+    ] {
+        assert!(
+            exposition.contains(line),
+            "missing {line} in:\n{exposition}"
+        );
+    }
 }
 
 #[tokio::test]

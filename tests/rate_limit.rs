@@ -129,6 +129,16 @@ async fn refusal_has_retry_after_ratelimit_fields_and_problem_body() {
     let limiter = rt.rate_limits["per_ip"].limiter();
     assert_eq!((limiter.admitted(), limiter.limited()), (3, 1));
     assert_eq!(limiter.len(), 2);
+    let exposition = rt.metrics.encode();
+    for line in [
+        "portico_rate_limit_requests_total{policy=\"per_ip\",outcome=\"admitted\"} 3",
+        "portico_rate_limit_requests_total{policy=\"per_ip\",outcome=\"limited\"} 1",
+    ] {
+        assert!(
+            exposition.contains(line),
+            "missing {line} in:\n{exposition}"
+        );
+    }
 }
 
 #[tokio::test]

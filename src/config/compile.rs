@@ -46,12 +46,17 @@ pub fn compile(
         .keys()
         .map(|k| k.get_ref().as_str())
         .collect();
-    let auth =
-        crate::filter::auth::compile_providers(&mut d, &file.auth, previous.map(|p| &p.auth));
+    let auth = crate::filter::auth::compile_providers(
+        &mut d,
+        &file.auth,
+        previous.map(|p| &p.auth),
+        &metrics,
+    );
     let rate_limits = crate::filter::rate_limit::compile_policies(
         &mut d,
         &file.rate_limits,
         previous.map(|p| &p.rate_limits),
+        &metrics,
     );
     let guard_ctx = crate::filter::GuardContext {
         providers: &auth.providers,

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use self::limiter::{Limiter, Outcome};
 use crate::config::units::Rate;
@@ -89,7 +91,17 @@ pub struct Policy {
     limiter: Arc<Limiter>,
     hasher: std::hash::RandomState,
     policy_field: HeaderValue,
+    counters: Option<Counters>,
 }
+
+/// Prometheus handles of one policy: `portico_rate_limit_requests_total{policy, outcome}`.
+#[derive(Debug, Clone)]
+struct Counters {
+    admitted: Counter,
+    limited: Counter,
+}
+
+type OutcomeFamily = Family<[(&'static str, String); 2], Counter>;
 
 /// The two RateLimit fields for one policy decision.
 #[derive(Debug, Clone)]
@@ -150,7 +162,31 @@ impl Policy {
             limiter,
             hasher: std::hash::RandomState::new(),
             policy_field,
+            counters: None,
         }
+    }
+
+    /// Counts this policy's decisions in the gateway's registry as
+    /// `portico_rate_limit_requests_total{policy, outcome="admitted"|"limited"}`.
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Policy {
+        let family: OutcomeFamily = metrics.family(
+            "portico_rate_limit_requests",
+            "Requests checked by a rate-limit policy, by outcome",
+            Family::default,
+        );
+        let series = |outcome: &str| {
+            family
+                .get_or_create(&[
+                    ("policy", self.name.to_string()),
+                    ("outcome", outcome.into()),
+                ])
+                .clone()
+        };
+        self.counters = Some(Counters {
+            admitted: series("admitted"),
+            limited: series("limited"),
+        });
+        self
     }
 
     /// The policy's limiter (counters, key count).
@@ -210,7 +246,14 @@ impl Policy {
                 ));
             }
         };
-        match self.limiter.check(key) {
+        let outcome = self.limiter.check(key);
+        if let Some(c) = &self.counters {
+            match outcome {
+                Outcome::Admitted { .. } => c.admitted.inc(),
+                Outcome::Limited { .. } => c.limited.inc(),
+            };
+        }
+        match outcome {
             Outcome::Admitted { remaining, full_in } => Ok(match self.settings.headers {
                 HeaderMode::OnLimit => None,
                 HeaderMode::Always => Some(self.fields(remaining, secs_ceil(full_in))),

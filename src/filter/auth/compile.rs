@@ -70,6 +70,7 @@ pub fn compile_providers(
     d: &mut Diagnostics,
     file: &AuthFile,
     previous: Option<&AuthRuntime>,
+    metrics: &crate::metrics::Metrics,
 ) -> AuthRuntime {
     let mut providers = BTreeMap::new();
     let mut forwarded: Vec<HeaderName> = Vec::new();
@@ -90,6 +91,9 @@ pub fn compile_providers(
             .cloned();
         let provider =
             kept.unwrap_or_else(|| Arc::new(Provider::new(name.clone(), settings, keys, signer)));
+        if let Some(remote) = provider.remote_jwks() {
+            remote.register_metrics(metrics);
+        }
         providers.insert(name, provider);
     }
     AuthRuntime {

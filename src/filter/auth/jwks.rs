@@ -13,6 +13,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 
 use super::keys::KeySet;
@@ -74,6 +76,8 @@ pub struct RemoteJwks {
     client: HttpsClient,
     /// Fetch counters.
     pub stats: JwksStats,
+    /// `portico_jwks_fetches_total{provider, result}` series (ok, error), once registered.
+    counters: std::sync::OnceLock<(Counter, Counter)>,
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -111,7 +115,29 @@ impl RemoteJwks {
             done: Notify::new(),
             client: Client::builder(TokioExecutor::new()).build(connector),
             stats: JwksStats::default(),
+            counters: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts fetches in the gateway's registry as `portico_jwks_fetches_total{provider,
+    /// result="ok"|"error"}`.
+    pub fn register_metrics(&self, metrics: &crate::metrics::Metrics) {
+        self.counters.get_or_init(|| {
+            let family: Family<[(&'static str, String); 2], Counter> = metrics.family(
+                "portico_jwks_fetches",
+                "JWKS fetches of auth providers, by result",
+                Family::default,
+            );
+            let series = |result: &str| {
+                family
+                    .get_or_create(&[
+                        ("provider", self.provider.to_string()),
+                        ("result", result.into()),
+                    ])
+                    .clone()
+            };
+            (series("ok"), series("error"))
+        });
     }
 
     /// The fetch settings.
@@ -219,10 +245,16 @@ impl RemoteJwks {
                     self.keys.store(Arc::new(set));
                     st.last_success = Some(Instant::now());
                     self.stats.fetched.fetch_add(1, Ordering::Relaxed);
+                    if let Some((ok, _)) = self.counters.get() {
+                        ok.inc();
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(provider = %self.provider, url = %self.settings.url, error = %e, "JWKS fetch failed; keeping the previous key set");
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if let Some((_, error)) = self.counters.get() {
+                        error.inc();
+                    }
                 }
             }
         }

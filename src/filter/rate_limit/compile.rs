@@ -21,6 +21,7 @@ pub fn compile_policies(
     d: &mut Diagnostics,
     files: &BTreeMap<Spanned<String>, RateLimitFile>,
     previous: Option<&Policies>,
+    metrics: &crate::metrics::Metrics,
 ) -> Policies {
     let mut out = BTreeMap::new();
     for (name, f) in files {
@@ -33,7 +34,8 @@ pub fn compile_policies(
             .and_then(|p| p.get(&name))
             .filter(|p| p.settings == settings)
             .cloned();
-        let policy = kept.unwrap_or_else(|| Arc::new(Policy::new(name.clone(), settings)));
+        let policy = kept
+            .unwrap_or_else(|| Arc::new(Policy::new(name.clone(), settings).with_metrics(metrics)));
         out.insert(name, policy);
     }
     out
