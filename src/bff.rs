@@ -213,12 +213,16 @@ pub async fn serve(
 ) -> Result<Response<Body>, GatewayError> {
     let started = Instant::now();
     let ep = target.endpoint;
+    let rate_limit_fields = identity.rate_limit.clone();
     let result = aggregate(rt, conn, request_id, target, identity, parts, body)
         .await
         .and_then(|run| respond::respond(ep, run, started.elapsed()));
     match result {
-        Ok((resp, completion)) => {
+        Ok((mut resp, completion)) => {
             metrics::record_endpoint(&ep.stats, completion);
+            if let Some(fields) = &rate_limit_fields {
+                fields.apply(resp.headers_mut());
+            }
             Ok(resp)
         }
         Err(e) => {
@@ -275,7 +279,8 @@ pub fn budget(deadline: Duration, headers: &HeaderMap) -> Result<Duration, Gatew
 }
 
 /// Headers every part call carries: request id, forwarding headers (as the proxy sets them),
-/// `accept: application/json`.
+/// `accept: application/json`, and the verified-claim headers of `forward_claims` (the guards
+/// removed client-sent copies and set verified ones, as for routes).
 fn base_headers(
     rt: &Runtime,
     conn: &ConnInfo,
@@ -295,6 +300,11 @@ fn base_headers(
     }
     let proto = if conn.tls { "https" } else { "http" };
     headers::set_forwarded(&mut h, conn.peer.ip(), trusted, proto, client.get(HOST));
+    for name in rt.auth.forwarded_headers.iter() {
+        for v in client.get_all(name) {
+            h.append(name.clone(), v.clone());
+        }
+    }
     h
 }
 

@@ -59,6 +59,32 @@ pub enum GatewayError {
     /// The route requires a verified client certificate and the connection has none.
     #[error("client certificate required")]
     ClientCertRequired,
+    /// No acceptable bearer token: 401 with `WWW-Authenticate`.
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` challenge.
+        challenge: HeaderValue,
+        /// Short reason (never the token).
+        detail: &'static str,
+    },
+    /// A valid token without a required scope or claim: 403.
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// The `WWW-Authenticate` challenge (`error="insufficient_scope"`).
+        challenge: HeaderValue,
+        /// Short reason.
+        detail: &'static str,
+    },
+    /// A rate-limit policy refused the request: 429.
+    #[error("rate limited by policy `{policy}`")]
+    RateLimited {
+        /// Policy name (logs only).
+        policy: std::sync::Arc<str>,
+        /// Whole seconds until a retry can pass (at least 1).
+        retry_after_secs: u64,
+        /// `RateLimit-Policy` and `RateLimit` fields.
+        headers: crate::filter::rate_limit::RateLimitHeaders,
+    },
     /// `x-client` named no BFF profile, there is no default profile, and no route matches.
     #[error("unknown BFF client")]
     BffUnknownClient,
@@ -164,6 +190,23 @@ impl GatewayError {
                 "Forbidden",
                 "This route requires a verified TLS client certificate.",
             ),
+            E::Unauthorized { detail, .. } => p(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            ),
+            E::Forbidden { detail, .. } => {
+                p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            E::RateLimited {
+                retry_after_secs, ..
+            } => Problem {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                slug: "rate-limited",
+                title: "Too Many Requests",
+                detail: format!("Too many requests; retry in {retry_after_secs} s."),
+            },
             E::BffUnknownClient => p(
                 StatusCode::NOT_FOUND,
                 "unknown-client",
@@ -216,6 +259,21 @@ impl GatewayError {
             }
             GatewayError::ShuttingDown => {
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            GatewayError::Unauthorized { challenge, .. }
+            | GatewayError::Forbidden { challenge, .. } => {
+                headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            GatewayError::RateLimited {
+                retry_after_secs,
+                headers: fields,
+                ..
+            } => {
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
+                fields.apply(headers);
             }
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)

@@ -97,7 +97,7 @@ async fn proxy<'a>(
             return Err(GatewayError::PayloadTooLarge { limit });
         }
         let (mut parts, body) = req.into_parts();
-        let identity = filter::run_guards(rt, &target.endpoint.guards, conn, &mut parts)?;
+        let identity = filter::run_guards(rt, &target.endpoint.guards, conn, &mut parts).await?;
         return bff::serve(rt, conn, request_id, target, identity, parts, body).await;
     }
     let route = rt
@@ -123,7 +123,7 @@ async fn proxy<'a>(
     let (mut parts, body) = req.into_parts();
 
     // Phase 4: guards (auth, then rate limits).
-    let _identity = filter::run_guards(rt, &route.guards, conn, &mut parts)?;
+    let identity = filter::run_guards(rt, &route.guards, conn, &mut parts).await?;
 
     // Phase 5: request headers.
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
@@ -150,6 +150,9 @@ async fn proxy<'a>(
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);
     if !action.response_headers.is_empty() {
         action.response_headers.apply(&mut head.headers);
+    }
+    if let Some(fields) = &identity.rate_limit {
+        fields.apply(&mut head.headers);
     }
     Ok(Response::from_parts(head, Body::Upstream(body)))
 }

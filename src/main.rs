@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portico::config::{self, units::parse_duration};
+use portico::filter::auth;
 use portico::logging::{self, LogFormat};
 use portico::{Running, demo};
 
@@ -44,6 +45,31 @@ enum Command {
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Mint a JWT for a provider with a secret or a private_key_file (dev and load tests).
+    Token {
+        /// Path to gateway.toml.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Provider name from `[auth.providers]`.
+        #[arg(long)]
+        provider: String,
+        /// `sub` claim.
+        #[arg(long)]
+        sub: String,
+        /// `scope` claim, space-separated scopes.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Extra claim KEY=VALUE (VALUE is read as JSON when it parses, else as a string);
+        /// repeatable.
+        #[arg(long = "claim", value_name = "KEY=VALUE")]
+        claims: Vec<String>,
+        /// `kid` header.
+        #[arg(long)]
+        kid: Option<String>,
+    },
     /// Start the built-in demo upstreams and the gateway on the default config.
     Demo {
         /// Path to gateway.toml.
@@ -62,7 +88,87 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Routes { config } => routes(&config),
         Command::Run { config } => serve(&config, None),
-        Command::Demo { config, latency } => serve(&config, Some(latency)),
+        Command::Demo { config, latency } => {
+            use_demo_secret_if_unset();
+            serve(&config, Some(latency))
+        }
+        Command::Token {
+            config,
+            provider,
+            sub,
+            scope,
+            ttl,
+            claims,
+            kid,
+        } => token(&config, &provider, sub, scope, ttl, &claims, kid),
+    }
+}
+
+/// `portico demo` and `portico token` fall back to the documented demo secret so the shipped
+/// config works out of the box; `portico run` never does.
+fn use_demo_secret_if_unset() -> bool {
+    let unset = std::env::var(auth::DEV_SECRET_ENV).map_or(true, |v| v.is_empty());
+    if unset {
+        auth::set_secret_fallback(auth::DEV_SECRET_ENV, auth::DEMO_SECRET);
+    }
+    unset
+}
+
+fn token(
+    path: &Path,
+    provider: &str,
+    sub: String,
+    scope: Option<String>,
+    ttl: Duration,
+    claims: &[String],
+    kid: Option<String>,
+) -> ExitCode {
+    if use_demo_secret_if_unset() {
+        eprintln!(
+            "note: {} is not set; signing with the demo secret (accepted by `portico demo` only)",
+            auth::DEV_SECRET_ENV
+        );
+    }
+    let mut extra = Vec::new();
+    for c in claims {
+        let Some((k, v)) = c.split_once('=') else {
+            eprintln!("bad --claim \"{c}\": expected KEY=VALUE");
+            return ExitCode::FAILURE;
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
+        extra.push((k.to_string(), value));
+    }
+    let rt = match config::load(path, None) {
+        Ok(rt) => rt,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(p) = rt.auth.providers.get(provider) else {
+        let known: Vec<&str> = rt.auth.providers.keys().map(|k| &**k).collect();
+        eprintln!(
+            "unknown provider `{provider}` (known: {})",
+            known.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let options = auth::MintOptions {
+        sub,
+        scope,
+        ttl,
+        claims: extra,
+        kid,
+    };
+    match p.mint(&options) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -137,7 +243,7 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
             }
         };
         if demo_latency.is_some() {
-            print_tour(running.http_addr());
+            print_tour(running.http_addr(), &running.gateway.runtime());
         }
         announce_ready(&running);
         wait_for_signals(running).await
@@ -192,7 +298,7 @@ async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> s
     Ok(())
 }
 
-fn print_tour(addr: std::net::SocketAddr) {
+fn print_tour(addr: std::net::SocketAddr, rt: &config::Runtime) {
     println!("Portico demo is up on http://{addr}. Try:");
     println!("  curl -s http://{addr}/api/users/42");
     println!(
@@ -201,11 +307,33 @@ fn print_tour(addr: std::net::SocketAddr) {
     println!("  curl -s http://{addr}/api/orders?user=42");
     println!("  curl -s http://{addr}/api/catalog/recommendations?segment=gold");
     println!("  curl -si http://{addr}/nope            # 404 problem+json");
+    let minted = rt.auth.providers.get("dev").map(|p| {
+        p.mint(&auth::MintOptions {
+            sub: "42".into(),
+            scope: Some("users:read".into()),
+            ttl: Duration::from_secs(3600),
+            ..Default::default()
+        })
+    });
+    let token = match minted {
+        Some(Ok(token)) => {
+            println!(
+                "JWT-protected route (token for sub 42, scope users:read, valid 1h; mint more with"
+            );
+            println!("`portico token --provider dev --sub 42 --scope users:read`):");
+            println!("  curl -si http://{addr}/api/profile/42  # 401 without a token");
+            println!("  curl -s http://{addr}/api/profile/42 -H 'authorization: Bearer {token}'");
+            token
+        }
+        _ => String::from("$TOKEN"),
+    };
     println!("BFF profiles (one endpoint, three shapes; see bff/*.toml):");
     println!("  curl -si 'http://{addr}/web/home?user=42'      # rich; Server-Timing per part");
-    println!("  curl -s  'http://{addr}/mobile/home?user=42'   # lean");
     println!("  curl -s  'http://{addr}/iot/home?user=42'      # minimal");
-    println!("  curl -s  'http://{addr}/home?user=42' -H 'x-client: mobile'");
+    println!(
+        "  curl -s  'http://{addr}/mobile/home' -H 'authorization: Bearer {token}'   # lean; user from the token"
+    );
+    println!("  curl -s  'http://{addr}/home?user=42' -H 'x-client: iot'");
     println!("  curl -s  'http://{addr}/web/orders/42-1'       # flattened order + product");
     println!(
         "  curl -si 'http://{addr}/web/home?user=42' -H 'portico-budget-ms: 1'   # budget spent: 504"

@@ -84,8 +84,16 @@ fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
 #[test]
 fn profile_mistakes_are_reported_with_their_keys() {
     let cases: &[(&str, &str, &str)] = &[
-        ("auth = { provider = \"dev\" }", "auth", "not available"),
-        ("rate_limit = \"per_user\"", "rate_limit", "not available"),
+        (
+            "auth = { provider = \"dev\" }",
+            "auth",
+            "unknown auth provider `dev`",
+        ),
+        (
+            "rate_limit = \"per_user\"",
+            "rate_limit",
+            "unknown rate-limit policy `per_user`",
+        ),
         ("mount = \"/\"", "mount", "bad mount"),
         ("deadline = \"soon\"", "deadline", "bad duration"),
         ("colour = \"blue\"", "colour", "unknown field"),

@@ -6,16 +6,40 @@ mod support;
 use serde_json::json;
 use support::*;
 
-/// gateway.toml for the demo upstreams plus `extra` (e.g. a `[bff]` table).
+/// The dev provider the shipped mobile profile authenticates with (secret in a file).
+const DEV_PROVIDER: &str = r#"
+[auth.providers.dev]
+issuer = "https://auth.portico.local"
+audiences = ["portico"]
+algorithms = ["HS256"]
+secret_file = "dev.secret"
+forward_claims = { sub = "x-user-id" }
+"#;
+const DEV_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// gateway.toml for the demo upstreams and the dev provider, plus `extra` (e.g. `[bff]`).
 async fn demo_config(extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n{}\n{extra}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n{}\n{DEV_PROVIDER}\n{extra}\n",
         demo_upstreams().await
     )
 }
 
+/// `Bearer TOKEN` for `sub`, signed by the gateway's dev provider.
+fn bearer(gw: &TestGateway, sub: &str) -> String {
+    let rt = gw.running().gateway.runtime();
+    let dev = rt.auth.providers.get("dev").unwrap();
+    let token = dev.mint(&portico::filter::auth::MintOptions {
+        sub: sub.into(),
+        ttl: std::time::Duration::from_secs(600),
+        ..Default::default()
+    });
+    format!("Bearer {}", token.unwrap())
+}
+
 async fn shipped_gateway(bff_table: &str) -> TestGateway {
-    let files = shipped_profiles();
+    let mut files = shipped_profiles();
+    files.push(("dev.secret".into(), DEV_SECRET.into()));
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(n, t)| (n.as_str(), t.as_str()))
@@ -78,7 +102,10 @@ async fn three_profiles_give_three_shapes_from_the_same_backends() {
         assert!(timing.contains(part), "{timing}");
     }
 
-    let mobile = get(&gw.url("/mobile/home?user=42")).await.json();
+    let auth = bearer(&gw, "42");
+    let mobile = get_with(&gw.url("/mobile/home"), &[("authorization", &auth)])
+        .await
+        .json();
     assert_eq!(mobile["profile"].as_object().unwrap().len(), 3);
     assert_eq!(mobile["profile"]["id"], "42");
     assert_eq!(mobile["orders"]["items"].as_array().unwrap().len(), 5);
@@ -109,6 +136,8 @@ async fn three_profiles_give_three_shapes_from_the_same_backends() {
 #[tokio::test]
 async fn client_selection_by_header_user_agent_and_default() {
     let gw = shipped_gateway("[bff]\ndefault_profile = \"web\"\n").await;
+    let auth = bearer(&gw, "7");
+    let auth = ("authorization", auth.as_str());
     let shape = |a: &Answer| {
         let v = a.json();
         if v.get("open_orders").is_some() {
@@ -121,7 +150,7 @@ async fn client_selection_by_header_user_agent_and_default() {
     };
     let home = gw.url("/home?user=7");
     assert_eq!(
-        shape(&get_with(&home, &[("x-client", "mobile")]).await),
+        shape(&get_with(&home, &[("x-client", "mobile"), auth]).await),
         "mobile"
     );
     assert_eq!(shape(&get_with(&home, &[("x-client", "IoT")]).await), "iot");
@@ -134,7 +163,7 @@ async fn client_selection_by_header_user_agent_and_default() {
     assert_eq!(shape(&get(&home).await), "web");
     // User-Agent patterns when no x-client is sent; x-client wins over them.
     let android = ("user-agent", "Mozilla/5.0 (Linux; Android 14; Pixel 8)");
-    assert_eq!(shape(&get_with(&home, &[android]).await), "mobile");
+    assert_eq!(shape(&get_with(&home, &[android, auth]).await), "mobile");
     assert_eq!(
         shape(&get_with(&home, &[("user-agent", "portico-iot/1.2")]).await),
         "iot"
@@ -158,7 +187,8 @@ async fn client_selection_by_header_user_agent_and_default() {
     // A mounted prefix is owned by its profile: unknown path 404, wrong method 405.
     assert_eq!(get(&gw.url("/mobile/nope")).await.status, 404);
     let post = send(
-        http::Request::post(gw.url("/mobile/home?user=7"))
+        http::Request::post(gw.url("/mobile/home"))
+            .header("authorization", auth.1)
             .body(http_body_util::Full::default())
             .unwrap(),
     )
@@ -167,7 +197,8 @@ async fn client_selection_by_header_user_agent_and_default() {
     assert_eq!(post.header("allow"), Some("GET"));
     // HEAD is served by GET endpoints.
     let head = send(
-        http::Request::head(gw.url("/mobile/home?user=7"))
+        http::Request::head(gw.url("/mobile/home"))
+            .header("authorization", auth.1)
             .body(http_body_util::Full::default())
             .unwrap(),
     )
@@ -201,15 +232,38 @@ async fn unknown_client_without_default_profile_is_a_404_problem() {
 #[tokio::test]
 async fn missing_client_input_for_a_required_part_is_a_400_naming_it() {
     let gw = shipped_gateway("").await;
-    let a = get(&gw.url("/mobile/home")).await;
+    let a = get(&gw.url("/web/home")).await;
     assert_eq!(a.status, 400);
     let p = a.json();
     assert_eq!(p["type"], "https://portico.dev/problems/bff-missing-input");
     let detail = p["detail"].as_str().unwrap();
     assert!(
-        detail.contains("`profile`") && detail.contains("{claims.sub|query.user}"),
+        detail.contains("`profile`") && detail.contains("{query.user}"),
         "{detail}"
     );
+}
+
+#[tokio::test]
+async fn an_authenticated_profile_checks_the_token_before_any_part_is_called() {
+    let gw = shipped_gateway("").await;
+    let url = gw.url("/mobile/home?user=1");
+    // No token, a bad token: 401 with a challenge, and the query cannot stand in for the user.
+    let none = get(&url).await;
+    assert_eq!(none.status, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let forged = get_with(&url, &[("authorization", "Bearer not.a.token")]).await;
+    assert_eq!(forged.status, 401);
+    // The user comes from the verified `sub`; the shaped answer is that user's.
+    let auth = bearer(&gw, "99");
+    let ok = get_with(&url, &[("authorization", &auth)]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let v = ok.json();
+    assert_eq!(v["profile"]["id"], "99");
+    assert_eq!(v["orders"]["items"][0]["id"], "99-1");
 }
 
 const EDITABLE: &str = r#"
@@ -227,8 +281,8 @@ path = "/me"
 
 #[tokio::test]
 async fn editing_a_bff_profile_changes_the_response() {
-    let gw =
-        TestGateway::start_with_files(&demo_config("").await, &[("bff/app.toml", EDITABLE)]).await;
+    let files = [("bff/app.toml", EDITABLE), ("dev.secret", DEV_SECRET)];
+    let gw = TestGateway::start_with_files(&demo_config("").await, &files).await;
     let url = gw.url("/app/me?user=3");
     assert_eq!(get(&url).await.json(), json!({"profile": {"id": "3"}}));
 

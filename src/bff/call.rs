@@ -201,6 +201,10 @@ pub fn prepare(
     let path = PathAndQuery::try_from(path).map_err(|_| Failure::new(Reason::MissingInput))?;
     let mut headers = ctx.base.clone();
     for name in part.pass_headers.iter() {
+        // Verified-claim headers are already in `base`, once.
+        if ctx.base.contains_key(name) {
+            continue;
+        }
         for v in ctx.headers.get_all(name) {
             headers.append(name.clone(), v.clone());
         }

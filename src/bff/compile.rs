@@ -21,9 +21,11 @@ use super::shape::Shape;
 use super::template::{Kind, RESERVED_SOURCES, Scope, Source, Template, Var};
 use super::{Bff, Endpoint, PARTIAL_KEY, Part, Profile};
 use crate::config::diag::{ConfigError, ConfigErrors, Diagnostics, SourceFile};
+use crate::config::file::auth::AuthRuleFile;
+use crate::config::file::rate_limit::RateLimitRefFile;
 use crate::config::file::{BffSettingsFile, Text};
 use crate::config::units::{parse_duration, parse_size};
-use crate::filter::Guards;
+use crate::filter::{GuardContext, Guards, compile_guards};
 use crate::upstream::Upstream;
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
@@ -122,6 +124,8 @@ pub struct Context<'a> {
     pub declared: &'a [&'a str],
     /// The gateway's metrics registry (one per process; series carry over reloads).
     pub metrics: &'a crate::metrics::Metrics,
+    /// Auth providers and rate-limit policies that `auth` and `rate_limit` refer to.
+    pub guards: GuardContext<'a>,
 }
 
 /// Compiles every parsed profile; problems go to `errors`.
@@ -326,7 +330,7 @@ fn profile(
             globs.push(Glob::new(ua.get_ref()));
         }
     }
-    reject_unwired_guards(d, &f.auth, &f.rate_limit, "");
+    check_profile_guards(d, f, &name, cx.guards);
     let name: Arc<str> = Arc::from(name);
     let defaults = Defaults {
         profile: &name,
@@ -374,8 +378,8 @@ struct Defaults<'a> {
     profile: &'a Arc<str>,
     deadline: Duration,
     max_part_bytes: usize,
-    auth: &'a Option<Spanned<toml::Value>>,
-    rate_limit: &'a Option<Spanned<toml::Value>>,
+    auth: &'a Option<Spanned<AuthRuleFile>>,
+    rate_limit: &'a Option<Spanned<RateLimitRefFile>>,
 }
 
 fn endpoint(
@@ -401,8 +405,6 @@ fn endpoint(
         &format!("{key}.deadline"),
         defaults.deadline,
     );
-    reject_unwired_guards(d, &e.auth, &e.rate_limit, &format!("{key}."));
-    let guards = guards(defaults.auth, defaults.rate_limit, &e.auth, &e.rate_limit);
     let parts_file = &e.parts;
     if parts_file.is_empty() {
         d.error(
@@ -440,6 +442,7 @@ fn endpoint(
     };
     let label: Arc<str> = Arc::from(format!("{method} {}", path.as_str()));
     let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
+    let guards = endpoint_guards(d, e, &key, defaults, &id, cx.guards);
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for (pi, p) in parts_file.iter().enumerate() {
@@ -765,42 +768,57 @@ fn shape(d: &mut Diagnostics, p: &PartFile, key: &str) -> Option<Shape> {
     }
 }
 
-// ==== LEAD: auth / rate-limit seam ============================================================
-// When the JWT + rate-limit phase is merged, compile a profile's and an endpoint's `auth` and
-// `rate_limit` here with the same function routes use (an endpoint's keys override its
-// profile's) and drop `reject_unwired_guards`. Until then a profile or endpoint that asks for
-// either is REJECTED, so it can never be served silently unprotected.
-fn reject_unwired_guards(
-    d: &mut Diagnostics,
-    auth: &Option<Spanned<toml::Value>>,
-    rate_limit: &Option<Spanned<toml::Value>>,
-    prefix: &str,
-) {
-    if let Some(a) = auth {
-        d.error(
-            a.span(),
-            format!("{prefix}auth"),
-            "`auth` in BFF profiles is not available in this build (JWT auth is not wired to profiles yet); remove it rather than serve the endpoint unprotected",
-        );
+// Guards (auth, then rate limits) use the same compiler as routes. An endpoint's `auth` and
+// `rate_limit` override its profile's; the `route` rate-limit key buckets per endpoint id.
+
+/// Checks the profile-level `auth` and `rate_limit` once (key paths relative to the file).
+fn check_profile_guards(d: &mut Diagnostics, f: &ProfileFile, name: &str, ctx: GuardContext<'_>) {
+    if f.auth.is_none() && f.rate_limit.is_none() {
+        return;
     }
-    if let Some(r) = rate_limit {
-        d.error(
-            r.span(),
-            format!("{prefix}rate_limit"),
-            "`rate_limit` in BFF profiles is not available in this build (rate limits are not wired to profiles yet); remove it rather than serve the endpoint unlimited",
-        );
+    let mut found = Vec::new();
+    let mut scratch = Diagnostics {
+        source: d.source,
+        errors: &mut found,
+    };
+    let _ = compile_guards(
+        &mut scratch,
+        "",
+        f.auth.as_ref(),
+        f.rate_limit.as_ref(),
+        name,
+        ctx,
+    );
+    for mut e in found {
+        if let Some(k) = e.key.strip_prefix('.') {
+            e.key = k.to_string();
+        }
+        d.errors.push(e);
     }
 }
 
-fn guards(
-    _profile_auth: &Option<Spanned<toml::Value>>,
-    _profile_rate_limit: &Option<Spanned<toml::Value>>,
-    _endpoint_auth: &Option<Spanned<toml::Value>>,
-    _endpoint_rate_limit: &Option<Spanned<toml::Value>>,
+/// The guards of one endpoint: its own `auth` / `rate_limit`, else its profile's.
+fn endpoint_guards(
+    d: &mut Diagnostics,
+    e: &EndpointFile,
+    key: &str,
+    defaults: &Defaults<'_>,
+    id: &str,
+    ctx: GuardContext<'_>,
 ) -> Guards {
-    Guards::default()
+    let auth = e.auth.as_ref().or(defaults.auth.as_ref());
+    let rate_limit = e.rate_limit.as_ref().or(defaults.rate_limit.as_ref());
+    if e.auth.is_none() && e.rate_limit.is_none() {
+        // All inherited: already reported once by `check_profile_guards`.
+        let mut found = Vec::new();
+        let mut quiet = Diagnostics {
+            source: d.source,
+            errors: &mut found,
+        };
+        return compile_guards(&mut quiet, key, auth, rate_limit, id, ctx);
+    }
+    compile_guards(d, key, auth, rate_limit, id, ctx)
 }
-// ==== end of seam ===============================================================================
 
 /// Paths of the profile sources, for `Runtime.sources` (the folder first, then each file).
 pub fn source_paths(sources: &Sources) -> impl Iterator<Item = &Path> {

@@ -6,6 +6,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::file::Text;
+use crate::config::file::auth::AuthRuleFile;
+use crate::config::file::rate_limit::RateLimitRefFile;
 
 /// One profile file.
 #[derive(Debug, Deserialize)]
@@ -24,9 +26,9 @@ pub struct ProfileFile {
     #[serde(default)]
     pub user_agents: Vec<Text>,
     /// JWT rule for every endpoint (same table as a route's `auth`).
-    pub auth: Option<Spanned<toml::Value>>,
-    /// Rate-limit policy name for every endpoint.
-    pub rate_limit: Option<Spanned<toml::Value>>,
+    pub auth: Option<Spanned<AuthRuleFile>>,
+    /// Rate-limit policy name(s) for every endpoint.
+    pub rate_limit: Option<Spanned<RateLimitRefFile>>,
     /// `[[endpoints]]`.
     #[serde(default)]
     pub endpoints: Vec<EndpointFile>,
@@ -43,9 +45,9 @@ pub struct EndpointFile {
     /// Overrides the profile's `deadline`.
     pub deadline: Option<Text>,
     /// Overrides the profile's `auth`.
-    pub auth: Option<Spanned<toml::Value>>,
+    pub auth: Option<Spanned<AuthRuleFile>>,
     /// Overrides the profile's `rate_limit`.
-    pub rate_limit: Option<Spanned<toml::Value>>,
+    pub rate_limit: Option<Spanned<RateLimitRefFile>>,
     /// `[[endpoints.parts]]`: the backend calls whose answers make up the response.
     #[serde(default)]
     pub parts: Vec<PartFile>,

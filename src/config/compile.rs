@@ -15,7 +15,6 @@ use super::file::{
 };
 use super::runtime::{Limits, Runtime, ServerSettings};
 use super::units::{parse_duration, parse_size};
-use crate::filter::Guards;
 use crate::filter::headers::HeaderOps;
 use crate::net::Cidr;
 use crate::route::{HostPattern, PathPattern, ProxyAction, Route, RouteTable};
@@ -48,7 +47,23 @@ pub fn compile(
         .keys()
         .map(|k| k.get_ref().as_str())
         .collect();
-    let routes = routes(&mut d, &file.routes, &upstreams, &declared);
+    let auth = crate::filter::auth::compile_providers(
+        &mut d,
+        &file.auth,
+        previous.map(|p| &p.auth),
+        &metrics,
+    );
+    let rate_limits = crate::filter::rate_limit::compile_policies(
+        &mut d,
+        &file.rate_limits,
+        previous.map(|p| &p.rate_limits),
+        &metrics,
+    );
+    let guard_ctx = crate::filter::GuardContext {
+        providers: &auth.providers,
+        policies: &rate_limits,
+    };
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
     if let Some(s) = &server {
@@ -59,6 +74,7 @@ pub fn compile(
         upstreams: &upstreams,
         declared: &declared,
         metrics: &metrics,
+        guards: guard_ctx,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_context);
 
@@ -92,6 +108,8 @@ pub fn compile(
         routes: RouteTable::new(routes),
         upstreams,
         tls,
+        auth,
+        rate_limits,
         metrics,
         inventory,
         bff,
@@ -314,6 +332,7 @@ fn routes(
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
     declared: &[&str],
+    guard_ctx: crate::filter::GuardContext<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -357,6 +376,15 @@ fn routes(
         let request_headers = header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
         let response_headers =
             header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
+        let mut guards = crate::filter::compile_guards(
+            d,
+            &key,
+            r.auth.as_ref(),
+            r.rate_limit.as_ref(),
+            id,
+            guard_ctx,
+        );
+        guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, &key);
         if d.errors.len() > before {
             continue;
         }
@@ -369,9 +397,7 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards {
-                client_cert: crate::filter::client_cert::rule(d, &r.client_cert, &key),
-            },
+            guards,
             metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),

@@ -2,10 +2,16 @@
 //! Values that need checking keep their span (`Spanned`) so errors can point at them;
 //! nothing here is used at request time (see `config::runtime`).
 
+pub mod auth;
+pub mod rate_limit;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use self::auth::{AuthFile, AuthRuleFile};
+use self::rate_limit::{RateLimitFile, RateLimitRefFile};
 
 /// A string value with its position in the file.
 pub type Text = Spanned<String>;
@@ -34,6 +40,13 @@ pub struct GatewayFile {
     /// `[bff]`: where client profiles live.
     #[serde(default)]
     pub bff: BffSettingsFile,
+
+    /// `[auth]`: JWT providers.
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// `[rate_limits.NAME]`: rate-limit policies.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
 }
 
 /// `[server]`.
@@ -142,6 +155,10 @@ pub struct RouteFile {
     /// `"required"`: only requests on a connection with a verified client certificate pass;
     /// default `"optional"`.
     pub client_cert: Option<Text>,
+    /// JWT requirement; omit for a public route.
+    pub auth: Option<Spanned<AuthRuleFile>>,
+    /// Rate-limit policy name(s); every one must admit.
+    pub rate_limit: Option<Spanned<RateLimitRefFile>>,
 }
 
 /// `match = { ... }` of a route.

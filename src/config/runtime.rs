@@ -41,6 +41,10 @@ pub struct Runtime {
     pub inventory: Inventory,
     /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
     pub tls: Option<crate::server::tls::TlsSettings>,
+    /// JWT providers and the identity headers stripped from every request.
+    pub auth: crate::filter::auth::AuthRuntime,
+    /// Rate-limit policies (with their buckets) by name.
+    pub rate_limits: crate::filter::rate_limit::compile::Policies,
 }
 
 /// `[server]`, compiled.
