@@ -85,6 +85,14 @@ pub fn compile(
     sources.extend(crate::bff::compile::source_paths(profiles).map(|p| p.to_path_buf()));
     let tls_digest =
         crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
+    // Key files count toward the version like the config text: a rotated key is a new config.
+    let mut key_texts = Vec::new();
+    for path in &auth.files {
+        if !sources.contains(path) {
+            sources.push(path.clone());
+            key_texts.push(std::fs::read(path).unwrap_or_default());
+        }
+    }
     let mut routes = routes;
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
@@ -98,7 +106,8 @@ pub fn compile(
         version: super::version_hash(
             [source.text.as_bytes(), &tls_digest]
                 .into_iter()
-                .chain(profile_texts),
+                .chain(profile_texts)
+                .chain(key_texts.iter().map(Vec::as_slice)),
         ),
         loaded_at: SystemTime::now(),
         sources,

@@ -91,6 +91,8 @@ pub struct AuthRuntime {
     /// Every `forward_claims` header of every provider: removed from every request (even on
     /// public routes) so a client can never pose as someone else upstream.
     pub forwarded_headers: Box<[http::HeaderName]>,
+    /// Key files the providers were built from (watched for reloads like gateway.toml).
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl AuthRuntime {

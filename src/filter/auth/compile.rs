@@ -74,8 +74,18 @@ pub fn compile_providers(
 ) -> AuthRuntime {
     let mut providers = BTreeMap::new();
     let mut forwarded: Vec<HeaderName> = Vec::new();
+    let mut files = Vec::new();
     for (name, f) in &file.providers {
         let key = format!("auth.providers.{}", name.get_ref());
+        let referenced = [
+            &f.secret_file,
+            &f.public_key_file,
+            &f.jwks_file,
+            &f.private_key_file,
+        ];
+        for path in referenced.into_iter().flatten() {
+            files.push(crate::config::resolve(&d.source.path, path.get_ref()));
+        }
         let Some((settings, keys, signer)) = settings(d, &key, f) else {
             continue;
         };
@@ -99,6 +109,7 @@ pub fn compile_providers(
     AuthRuntime {
         providers,
         forwarded_headers: forwarded.into_boxed_slice(),
+        files,
     }
 }
 
