@@ -251,12 +251,15 @@ async fn aggregate(
     };
     let base = base_headers(rt, conn, request_id, &parts.headers);
     let ctx = call::RequestCtx {
-        claims: identity.claims.as_deref(),
-        path: parts.uri.path(),
-        captures: &target.captures,
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        body: body.as_ref(),
+        client: template::Inputs {
+            claims: identity.claims.as_deref(),
+            path: parts.uri.path(),
+            captures: &target.captures,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: body.as_ref(),
+            parts: &[],
+        },
         base: &base,
     };
     fanout::run(ep, &ctx, deadline).await

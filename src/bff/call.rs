@@ -8,7 +8,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::template::{Inputs, Missing};
@@ -115,18 +115,8 @@ impl Failure {
 
 /// What every part call of one request reads: the client request and the common headers.
 pub struct RequestCtx<'a> {
-    /// Verified claims, if the endpoint authenticates.
-    pub claims: Option<&'a Map<String, Value>>,
-    /// Client request path.
-    pub path: &'a str,
-    /// Capture ranges in `path`.
-    pub captures: &'a [(usize, usize)],
-    /// Client query string.
-    pub query: Option<&'a str>,
-    /// Client request headers.
-    pub headers: &'a HeaderMap,
-    /// Client JSON body, when the endpoint reads it.
-    pub body: Option<&'a Value>,
+    /// Template inputs from the client request (`parts` is empty here; see `inputs`).
+    pub client: Inputs<'a>,
     /// Headers every backend call gets (request id, forwarding headers, accept).
     pub base: &'a HeaderMap,
 }
@@ -135,13 +125,8 @@ impl<'a> RequestCtx<'a> {
     /// Template inputs, given the answers of the parts finished so far.
     pub fn inputs(&self, parts: &'a [Option<Value>]) -> Inputs<'a> {
         Inputs {
-            claims: self.claims,
-            path: self.path,
-            captures: self.captures,
-            query: self.query,
-            headers: self.headers,
-            body: self.body,
             parts,
+            ..self.client
         }
     }
 }
@@ -205,7 +190,7 @@ pub fn prepare(
         if ctx.base.contains_key(name) {
             continue;
         }
-        for v in ctx.headers.get_all(name) {
+        for v in ctx.client.headers.get_all(name) {
             headers.append(name.clone(), v.clone());
         }
     }

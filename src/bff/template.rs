@@ -112,6 +112,7 @@ pub struct Scope<'a> {
 }
 
 /// The values a template reads at request time.
+#[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     /// Verified claims, if the endpoint authenticates.
     pub claims: Option<&'a Map<String, Value>>,
