@@ -2,8 +2,11 @@
 
 pub mod diag;
 pub mod file;
+pub mod inventory;
+pub mod lifecycle;
 pub mod runtime;
 pub mod units;
+pub mod watch;
 
 mod compile;
 
@@ -21,7 +24,8 @@ pub fn load(path: &Path, previous: Option<&Runtime>) -> Result<Runtime, ConfigEr
     let source = read_source(path)?;
     let file: file::GatewayFile =
         toml::from_str(&source.text).map_err(|e| ConfigErrors(vec![source.toml_error(&e)]))?;
-    compile::compile(file, &source, previous)
+    let profiles = crate::bff::read_profiles(&source, &file.bff);
+    compile::compile(file, &source, &profiles, previous)
 }
 
 /// Reads one config file into memory.

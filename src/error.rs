@@ -59,6 +59,57 @@ pub enum GatewayError {
     /// The route requires a verified client certificate and the connection has none.
     #[error("client certificate required")]
     ClientCertRequired,
+    /// No acceptable bearer token: 401 with `WWW-Authenticate`.
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` challenge.
+        challenge: HeaderValue,
+        /// Short reason (never the token).
+        detail: &'static str,
+    },
+    /// A valid token without a required scope or claim: 403.
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// The `WWW-Authenticate` challenge (`error="insufficient_scope"`).
+        challenge: HeaderValue,
+        /// Short reason.
+        detail: &'static str,
+    },
+    /// A rate-limit policy refused the request: 429.
+    #[error("rate limited by policy `{policy}`")]
+    RateLimited {
+        /// Policy name (logs only).
+        policy: std::sync::Arc<str>,
+        /// Whole seconds until a retry can pass (at least 1).
+        retry_after_secs: u64,
+        /// `RateLimit-Policy` and `RateLimit` fields.
+        headers: crate::filter::rate_limit::RateLimitHeaders,
+    },
+    /// `x-client` named no BFF profile, there is no default profile, and no route matches.
+    #[error("unknown BFF client")]
+    BffUnknownClient,
+    /// A required BFF part failed (error status, connection, not JSON, too large, ...).
+    #[error("required part `{part}` failed: {reason}")]
+    BffPartFailed {
+        /// Part name (from the profile; shown to the client).
+        part: std::sync::Arc<str>,
+        /// Reason token, as in `portico-partial`.
+        reason: &'static str,
+    },
+    /// A required BFF part did not answer within its timeout or the response budget.
+    #[error("required part `{part}` timed out")]
+    BffPartTimeout {
+        /// Part name.
+        part: std::sync::Arc<str>,
+    },
+    /// A required BFF part needs a value the request did not carry.
+    #[error("required part `{part}` lacks {input}")]
+    BffMissingInput {
+        /// Part name.
+        part: std::sync::Arc<str>,
+        /// The placeholder, e.g. `{query.user}`.
+        input: Box<str>,
+    },
 }
 
 /// The pieces of an RFC 9457 problem for one error.
@@ -139,6 +190,49 @@ impl GatewayError {
                 "Forbidden",
                 "This route requires a verified TLS client certificate.",
             ),
+            E::Unauthorized { detail, .. } => p(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            ),
+            E::Forbidden { detail, .. } => {
+                p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            E::RateLimited {
+                retry_after_secs, ..
+            } => Problem {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                slug: "rate-limited",
+                title: "Too Many Requests",
+                detail: format!("Too many requests; retry in {retry_after_secs} s."),
+            },
+            E::BffUnknownClient => p(
+                StatusCode::NOT_FOUND,
+                "unknown-client",
+                "Not Found",
+                "No client profile serves this request; check the x-client header.",
+            ),
+            E::BffPartFailed { part, reason } => Problem {
+                status: StatusCode::BAD_GATEWAY,
+                slug: "bff-part-failed",
+                title: "Bad Gateway",
+                detail: format!("The required part `{part}` failed ({reason})."),
+            },
+            E::BffPartTimeout { part } => Problem {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                slug: "bff-deadline",
+                title: "Gateway Timeout",
+                detail: format!(
+                    "The required part `{part}` did not answer within the deadline budget."
+                ),
+            },
+            E::BffMissingInput { part, input } => Problem {
+                status: StatusCode::BAD_REQUEST,
+                slug: "bff-missing-input",
+                title: "Bad Request",
+                detail: format!("The part `{part}` needs {input}, which this request lacks."),
+            },
         }
     }
 
@@ -166,13 +260,32 @@ impl GatewayError {
             GatewayError::ShuttingDown => {
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
+            GatewayError::Unauthorized { challenge, .. }
+            | GatewayError::Forbidden { challenge, .. } => {
+                headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            GatewayError::RateLimited {
+                retry_after_secs,
+                headers: fields,
+                ..
+            } => {
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
+                fields.apply(headers);
+            }
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
-            | GatewayError::ClientCertRequired => {}
+            | GatewayError::ClientCertRequired
+            | GatewayError::BffUnknownClient
+            | GatewayError::BffPartFailed { .. }
+            | GatewayError::BffPartTimeout { .. }
+            | GatewayError::BffMissingInput { .. } => {}
         }
         resp
     }

@@ -1,16 +1,28 @@
 //! Request filters ("guards"), run in a fixed order before a route's action:
 //! authentication (JWT) → rate limits. Routes and BFF endpoints share them.
 
+pub mod auth;
 pub mod client_cert;
 pub mod headers;
+pub mod prehashed;
+pub mod rate_limit;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::request::Parts;
+use toml::Spanned;
 
 use crate::config::Runtime;
+use crate::config::diag::Diagnostics;
+use crate::config::file::auth::AuthRuleFile;
+use crate::config::file::rate_limit::RateLimitRefFile;
 use crate::error::GatewayError;
 use crate::server::ConnInfo;
+
+use self::auth::AuthRule;
+use self::auth::provider::Provider;
+use self::rate_limit::{KeyInput, Policy, RateLimitHeaders};
 
 /// Verified JWT claims (a JSON object), shared by later phases: rate-limit keys, claim
 /// forwarding, BFF templates.
@@ -21,6 +33,12 @@ pub type Claims = Arc<serde_json::Map<String, serde_json::Value>>;
 pub struct Guards {
     /// Whether a verified client certificate is required (checked first).
     pub client_cert: client_cert::ClientCertRule,
+    /// JWT requirement; `None` for public routes.
+    pub auth: Option<AuthRule>,
+    /// Rate-limit policies; every one must admit.
+    pub rate_limits: Box<[Arc<Policy>]>,
+    /// Route id or BFF profile name: the bucket of `route` keys.
+    pub scope: Arc<str>,
 }
 
 /// What the guards learned about the caller.
@@ -28,16 +46,91 @@ pub struct Guards {
 pub struct Identity {
     /// Claims of a verified token, when the route asks for authentication.
     pub claims: Option<Claims>,
+    /// RateLimit fields for the response, from policies with `headers = "always"`.
+    pub rate_limit: Option<RateLimitHeaders>,
 }
 
-/// Runs the guards in their fixed order (auth, then rate limits) against a request head.
-/// `parts` may be edited (e.g. removing spoofed identity headers).
-pub fn run_guards(
+/// The compiled parts guards refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardContext<'a> {
+    /// Auth providers by name.
+    pub providers: &'a BTreeMap<Arc<str>, Arc<Provider>>,
+    /// Rate-limit policies by name.
+    pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
+}
+
+/// Compiles the `auth = {...}` table and `rate_limit = ...` reference of a route or BFF
+/// profile. `key` is the config key path of the owner (e.g. `routes[3]`), `scope` its id (the
+/// bucket of `route` rate-limit keys). Problems are recorded in `d`.
+pub fn compile_guards(
+    d: &mut Diagnostics,
+    key: &str,
+    auth: Option<&Spanned<AuthRuleFile>>,
+    rate_limit: Option<&Spanned<RateLimitRefFile>>,
+    scope: &str,
+    ctx: GuardContext<'_>,
+) -> Guards {
+    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.providers));
+    let rate_limits = rate_limit
+        .map(|r| {
+            rate_limit::compile::compile_refs(
+                d,
+                &format!("{key}.rate_limit"),
+                r,
+                ctx.policies,
+                auth.is_some(),
+            )
+        })
+        .unwrap_or_default();
+    Guards {
+        // Routes set it from their own `client_cert` key; BFF profiles have none.
+        client_cert: client_cert::ClientCertRule::default(),
+        auth,
+        rate_limits: rate_limits.into_boxed_slice(),
+        scope: Arc::from(scope),
+    }
+}
+
+/// Runs the guards in their fixed order (client certificate, auth, then rate limits) against a
+/// request head.
+/// `parts` is edited: spoofed identity headers are removed on every route, verified claims are
+/// forwarded, the token is stripped when the provider says so.
+pub async fn run_guards(
     rt: &Runtime,
     guards: &Guards,
     conn: &ConnInfo,
     parts: &mut Parts,
 ) -> Result<Identity, GatewayError> {
     client_cert::check(rt, guards.client_cert, conn, parts)?;
-    Ok(Identity::default())
+    if !rt.auth.forwarded_headers.is_empty() {
+        rt.auth.strip_forwarded(&mut parts.headers);
+    }
+    let claims = match &guards.auth {
+        Some(rule) => Some(rule.authenticate(parts).await?),
+        None => None,
+    };
+    let mut shown: Option<RateLimitHeaders> = None;
+    if !guards.rate_limits.is_empty() {
+        let needs_ip = guards.rate_limits.iter().any(|p| p.needs_ip());
+        let client_ip = if needs_ip {
+            rate_limit::client_ip(&rt.server.trusted_proxies, conn.peer.ip(), &parts.headers)
+        } else {
+            conn.peer.ip()
+        };
+        let input = KeyInput {
+            scope: &guards.scope,
+            client_ip,
+            headers: &parts.headers,
+            claims: claims.as_ref(),
+        };
+        for policy in guards.rate_limits.iter() {
+            if let Some(fields) = policy.check(&input)? {
+                shown = Some(fields);
+            }
+        }
+    }
+    Ok(Identity {
+        claims,
+        rate_limit: shown,
+    })
 }

@@ -11,24 +11,28 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::bff;
 use crate::body::{Body, RequestBody};
 use crate::config::Runtime;
 use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
+use crate::metrics::RouteMetrics;
 use crate::route::Route;
 use crate::server::ConnInfo;
 
 /// What the access log and metrics learn while a request runs.
 #[derive(Default)]
-struct Trace {
+struct Trace<'a> {
     route: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
+    metrics: Option<&'a RouteMetrics>,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
 pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
+    let _in_flight = rt.metrics.in_flight();
     let request_id = headers::request_id(req.headers());
     let logged = (rt.access_log && crate::access_log::enabled())
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
@@ -40,10 +44,13 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             if err.status().is_server_error() {
                 tracing::warn!(request_id = ?request_id, route = ?trace.route, error = %err, "request failed");
             }
+            trace.metrics.inspect(|m| m.upstream_error(&err));
             err.into_response(request_id.to_str().unwrap_or(""))
         }
     };
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
+    route_metrics.record(resp.status(), start.elapsed());
     crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
@@ -62,11 +69,11 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
 }
 
 /// The phases, in their fixed order.
-async fn proxy(
-    rt: &Runtime,
+async fn proxy<'a>(
+    rt: &'a Runtime,
     conn: &ConnInfo,
     request_id: &HeaderValue,
-    trace: &mut Trace,
+    trace: &mut Trace<'a>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     // Phase 1: reject what must never reach routing.
@@ -78,15 +85,31 @@ async fn proxy(
         return Ok(redirect);
     }
 
-    // Phase 2: route.
-    let route = rt.routes.find(
-        host.as_deref(),
-        req.method(),
-        req.uri().path(),
-        req.headers(),
-    )?;
+    // Phase 2: route. A BFF endpoint first (a mounted profile owns its prefix), else a route.
+    let bff = rt.bff.find(req.method(), req.uri().path(), req.headers())?;
+    if let bff::Lookup::Hit(target) = &bff {
+        trace.route = Some(target.endpoint.id.clone());
+        trace.metrics = Some(&target.endpoint.metrics);
+        if content_length(&req).is_some_and(|n| n > rt.limits.max_body_bytes) {
+            let limit = rt.limits.max_body_bytes;
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+        let (mut parts, body) = req.into_parts();
+        let identity = filter::run_guards(rt, &target.endpoint.guards, conn, &mut parts).await?;
+        return bff::serve(rt, conn, request_id, target, identity, parts, body).await;
+    }
+    let route = rt
+        .routes
+        .find(
+            host.as_deref(),
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+        )
+        .map_err(|e| bff.explain_miss(e))?;
     trace.route = Some(route.id.clone());
     trace.upstream = Some(route.proxy.upstream.name.clone());
+    trace.metrics = Some(&route.metrics);
 
     // Phase 3: body limit known up front.
     let limit = rt.limits.max_body_bytes;
@@ -98,7 +121,7 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
 
     // Phase 4: guards (auth, then rate limits).
-    let _identity = filter::run_guards(rt, &route.guards, conn, &mut parts)?;
+    let identity = filter::run_guards(rt, &route.guards, conn, &mut parts).await?;
 
     // Phase 5: request headers.
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
@@ -125,6 +148,9 @@ async fn proxy(
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);
     if !action.response_headers.is_empty() {
         action.response_headers.apply(&mut head.headers);
+    }
+    if let Some(fields) = &identity.rate_limit {
+        fields.apply(&mut head.headers);
     }
     Ok(Response::from_parts(head, Body::Upstream(body)))
 }

@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod access_log;
+pub mod admin;
+pub mod bff;
 pub mod body;
 pub mod config;
 pub mod demo;
@@ -14,6 +16,7 @@ pub mod filter;
 pub mod gateway;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod route;
 pub mod server;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portico::config::{self, units::parse_duration};
+use portico::filter::auth;
 use portico::logging::{self, LogFormat};
 use portico::{Running, demo};
 
@@ -49,6 +50,31 @@ enum Command {
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Mint a JWT for a provider with a secret or a private_key_file (dev and load tests).
+    Token {
+        /// Path to gateway.toml.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// Provider name from `[auth.providers]`.
+        #[arg(long)]
+        provider: String,
+        /// `sub` claim.
+        #[arg(long)]
+        sub: String,
+        /// `scope` claim, space-separated scopes.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// Extra claim KEY=VALUE (VALUE is read as JSON when it parses, else as a string);
+        /// repeatable.
+        #[arg(long = "claim", value_name = "KEY=VALUE")]
+        claims: Vec<String>,
+        /// `kid` header.
+        #[arg(long)]
+        kid: Option<String>,
+    },
     /// Start the built-in demo upstreams and the gateway on the default config.
     Demo {
         /// Path to gateway.toml.
@@ -67,7 +93,87 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Routes { config } => routes(&config),
         Command::Run { config } => serve(&config, None),
-        Command::Demo { config, latency } => serve(&config, Some(latency)),
+        Command::Demo { config, latency } => {
+            use_demo_secret_if_unset();
+            serve(&config, Some(latency))
+        }
+        Command::Token {
+            config,
+            provider,
+            sub,
+            scope,
+            ttl,
+            claims,
+            kid,
+        } => token(&config, &provider, sub, scope, ttl, &claims, kid),
+    }
+}
+
+/// `portico demo` and `portico token` fall back to the documented demo secret so the shipped
+/// config works out of the box; `portico run` never does.
+fn use_demo_secret_if_unset() -> bool {
+    let unset = std::env::var(auth::DEV_SECRET_ENV).map_or(true, |v| v.is_empty());
+    if unset {
+        auth::set_secret_fallback(auth::DEV_SECRET_ENV, auth::DEMO_SECRET);
+    }
+    unset
+}
+
+fn token(
+    path: &Path,
+    provider: &str,
+    sub: String,
+    scope: Option<String>,
+    ttl: Duration,
+    claims: &[String],
+    kid: Option<String>,
+) -> ExitCode {
+    if use_demo_secret_if_unset() {
+        eprintln!(
+            "note: {} is not set; signing with the demo secret (accepted by `portico demo` only)",
+            auth::DEV_SECRET_ENV
+        );
+    }
+    let mut extra = Vec::new();
+    for c in claims {
+        let Some((k, v)) = c.split_once('=') else {
+            eprintln!("bad --claim \"{c}\": expected KEY=VALUE");
+            return ExitCode::FAILURE;
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
+        extra.push((k.to_string(), value));
+    }
+    let rt = match config::load(path, None) {
+        Ok(rt) => rt,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(p) = rt.auth.providers.get(provider) else {
+        let known: Vec<&str> = rt.auth.providers.keys().map(|k| &**k).collect();
+        eprintln!(
+            "unknown provider `{provider}` (known: {})",
+            known.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let options = auth::MintOptions {
+        sub,
+        scope,
+        ttl,
+        claims: extra,
+        kid,
+    };
+    match p.mint(&options) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -75,10 +181,11 @@ fn check(path: &Path) -> ExitCode {
     match config::load(path, None) {
         Ok(rt) => {
             println!(
-                "{}: ok ({} routes, {} upstreams)",
+                "{}: ok ({} routes, {} upstreams); {} BFF profiles",
                 path.display(),
                 rt.routes.routes().len(),
-                rt.upstreams.len()
+                rt.upstreams.len(),
+                rt.bff.profiles.len()
             );
             if let Some(tls) = &rt.tls {
                 print!("{}", portico::server::tls::describe(tls));
@@ -97,6 +204,7 @@ fn routes(path: &Path) -> ExitCode {
     match config::load(path, None) {
         Ok(rt) => {
             print!("{}", portico::route::describe(&rt.routes));
+            print!("{}", portico::bff::describe(&rt.bff));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -132,7 +240,7 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(async move {
+    let code = tokio.block_on(async move {
         if let Some(latency) = demo_latency {
             if let Err(e) = start_demo_upstreams(&runtime, latency).await {
                 eprintln!("cannot start demo upstreams: {e}");
@@ -147,10 +255,35 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
             }
         };
         if demo_latency.is_some() {
-            print_tour(running.http_addr());
+            print_tour(running.http_addr(), &running.gateway.runtime());
         }
+        announce_ready(&running);
         wait_for_signals(running).await
-    })
+    });
+    // Requests cut by an expired grace period must not keep the process alive.
+    tokio.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// One line on stdout once every listener is bound, for supervisors and tests:
+/// `ready http=ADDR [https=ADDR] admin=ADDR|off pid=PID`.
+fn announce_ready(running: &Running) {
+    use std::io::Write as _;
+    let admin = running
+        .admin_addr()
+        .map_or_else(|| "off".to_string(), |a| a.to_string());
+    let https = running
+        .https_addr()
+        .map(|a| format!(" https={a}"))
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ready http={}{https} admin={admin} pid={}",
+        running.http_addr(),
+        std::process::id()
+    );
+    let _ = out.flush();
 }
 
 async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> std::io::Result<()> {
@@ -177,7 +310,7 @@ async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> s
     Ok(())
 }
 
-fn print_tour(addr: std::net::SocketAddr) {
+fn print_tour(addr: std::net::SocketAddr, rt: &config::Runtime) {
     println!("Portico demo is up on http://{addr}. Try:");
     println!("  curl -s http://{addr}/api/users/42");
     println!(
@@ -186,10 +319,43 @@ fn print_tour(addr: std::net::SocketAddr) {
     println!("  curl -s http://{addr}/api/orders?user=42");
     println!("  curl -s http://{addr}/api/catalog/recommendations?segment=gold");
     println!("  curl -si http://{addr}/nope            # 404 problem+json");
+    let minted = rt.auth.providers.get("dev").map(|p| {
+        p.mint(&auth::MintOptions {
+            sub: "42".into(),
+            scope: Some("users:read".into()),
+            ttl: Duration::from_secs(3600),
+            ..Default::default()
+        })
+    });
+    let token = match minted {
+        Some(Ok(token)) => {
+            println!(
+                "JWT-protected route (token for sub 42, scope users:read, valid 1h; mint more with"
+            );
+            println!("`portico token --provider dev --sub 42 --scope users:read`):");
+            println!("  curl -si http://{addr}/api/profile/42  # 401 without a token");
+            println!("  curl -s http://{addr}/api/profile/42 -H 'authorization: Bearer {token}'");
+            token
+        }
+        _ => String::from("$TOKEN"),
+    };
+    println!("BFF profiles (one endpoint, three shapes; see bff/*.toml):");
+    println!("  curl -si 'http://{addr}/web/home?user=42'      # rich; Server-Timing per part");
+    println!("  curl -s  'http://{addr}/iot/home?user=42'      # minimal");
+    println!(
+        "  curl -s  'http://{addr}/mobile/home' -H 'authorization: Bearer {token}'   # lean; user from the token"
+    );
+    println!("  curl -s  'http://{addr}/home?user=42' -H 'x-client: iot'");
+    println!("  curl -s  'http://{addr}/web/orders/42-1'       # flattened order + product");
+    println!(
+        "  curl -si 'http://{addr}/web/home?user=42' -H 'portico-budget-ms: 1'   # budget spent: 504"
+    );
 }
 
+/// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains. A second SIGTERM/SIGINT
+/// during the drain exits at once with status 1.
 #[cfg(unix)]
-async fn wait_for_signals(running: Running) -> ExitCode {
+async fn wait_for_signals(mut running: Running) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -203,22 +369,44 @@ async fn wait_for_signals(running: Running) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match running.gateway.reload() {
-                Ok(rt) => tracing::info!(version = %rt.version, "reloaded on SIGHUP"),
-                Err(errors) => tracing::error!("reload failed; keeping the current config:\n{errors}"),
-            },
+            _ = hup.recv() => {
+                let gateway = running.gateway.clone();
+                // The outcome is logged (and counted) by reload_by itself.
+                let _ = tokio::task::spawn_blocking(move || gateway.reload_by("SIGHUP")).await;
+            }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    let drained = running.shutdown();
+    let grace = running.gateway.runtime().server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: readiness is 503, no new connections, draining in-flight requests (send the signal again to exit now)"
+    );
+    let drain = async move {
+        running.stop_accepting().await;
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "draining");
+            let _ = out.flush();
+        }
+        running.shutdown().await
+    };
     tokio::select! {
-        ok = drained => {
-            if !ok {
+        drained = drain => {
+            if drained {
+                tracing::info!("drained; bye");
+            } else {
                 tracing::warn!("grace period over; closing remaining connections");
             }
             ExitCode::SUCCESS
         }
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); ExitCode::SUCCESS }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); ExitCode::SUCCESS }
+        _ = term.recv() => second_signal(),
+        _ = int.recv() => second_signal(),
     }
+}
+
+#[cfg(unix)]
+fn second_signal() -> ExitCode {
+    tracing::warn!("second signal: exiting now, in-flight requests are cut");
+    std::process::exit(1)
 }

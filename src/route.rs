@@ -55,6 +55,8 @@ pub struct Route {
     pub guards: Guards,
     /// Where and how the request is forwarded.
     pub proxy: ProxyAction,
+    /// This route's metric series, resolved when the config is compiled.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// Forwarding settings of a route.

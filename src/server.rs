@@ -13,7 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::runtime::Limits;
 use crate::gateway::Gateway;
@@ -102,13 +103,33 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Accepts plain TCP connections until shutdown; each connection is served on its own task.
-pub async fn accept_plain(
+/// One accepted TCP connection and the slot (connection count, cap permit) it holds until the
+/// task serving it ends.
+pub struct Accepted {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+    /// Dropped when the connection ends.
+    pub slot: (ConnGuard, OwnedSemaphorePermit),
+}
+
+/// The accept loop shared by every listener: enforces `limits.max_connections`, sets
+/// TCP_NODELAY, and hands each connection to `start`, whose future (if any) runs on its own
+/// task. Ends at shutdown, which drops the listener so new connections are refused.
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    gateway: &Gateway,
     tracker: Arc<ConnTracker>,
     mut shutdown: watch::Receiver<bool>,
-) {
+    kind: &'static str,
+    mut start: F,
+) where
+    F: FnMut(Accepted) -> Option<Fut>,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let limit = Arc::new(Semaphore::new(gateway.runtime().limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -119,33 +140,52 @@ pub async fn accept_plain(
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, listener = kind, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            tracing::warn!(%peer, listener = kind, "connection limit reached; closing new connection");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let info = ConnInfo {
+        let slot = (tracker.open(), permit);
+        if let Some(serve) = start(Accepted {
+            stream,
             peer,
             local,
+            slot,
+        }) {
+            tokio::spawn(serve);
+        }
+    }
+}
+
+/// Accepts plain TCP connections (HTTP/1.1 and h2c) until shutdown.
+pub async fn accept_plain(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tracker: Arc<ConnTracker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let conn_shutdown = shutdown.clone();
+    accept_loop(listener, &gateway.clone(), tracker, shutdown, "http", |a| {
+        let info = ConnInfo {
+            peer: a.peer,
+            local: a.local,
             tls: false,
             client_cert: None,
             https_port: gateway.https_port(),
         };
-        let guard = tracker.open();
-        let gateway = gateway.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, info, gateway, shutdown).await;
-            drop(guard);
-            drop(permit);
-        });
-    }
+        let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
+        Some(async move {
+            serve_connection(a.stream, info, gateway, shutdown).await;
+            drop(a.slot);
+        })
+    })
+    .await;
 }
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

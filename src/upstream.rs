@@ -1,5 +1,6 @@
 //! Upstream clusters: endpoints, round-robin with passive ejection, a pooled client, forwarding.
 
+mod call;
 pub mod tls;
 
 use std::sync::Arc;

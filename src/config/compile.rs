@@ -15,7 +15,6 @@ use super::file::{
 };
 use super::runtime::{Limits, Runtime, ServerSettings};
 use super::units::{parse_duration, parse_size};
-use crate::filter::Guards;
 use crate::filter::headers::HeaderOps;
 use crate::net::Cidr;
 use crate::route::{HostPattern, PathPattern, ProxyAction, Route, RouteTable};
@@ -29,6 +28,7 @@ const METHODS: [&str; 9] = [
 pub fn compile(
     file: GatewayFile,
     source: &SourceFile,
+    profiles: &crate::bff::Sources,
     previous: Option<&Runtime>,
 ) -> Result<Runtime, ConfigErrors> {
     let mut errors = Vec::new();
@@ -36,6 +36,8 @@ pub fn compile(
         source,
         errors: &mut errors,
     };
+    // One registry per process: parts that register metric families get it from here.
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
 
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
@@ -45,18 +47,68 @@ pub fn compile(
         .keys()
         .map(|k| k.get_ref().as_str())
         .collect();
-    let routes = routes(&mut d, &file.routes, &upstreams, &declared);
+    let auth = crate::filter::auth::compile_providers(
+        &mut d,
+        &file.auth,
+        previous.map(|p| &p.auth),
+        &metrics,
+    );
+    let rate_limits = crate::filter::rate_limit::compile_policies(
+        &mut d,
+        &file.rate_limits,
+        previous.map(|p| &p.rate_limits),
+        &metrics,
+    );
+    let guard_ctx = crate::filter::GuardContext {
+        providers: &auth.providers,
+        policies: &rate_limits,
+    };
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
+    if let Some(s) = &server {
+        let tls_listen = tls.as_ref().map(|t| t.listen);
+        super::lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
+    }
+    let bff_context = crate::bff::compile::Context {
+        upstreams: &upstreams,
+        declared: &declared,
+        metrics: &metrics,
+        guards: guard_ctx,
+    };
+    let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_context);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
     let mut sources = vec![source.path.clone()];
+    sources.extend(crate::bff::compile::source_paths(profiles).map(|p| p.to_path_buf()));
     let tls_digest =
         crate::server::tls::compile::add_sources(&mut sources, tls.as_ref(), &upstreams);
+    // Key files count toward the version like the config text: a rotated key is a new config.
+    let mut key_texts = Vec::new();
+    for path in &auth.files {
+        if !sources.contains(path) {
+            sources.push(path.clone());
+            key_texts.push(std::fs::read(path).unwrap_or_default());
+        }
+    }
+    let mut routes = routes;
+    for r in &mut routes {
+        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
+    }
+    let mut inventory = super::inventory::Inventory::of_gateway(&source.text);
+    for p in bff.profiles.iter() {
+        inventory.insert("profiles", p.name.clone(), p.fingerprint);
+    }
+    let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
     Ok(Runtime {
-        version: super::version_hash([source.text.as_bytes(), &tls_digest]),
+        version: super::version_hash(
+            [source.text.as_bytes(), &tls_digest]
+                .into_iter()
+                .chain(profile_texts)
+                .chain(key_texts.iter().map(Vec::as_slice)),
+        ),
         loaded_at: SystemTime::now(),
         sources,
         server: server.expect("no errors means settings compiled"),
@@ -65,6 +117,11 @@ pub fn compile(
         routes: RouteTable::new(routes),
         upstreams,
         tls,
+        auth,
+        rate_limits,
+        metrics,
+        inventory,
+        bff,
     })
 }
 
@@ -122,7 +179,7 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
     let admin_listen = match &s.admin_listen {
         Some(v) if v.get_ref().is_empty() => None,
         Some(v) => addr(d, v, "server.admin_listen"),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        None => Some(super::lifecycle::default_admin(listen)),
     };
     let workers = s
         .workers
@@ -146,6 +203,8 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
         workers,
         trusted_proxies,
         shutdown_grace,
+        admin_token: super::lifecycle::admin_token(d, &s.admin_token_env),
+        watch: super::lifecycle::watch(d, s),
     })
 }
 
@@ -282,6 +341,7 @@ fn routes(
     files: &[RouteFile],
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
     declared: &[&str],
+    guard_ctx: crate::filter::GuardContext<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -325,6 +385,15 @@ fn routes(
         let request_headers = header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
         let response_headers =
             header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
+        let mut guards = crate::filter::compile_guards(
+            d,
+            &key,
+            r.auth.as_ref(),
+            r.rate_limit.as_ref(),
+            id,
+            guard_ctx,
+        );
+        guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, &key);
         if d.errors.len() > before {
             continue;
         }
@@ -337,9 +406,8 @@ fn routes(
             path,
             methods,
             headers,
-            guards: Guards {
-                client_cert: crate::filter::client_cert::rule(d, &r.client_cert, &key),
-            },
+            guards,
+            metrics: Default::default(),
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

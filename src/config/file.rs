@@ -2,10 +2,16 @@
 //! Values that need checking keep their span (`Spanned`) so errors can point at them;
 //! nothing here is used at request time (see `config::runtime`).
 
+pub mod auth;
+pub mod rate_limit;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use self::auth::{AuthFile, AuthRuleFile};
+use self::rate_limit::{RateLimitFile, RateLimitRefFile};
 
 /// A string value with its position in the file.
 pub type Text = Spanned<String>;
@@ -34,6 +40,13 @@ pub struct GatewayFile {
     /// `[bff]`: where client profiles live.
     #[serde(default)]
     pub bff: BffSettingsFile,
+
+    /// `[auth]`: JWT providers.
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// `[rate_limits.NAME]`: rate-limit policies.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
 }
 
 /// `[server]`.
@@ -51,6 +64,12 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<Text>,
     /// How long in-flight requests may take to finish on shutdown; default `30s`.
     pub shutdown_grace: Option<Text>,
+    /// Environment variable holding the admin API's bearer token; default: no token.
+    pub admin_token_env: Option<Text>,
+    /// Reload when a config file changes; default `true`.
+    pub watch: Option<bool>,
+    /// Quiet time after the last file event before a reload; default `100ms`.
+    pub reload_debounce: Option<Text>,
     /// `[server.tls]`: the optional HTTPS listener.
     pub tls: Option<Spanned<TlsFile>>,
 }
@@ -136,6 +155,10 @@ pub struct RouteFile {
     /// `"required"`: only requests on a connection with a verified client certificate pass;
     /// default `"optional"`.
     pub client_cert: Option<Text>,
+    /// JWT requirement; omit for a public route.
+    pub auth: Option<Spanned<AuthRuleFile>>,
+    /// Rate-limit policy name(s); every one must admit.
+    pub rate_limit: Option<Spanned<RateLimitRefFile>>,
 }
 
 /// `match = { ... }` of a route.
@@ -177,6 +200,8 @@ pub struct HeaderOpsFile {
 pub struct BffSettingsFile {
     /// Folder of client profiles; default `bff/` beside gateway.toml.
     pub dir: Option<Text>,
+    /// Profile for clients that name none (or an unknown one) on unmounted paths; default none.
+    pub default_profile: Option<Text>,
 }
 
 // --- TLS (server listener and upstream client) ---------------------------------------------

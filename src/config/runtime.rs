@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::inventory::Inventory;
+use super::lifecycle::{AdminToken, WatchSettings};
+use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -17,7 +20,8 @@ pub struct Runtime {
     pub version: String,
     /// When this runtime was compiled.
     pub loaded_at: SystemTime,
-    /// Every file this runtime was built from (gateway.toml first).
+    /// Every file this runtime was built from (gateway.toml first), plus the BFF profiles folder
+    /// (so adding or removing a profile is noticed) followed by each profile file.
     pub sources: Vec<PathBuf>,
     /// Listener and process settings.
     pub server: ServerSettings,
@@ -29,8 +33,18 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Upstream clusters by name.
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
+    /// BFF client profiles (`bff/*.toml`).
+    pub bff: crate::bff::Bff,
+    /// The gateway's metrics registry (one per process, carried over on reload).
+    pub metrics: Arc<Metrics>,
+    /// Named parts with fingerprints, for the reload summary.
+    pub inventory: Inventory,
     /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
     pub tls: Option<crate::server::tls::TlsSettings>,
+    /// JWT providers and the identity headers stripped from every request.
+    pub auth: crate::filter::auth::AuthRuntime,
+    /// Rate-limit policies (with their buckets) by name.
+    pub rate_limits: crate::filter::rate_limit::compile::Policies,
 }
 
 /// `[server]`, compiled.
@@ -46,6 +60,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Bearer token the admin API requires, if any.
+    pub admin_token: Option<AdminToken>,
+    /// Reload on file changes.
+    pub watch: WatchSettings,
 }
 
 /// `[limits]`, compiled.

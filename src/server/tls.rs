@@ -19,7 +19,7 @@ use http::header::{CONTENT_LENGTH, LOCATION};
 use http::{HeaderName, HeaderValue, Response, StatusCode, Uri};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -29,7 +29,7 @@ use crate::body::Body;
 use crate::config::Runtime;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::server::{ConnInfo, ConnTracker, serve_connection};
+use crate::server::{Accepted, ConnInfo, ConnTracker, accept_loop, serve_connection};
 
 /// Whether and how the listener asks for client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,76 +89,68 @@ impl std::fmt::Debug for TlsSettings {
 }
 
 /// Accepts TLS connections until shutdown. Each connection gets its own task: the handshake
-/// (bounded by `handshake_timeout`) and then `serve_connection` with `tls: true`.
+/// (bounded by `handshake_timeout`, with the certificates current at accept time) and then
+/// `serve_connection` with `tls: true`.
 pub async fn accept_tls(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     tracker: Arc<ConnTracker>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(gateway.runtime().limits.max_connections));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and similar: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed (https)");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new https connection");
-            continue;
-        };
-        let rt = gateway.runtime();
-        let Some(tls) = rt.tls.as_ref() else {
-            tracing::debug!(%peer, "TLS is no longer configured; closing connection");
-            continue;
-        };
-        let acceptor = TlsAcceptor::from(tls.server_config.clone());
-        let timeout = tls.handshake_timeout;
-        drop(rt);
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        let guard = tracker.open();
-        let gateway = gateway.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let shaken = tokio::time::timeout(timeout, handshake(stream, acceptor)).await;
-            let stream = match shaken {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
-                    return;
-                }
+    let conn_shutdown = shutdown.clone();
+    accept_loop(
+        listener,
+        &gateway.clone(),
+        tracker,
+        shutdown,
+        "https",
+        |a| {
+            let rt = gateway.runtime();
+            let Some(tls) = rt.tls.as_ref() else {
+                tracing::debug!(peer = %a.peer, "TLS is no longer configured; closing connection");
+                return None;
             };
-            let client_cert = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
-            let info = ConnInfo {
-                peer,
-                local,
-                tls: true,
-                client_cert,
-                https_port: Some(local.port()),
-            };
-            serve_connection(stream, info, gateway, shutdown).await;
-            drop(guard);
-            drop(permit);
-        });
-    }
+            let acceptor = TlsAcceptor::from(tls.server_config.clone());
+            let timeout = tls.handshake_timeout;
+            let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
+            Some(async move {
+                let Accepted {
+                    stream,
+                    peer,
+                    local,
+                    slot,
+                } = a;
+                let stream = match tokio::time::timeout(timeout, handshake(stream, acceptor)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let client_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
+                let info = ConnInfo {
+                    peer,
+                    local,
+                    tls: true,
+                    client_cert,
+                    https_port: Some(local.port()),
+                };
+                serve_connection(stream, info, gateway, shutdown).await;
+                drop(slot);
+            })
+        },
+    )
+    .await;
 }
 
 /// What a plain-HTTP client sent to the HTTPS port is told before the connection closes.

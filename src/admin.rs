@@ -1,0 +1,334 @@
+//! Admin API on `server.admin_listen` (never on a public listener): health, readiness, metrics,
+//! the loaded config's identity, the route table, and reload on demand.
+//!
+//! `/healthz` and `/readyz` are always open (probes carry no credentials); everything else asks
+//! for `Authorization: Bearer TOKEN` when `server.admin_token_env` is set.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::config::ConfigErrors;
+use crate::gateway::Gateway;
+use crate::route::{HostPattern, PathPattern};
+
+/// Paths the admin API answers, with the methods each takes.
+const ENDPOINTS: [(&str, &str); 6] = [
+    ("/healthz", "GET, HEAD"),
+    ("/readyz", "GET, HEAD"),
+    ("/metrics", "GET"),
+    ("/admin/config", "GET"),
+    ("/admin/routes", "GET"),
+    ("/admin/reload", "POST"),
+];
+
+/// Serves the admin API until `stop` turns true.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let gateway = gateway.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(handle(&gateway, req).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "admin connection ended with error");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
+
+/// Answers one admin request.
+pub async fn handle(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let Some(&(_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not found", "endpoints": ENDPOINTS.map(|(p, _)| p)}),
+        );
+    };
+    let method = req.method();
+    let method_ok = allowed
+        .split(", ")
+        .any(|m| m.as_bytes() == method.as_str().as_bytes());
+    if !method_ok {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": format!("{path} takes {allowed}")}),
+        );
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        return resp;
+    }
+    let rt = gateway.runtime();
+    match path {
+        "/healthz" => text_response(StatusCode::OK, "ok\n"),
+        "/readyz" if gateway.is_draining() => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        ),
+        "/readyz" => json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "generation": gateway.generation()}),
+        ),
+        _ if !authorized(&rt.server.admin_token, &req) => {
+            let mut resp = json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
+            );
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portico-admin\""),
+            );
+            resp
+        }
+        "/metrics" => {
+            let mut resp = Response::new(Body::full(rt.metrics.encode()));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
+        }
+        "/admin/config" => json_response(StatusCode::OK, &config_json(gateway)),
+        "/admin/routes" => json_response(StatusCode::OK, &routes_json(gateway)),
+        "/admin/reload" => reload(gateway).await,
+        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    }
+}
+
+fn authorized<B>(token: &Option<crate::config::lifecycle::AdminToken>, req: &Request<B>) -> bool {
+    token.as_ref().is_none_or(|t| {
+        t.accepts(
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+    })
+}
+
+async fn reload(gateway: &Arc<Gateway>) -> Response<Body> {
+    let g = gateway.clone();
+    // Reading and compiling files blocks; keep it off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || g.reload_by("admin API")).await;
+    match outcome {
+        Ok(Ok(done)) => {
+            let kinds: serde_json::Map<String, Value> = done
+                .summary
+                .kinds
+                .iter()
+                .map(|(kind, c)| {
+                    let names = |v: &Vec<Arc<str>>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+                    (
+                        kind.to_string(),
+                        json!({"added": names(&c.added), "removed": names(&c.removed), "changed": names(&c.changed)}),
+                    )
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "status": "reloaded",
+                    "version": done.runtime.version,
+                    "generation": done.generation,
+                    "took_ms": done.took.as_secs_f64() * 1e3,
+                    "summary": done.summary.to_string(),
+                    "changes": kinds,
+                }),
+            )
+        }
+        Ok(Err(errors)) => {
+            let mut resp = json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({
+                    "type": "https://portico.dev/problems/config-invalid",
+                    "title": "Config rejected",
+                    "status": 422,
+                    "detail": format!("{} problem(s) found; the current config keeps serving (generation {}).", errors.0.len(), gateway.generation()),
+                    "errors": errors_json(&errors),
+                    "text": errors.to_string(),
+                }),
+            );
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload task failed");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": "reload failed unexpectedly; see the logs"}),
+            )
+        }
+    }
+}
+
+/// Errors as JSON objects (file, line, col, key, message, and the `portico check` line).
+pub fn errors_json(errors: &ConfigErrors) -> Vec<Value> {
+    errors
+        .0
+        .iter()
+        .map(|e| {
+            json!({
+                "file": e.file.display().to_string(),
+                "line": e.line,
+                "col": e.col,
+                "key": e.key,
+                "message": e.message,
+                "text": e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn config_json(gateway: &Gateway) -> Value {
+    let rt = gateway.runtime();
+    let status = gateway.reload_status().borrow().clone();
+    json!({
+        "version": rt.version,
+        "generation": gateway.generation(),
+        "loaded_at": rfc3339(rt.loaded_at),
+        "config_path": gateway.config_path().display().to_string(),
+        "sources": rt.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "routes": rt.routes.routes().len(),
+        "upstreams": rt.upstreams.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "draining": gateway.is_draining(),
+        "last_reload": {
+            "attempts": status.attempts,
+            "at": rfc3339(status.at),
+            "ok": status.errors.is_none(),
+            "errors": status.errors.as_ref().map(errors_json),
+        },
+    })
+}
+
+fn routes_json(gateway: &Gateway) -> Value {
+    let rt = gateway.runtime();
+    let routes: Vec<Value> = rt
+        .routes
+        .routes()
+        .iter()
+        .map(|r| {
+            let host = match &r.host {
+                HostPattern::Any => None,
+                HostPattern::Exact(h) => Some(h.to_string()),
+                HostPattern::Wildcard(h) => Some(format!("*.{h}")),
+            };
+            let (kind, path) = match &r.path {
+                PathPattern::Exact(p) => ("path", p),
+                PathPattern::Prefix(p) => ("path_prefix", p),
+            };
+            json!({
+                "id": &*r.id,
+                "host": host,
+                kind: &**path,
+                "methods": r.methods.as_ref().map(|m| m.iter().map(Method::as_str).collect::<Vec<_>>()),
+                "headers": r.headers.iter().map(|(n, v)| json!({"name": n.as_str(), "value": v.to_str().unwrap_or("?")})).collect::<Vec<_>>(),
+                "upstream": &*r.proxy.upstream.name,
+                "strip_prefix": r.proxy.strip_prefix.as_deref(),
+                "rewrite_prefix": r.proxy.rewrite_prefix.as_deref(),
+                "timeout_ms": r.proxy.timeout.as_millis() as u64,
+            })
+        })
+        .collect();
+    json!({"generation": gateway.generation(), "version": rt.version, "routes": routes})
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut resp = Response::new(Body::full(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// `2024-05-01T12:34:56.789Z` (UTC) without a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_714_566_896), "2024-05-01T12:34:56.000Z");
+    }
+}

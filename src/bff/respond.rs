@@ -1,0 +1,179 @@
+//! Assembling the client's answer: one JSON object keyed by part name (flattened parts merged
+//! at the top level), the `_partial` report, and the `portico-partial` and `Server-Timing`
+//! headers.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::call::{Failure, Origin, Reason};
+use super::fanout::Run;
+use super::metrics::Completion;
+use super::{Endpoint, PARTIAL_HEADER, PARTIAL_KEY};
+use crate::body::Body;
+use crate::error::GatewayError;
+
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// Builds the 200 answer from what the parts produced; a required part whose answer lacks
+/// the expected shape fails the request instead (502).
+pub fn respond(
+    ep: &Endpoint,
+    run: Run,
+    total: Duration,
+) -> Result<(Response<Body>, Completion), GatewayError> {
+    let Run {
+        mut values,
+        mut failures,
+        took,
+        origins,
+    } = run;
+    let mut out = Vec::with_capacity(ep.size_hint);
+    let mut keys: Vec<String> = Vec::new();
+    out.push(b'{');
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    for (i, part) in ep.parts.iter().enumerate() {
+        let value = match values[i].take() {
+            Some(v) if part.shape.is_identity() => Some(v),
+            Some(v) => {
+                let shaped = part.shape.apply(v);
+                if shaped.is_none() {
+                    if part.required {
+                        return Err(unexpected_shape(part));
+                    }
+                    failures[i] = Some(Failure::new(Reason::UnexpectedShape));
+                }
+                shaped
+            }
+            None => None,
+        };
+        let value = value.or_else(|| part.default.clone());
+        let Some(value) = value else { continue };
+        if !part.flatten {
+            sep(&mut out);
+            out.extend_from_slice(part.key_json.as_bytes());
+            let _ = serde_json::to_writer(&mut out, &value);
+            if ep.has_flatten {
+                keys.push(part.name.to_string());
+            }
+            continue;
+        }
+        let Value::Object(map) = value else {
+            if part.required {
+                return Err(unexpected_shape(part));
+            }
+            failures[i].get_or_insert(Failure::new(Reason::UnexpectedShape));
+            continue;
+        };
+        for (k, v) in map {
+            // On a clash the part listed first wins; `_partial` is reserved.
+            if k == PARTIAL_KEY || keys.contains(&k) {
+                continue;
+            }
+            sep(&mut out);
+            let _ = serde_json::to_writer(&mut out, &k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, &v);
+            keys.push(k);
+        }
+    }
+    let missing: Vec<(usize, &Failure)> = failures
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|f| (i, f)))
+        .collect();
+    let mut partial_header = String::new();
+    if !missing.is_empty() {
+        sep(&mut out);
+        out.extend_from_slice(b"\"_partial\":{");
+        for (k, (i, f)) in missing.iter().enumerate() {
+            let name = &ep.parts[*i].name;
+            if k > 0 {
+                out.push(b',');
+                partial_header.push_str(", ");
+            }
+            out.extend_from_slice(ep.parts[*i].key_json.as_bytes());
+            out.push(b'"');
+            out.extend_from_slice(f.reason.as_str().as_bytes());
+            out.push(b'"');
+            partial_header.push_str(name);
+            partial_header.push_str(";reason=");
+            partial_header.push_str(f.reason.as_str());
+            if let Some(s) = f.status {
+                let _ = write!(partial_header, ";status={}", s.as_u16());
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+
+    let mut resp = Response::new(Body::full(out));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Answers are per caller: never let a shared cache keep one.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::try_from(server_timing(ep, &took, &failures, &origins, total)) {
+        h.insert(&SERVER_TIMING, v);
+    }
+    let completion = if missing.is_empty() {
+        Completion::Complete
+    } else {
+        if let Ok(v) = HeaderValue::try_from(partial_header) {
+            h.insert(&PARTIAL_HEADER, v);
+        }
+        Completion::Partial
+    };
+    Ok((resp, completion))
+}
+
+fn unexpected_shape(part: &super::Part) -> GatewayError {
+    GatewayError::BffPartFailed {
+        part: part.name.clone(),
+        reason: Reason::UnexpectedShape.as_str(),
+    }
+}
+
+/// `profile;dur=12.1, orders;dur=40.0;desc="timeout", total;dur=41.3` (milliseconds); a
+/// cached answer says `desc="cache"`, a stale one served after a failure `desc="stale"`.
+fn server_timing(
+    ep: &Endpoint,
+    took: &[Option<Duration>],
+    failures: &[Option<Failure>],
+    origins: &[Origin],
+    total: Duration,
+) -> String {
+    let mut s = String::with_capacity(24 * (ep.parts.len() + 1));
+    for (i, part) in ep.parts.iter().enumerate() {
+        let Some(t) = took[i] else { continue };
+        s.push_str(&part.name);
+        push_dur(&mut s, t);
+        let desc = match (&failures[i], origins[i]) {
+            (Some(f), _) => Some(f.reason.as_str()),
+            (None, Origin::Cache) => Some("cache"),
+            (None, Origin::Stale) => Some("stale"),
+            (None, Origin::Backend) => None,
+        };
+        if let Some(d) = desc {
+            let _ = write!(s, ";desc=\"{d}\"");
+        }
+        s.push_str(", ");
+    }
+    s.push_str("total");
+    push_dur(&mut s, total);
+    s
+}
+
+/// `;dur=12.3` in milliseconds, with integer arithmetic (float formatting is slow).
+fn push_dur(s: &mut String, d: Duration) {
+    let tenths = d.as_micros() / 100;
+    let _ = write!(s, ";dur={}.{}", tenths / 10, tenths % 10);
+}

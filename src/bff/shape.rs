@@ -1,0 +1,514 @@
+//! Shaping a part's answer for the client: `fields` allow-list, `max_items`, `rename`.
+//!
+//! Field paths are compiled once into a tree. Answers are parsed through a projection of that
+//! tree (plus what other parts' templates read), so fields nobody needs are skipped by the
+//! parser instead of being built and dropped; shaping then moves values out of the parsed
+//! answer (no copies). Unexpected shapes never fail: a missing field is omitted, a field of the
+//! wrong type (an object where an array was expected, ...) is omitted.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(Box<str>),
+    Each,
+}
+
+/// What to keep of a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// Everything.
+    All,
+    /// These keys of an object.
+    Object(Box<[(Box<str>, Node)]>),
+    /// Every element of an array, shaped by the inner node.
+    Each(Box<Node>),
+}
+
+/// A compiled rename: walk `path`, then rename key `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rename {
+    path: Box<[Step]>,
+    from: Box<str>,
+    to: Box<str>,
+}
+
+/// The compiled shaping rules of one part.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    fields: Option<Node>,
+    max_items: Option<usize>,
+    renames: Box<[Rename]>,
+    /// What the parser keeps: `fields` plus the paths other parts read (`None`: everything).
+    projection: Option<Node>,
+}
+
+/// Parses `items[].id` into steps.
+fn steps(path: &str) -> Result<Vec<Step>, String> {
+    let bad = |why: &str| format!("bad field path \"{path}\": {why}");
+    if path.is_empty() {
+        return Err(bad("empty"));
+    }
+    let mut out = Vec::new();
+    for (i, seg) in path.split('.').enumerate() {
+        let mut name = seg;
+        let mut arrays = 0;
+        while let Some(n) = name.strip_suffix("[]") {
+            name = n;
+            arrays += 1;
+        }
+        if name.contains(['[', ']', '{', '}', '*']) {
+            return Err(bad(
+                "use `name[]` for arrays; other brackets and wildcards are not supported",
+            ));
+        }
+        match (name.is_empty(), i, arrays) {
+            (true, 0, 1..) => {}
+            (true, _, _) => return Err(bad("empty name between dots")),
+            (false, _, _) => out.push(Step::Key(name.into())),
+        }
+        out.extend(std::iter::repeat_n(Step::Each, arrays));
+    }
+    Ok(out)
+}
+
+/// Adds one path to a tree; `All` absorbs anything below it.
+fn insert(node: &mut Node, steps: &[Step]) -> Result<(), String> {
+    let Some((first, rest)) = steps.split_first() else {
+        *node = Node::All;
+        return Ok(());
+    };
+    match (first, &mut *node) {
+        (_, Node::All) => Ok(()),
+        (Step::Key(k), Node::Object(children)) => {
+            let mut list = std::mem::take(children).into_vec();
+            let result = match list.iter_mut().find(|(name, _)| name == k) {
+                Some((_, child)) => insert(child, rest),
+                None => {
+                    let mut child = empty_for(rest);
+                    let r = insert(&mut child, rest);
+                    list.push((k.clone(), child));
+                    r
+                }
+            };
+            *children = list.into();
+            result
+        }
+        (Step::Each, Node::Each(inner)) => insert(inner, rest),
+        _ => Err("a path treats the same value as both an array (`[]`) and an object".into()),
+    }
+}
+
+fn empty_for(steps: &[Step]) -> Node {
+    match steps.first() {
+        None => Node::All,
+        Some(Step::Key(_)) => Node::Object(Box::new([])),
+        Some(Step::Each) => Node::Each(Box::new(empty_for(&steps[1..]))),
+    }
+}
+
+impl Shape {
+    /// Compiles the rules; errors name the offending entry.
+    pub fn new(
+        fields: Option<&[&str]>,
+        max_items: Option<usize>,
+        renames: &[(&str, &str)],
+    ) -> Result<Shape, String> {
+        let fields = match fields {
+            None => None,
+            Some([]) => Some(Node::Object(Box::new([]))),
+            Some(list) => {
+                let parsed: Vec<Vec<Step>> =
+                    list.iter().map(|p| steps(p)).collect::<Result<_, _>>()?;
+                let mut root = empty_for(&parsed[0]);
+                for (p, s) in list.iter().zip(&parsed) {
+                    insert(&mut root, s).map_err(|e| format!("field \"{p}\": {e}"))?;
+                }
+                Some(root)
+            }
+        };
+        let mut compiled = Vec::new();
+        for (path, to) in renames {
+            let mut s = steps(path)?;
+            let Some(Step::Key(from)) = s.pop() else {
+                return Err(format!(
+                    "rename \"{path}\": the path must end in a field name"
+                ));
+            };
+            if to.is_empty() || to.contains(['.', '[', ']']) {
+                return Err(format!(
+                    "rename \"{path}\" = \"{to}\": the new name must be a plain field name"
+                ));
+            }
+            compiled.push(Rename {
+                path: s.into(),
+                from,
+                to: (*to).into(),
+            });
+        }
+        Ok(Shape {
+            projection: fields.clone(),
+            fields,
+            max_items,
+            renames: compiled.into(),
+        })
+    }
+
+    /// Widens the parse projection with paths other parts' templates read from this part's
+    /// raw answer (`segment`, `lines.0.sku`). An index keeps its whole array; a path the tree
+    /// cannot hold, or the whole answer, turns the projection off.
+    pub fn keep_for_templates(&mut self, reads: &[&[Box<str>]]) {
+        for path in reads {
+            let Some(projection) = self.projection.as_mut() else {
+                return;
+            };
+            let steps: Vec<Step> = path
+                .iter()
+                .take_while(|seg| seg.parse::<usize>().is_err())
+                .map(|seg| Step::Key(seg.clone()))
+                .collect();
+            if steps.is_empty() || insert(projection, &steps).is_err() {
+                self.projection = None;
+            }
+        }
+    }
+
+    /// Parses an answer, building only what the projection keeps.
+    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
+        match &self.projection {
+            None => serde_json::from_slice(bytes),
+            Some(node) => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = Project(node).deserialize(&mut de)?;
+                de.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// Whether shaping changes nothing (the answer is passed on whole).
+    pub fn is_identity(&self) -> bool {
+        self.fields.is_none() && self.max_items.is_none() && self.renames.is_empty()
+    }
+
+    /// Shapes an answer; `None` when nothing of the expected shape is left.
+    pub fn apply(&self, value: Value) -> Option<Value> {
+        let mut value = match &self.fields {
+            None => {
+                let mut v = value;
+                if let Some(max) = self.max_items {
+                    cap_all(&mut v, max);
+                }
+                v
+            }
+            Some(node) => keep(node, value, self.max_items)?,
+        };
+        for r in self.renames.iter() {
+            rename(&mut value, &r.path, &r.from, &r.to);
+        }
+        Some(value)
+    }
+}
+
+fn keep(node: &Node, value: Value, max: Option<usize>) -> Option<Value> {
+    match (node, value) {
+        (Node::All, mut v) => {
+            if let Some(max) = max {
+                cap_all(&mut v, max);
+            }
+            Some(v)
+        }
+        (Node::Object(children), Value::Object(mut map)) => {
+            let mut out = Map::new();
+            for (key, child) in children.iter() {
+                if let Some(v) = map.remove(&**key).and_then(|v| keep(child, v, max)) {
+                    out.insert(key.to_string(), v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        (Node::Each(inner), Value::Array(mut items)) => {
+            if let Some(max) = max {
+                items.truncate(max);
+            }
+            Some(Value::Array(
+                items
+                    .into_iter()
+                    .filter_map(|v| keep(inner, v, max))
+                    .collect(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Caps every array at any depth.
+fn cap_all(value: &mut Value, max: usize) {
+    match value {
+        Value::Array(items) => {
+            items.truncate(max);
+            items.iter_mut().for_each(|v| cap_all(v, max));
+        }
+        Value::Object(map) => map.values_mut().for_each(|v| cap_all(v, max)),
+        _ => {}
+    }
+}
+
+fn rename(value: &mut Value, path: &[Step], from: &str, to: &str) {
+    match (path.split_first(), value) {
+        (None, Value::Object(map)) => {
+            if let Some(v) = map.remove(from) {
+                map.insert(to.to_string(), v);
+            }
+        }
+        (Some((Step::Key(k), rest)), Value::Object(map)) => {
+            if let Some(v) = map.get_mut(&**k) {
+                rename(v, rest, from, to);
+            }
+        }
+        (Some((Step::Each, rest)), Value::Array(items)) => {
+            for v in items {
+                rename(v, rest, from, to);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Deserializes the parts of a value a node keeps; anything else is skipped unbuilt. A value
+/// of the wrong type for its node becomes `null` (shaping then omits it).
+struct Project<'a>(&'a Node);
+
+impl<'de> DeserializeSeed<'de> for Project<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Node::All => Value::deserialize(d),
+            node => d.deserialize_any(ProjectVisitor(node)),
+        }
+    }
+}
+
+/// Matches an object key against a node's children without allocating.
+struct KeyIndex<'a>(&'a [(Box<str>, Node)]);
+
+impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|(k, _)| **k == *key))
+    }
+}
+
+struct ProjectVisitor<'a>(&'a Node);
+
+impl<'de> Visitor<'de> for ProjectVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Node::Object(children) = self.0 else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut out = Map::new();
+        while let Some(found) = map.next_key_seed(KeyIndex(children))? {
+            match found {
+                Some(i) => {
+                    let (key, node) = &children[i];
+                    let v = map.next_value_seed(Project(node))?;
+                    out.insert(key.to_string(), v);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Node::Each(inner) = self.0 else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Value::Null);
+        };
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element_seed(Project(inner))? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parsing_keeps_fields_and_template_reads_only() {
+        let mut s = shape(&["id", "items[].id"], None, &[]);
+        let seg: Box<[Box<str>]> = Box::new(["segment".into()]);
+        let sku: Box<[Box<str>]> = Box::new(["lines".into(), "0".into(), "sku".into()]);
+        s.keep_for_templates(&[&seg, &sku]);
+        let text = br#"{"id": 1, "secret": {"deep": [1, 2, {"x": "y"}]}, "segment": "gold",
+            "items": [{"id": "a", "n": 1}, 5, {"id": "b"}], "lines": [{"sku": "s", "q": 1}],
+            "items_count": 3}"#;
+        let parsed = s.parse(text).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"id": 1, "segment": "gold", "items": [{"id": "a"}, null, {"id": "b"}],
+                   "lines": [{"sku": "s", "q": 1}]})
+        );
+        assert_eq!(
+            s.apply(parsed).unwrap(),
+            json!({"id": 1, "items": [{"id": "a"}, {"id": "b"}]}),
+            "shaping drops what only templates needed"
+        );
+        // Wrong types at any level: null, then omitted; invalid JSON is still an error.
+        assert_eq!(s.parse(br#"[1, 2]"#).unwrap(), Value::Null);
+        assert_eq!(
+            s.parse(br#"{"items": {"id": 1}}"#).unwrap(),
+            json!({"items": null})
+        );
+        assert!(s.parse(br#"{"id": 1"#).is_err());
+        assert!(s.parse(br#"{"id": 1} trailing"#).is_err());
+        // Reading the whole answer turns the projection off.
+        let mut whole = shape(&["id"], None, &[]);
+        whole.keep_for_templates(&[&[]]);
+        assert_eq!(
+            whole.parse(br#"{"id": 1, "x": 2}"#).unwrap(),
+            json!({"id": 1, "x": 2})
+        );
+    }
+
+    fn shape(fields: &[&str], max: Option<usize>, renames: &[(&str, &str)]) -> Shape {
+        Shape::new(Some(fields), max, renames).unwrap()
+    }
+
+    #[test]
+    fn allow_list_with_nested_paths_and_arrays() {
+        let s = shape(
+            &["id", "address.city", "items[].id", "items[].status"],
+            None,
+            &[],
+        );
+        let v = json!({
+            "id": 1, "secret": "x",
+            "address": {"city": "London", "postcode": "N1"},
+            "items": [{"id": "a", "status": "ok", "total": 3}, {"id": "b"}, 7]
+        });
+        assert_eq!(
+            s.apply(v).unwrap(),
+            json!({"id": 1, "address": {"city": "London"},
+                   "items": [{"id": "a", "status": "ok"}, {"id": "b"}]})
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_omitted_not_fatal() {
+        let s = shape(&["id", "items[].id", "address.city"], None, &[]);
+        let v = json!({"id": 1, "items": {"id": "not an array"}, "address": "flat"});
+        assert_eq!(s.apply(v).unwrap(), json!({"id": 1}));
+        assert_eq!(s.apply(json!([1, 2])), None);
+        assert_eq!(s.apply(json!("text")), None);
+        let root = shape(&["[].id"], None, &[]);
+        assert_eq!(
+            root.apply(json!([{"id": 1, "x": 2}, null])).unwrap(),
+            json!([{"id": 1}])
+        );
+    }
+
+    #[test]
+    fn max_items_caps_every_array() {
+        let s = shape(&["items[].id", "tags"], Some(2), &[]);
+        let v = json!({"items": [{"id": 1}, {"id": 2}, {"id": 3}], "tags": ["a", "b", "c"]});
+        assert_eq!(
+            s.apply(v).unwrap(),
+            json!({"items": [{"id": 1}, {"id": 2}], "tags": ["a", "b"]})
+        );
+        let whole = Shape::new(None, Some(1), &[]).unwrap();
+        assert_eq!(
+            whole
+                .apply(json!({"a": [1, 2], "b": {"c": [3, 4]}}))
+                .unwrap(),
+            json!({"a": [1], "b": {"c": [3]}})
+        );
+    }
+
+    #[test]
+    fn renames_at_any_depth() {
+        let s = shape(
+            &["avatar_url", "items[].status"],
+            None,
+            &[
+                ("avatar_url", "avatar"),
+                ("items[].status", "state"),
+                ("nope.x", "y"),
+            ],
+        );
+        let v = json!({"avatar_url": "u", "items": [{"status": "s"}]});
+        assert_eq!(
+            s.apply(v).unwrap(),
+            json!({"avatar": "u", "items": [{"state": "s"}]})
+        );
+    }
+
+    #[test]
+    fn a_whole_field_absorbs_paths_below_it() {
+        let s = shape(&["address.city", "address"], None, &[]);
+        let v = json!({"address": {"city": "L", "country": "GB"}});
+        assert_eq!(s.apply(v.clone()).unwrap(), v);
+    }
+
+    #[test]
+    fn bad_paths_are_rejected() {
+        assert!(Shape::new(Some(&["a..b"]), None, &[]).is_err());
+        assert!(Shape::new(Some(&["a[0]"]), None, &[]).is_err());
+        assert!(Shape::new(Some(&["a[].b", "a.c"]), None, &[]).is_err());
+        assert!(Shape::new(Some(&["[].a", "b"]), None, &[]).is_err());
+        assert!(Shape::new(None, None, &[("a[]", "b")]).is_err());
+        assert!(Shape::new(None, None, &[("a", "b.c")]).is_err());
+        assert!(Shape::new(None, None, &[]).unwrap().is_identity());
+    }
+}

@@ -1,0 +1,210 @@
+//! JWT authentication: providers (`[auth.providers.NAME]`), per-route rules (`auth = {...}`),
+//! token extraction, verification with a cache, scope and claim checks, claim forwarding.
+//!
+//! Security rules kept here: algorithms come from the provider's allow-list and the key's
+//! family, never from the token alone; `jku`, `jwk` and `x5u` header parameters are ignored and
+//! `kid` is only a lookup key; client-sent copies of forwarded-claim headers are removed on every
+//! route; error answers never echo the token.
+
+pub mod cache;
+pub mod claims;
+pub mod compile;
+pub mod jwks;
+pub mod keys;
+pub mod provider;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::request::Parts;
+use serde_json::Value;
+
+use self::cache::TokenHash;
+use self::claims::{ClaimPath, claim_matches, claim_text, has_scope};
+use self::provider::{Provider, unix_now};
+use self::token::Source;
+use crate::error::GatewayError;
+use crate::filter::Claims;
+
+pub use self::compile::{compile_providers, compile_rule, set_secret_fallback};
+pub use self::provider::MintOptions;
+
+/// The variable the shipped config reads the dev provider's secret from.
+pub const DEV_SECRET_ENV: &str = "PORTICO_DEV_SECRET";
+/// The documented secret `portico demo` and `portico token` use when `PORTICO_DEV_SECRET` is not
+/// set. Public knowledge: `portico run` never falls back to it.
+pub const DEMO_SECRET: &str = "portico-demo-secret-not-for-production-use";
+
+/// Why a request failed authentication (mapped to 401/403 by `into_gateway_error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No token was sent.
+    Missing,
+    /// The request is malformed (two Authorization headers, token in the URL, empty bearer).
+    InvalidRequest(&'static str),
+    /// A token was sent and is not acceptable.
+    InvalidToken(&'static str),
+    /// The token is valid but lacks a scope or a claim the route requires.
+    Insufficient(&'static str),
+}
+
+impl From<AuthError> for GatewayError {
+    fn from(e: AuthError) -> GatewayError {
+        let challenge = |error: Option<&str>, description: &str| {
+            let text = match error {
+                None => "Bearer realm=\"portico\"".to_string(),
+                Some(e) => format!(
+                    "Bearer realm=\"portico\", error=\"{e}\", error_description=\"{description}\""
+                ),
+            };
+            HeaderValue::from_str(&text)
+                .unwrap_or(HeaderValue::from_static("Bearer realm=\"portico\""))
+        };
+        match e {
+            AuthError::Missing => GatewayError::Unauthorized {
+                challenge: challenge(None, ""),
+                detail: "This route needs a bearer token.",
+            },
+            AuthError::InvalidRequest(why) => GatewayError::Unauthorized {
+                challenge: challenge(Some("invalid_request"), why),
+                detail: why,
+            },
+            AuthError::InvalidToken(why) => GatewayError::Unauthorized {
+                challenge: challenge(Some("invalid_token"), why),
+                detail: why,
+            },
+            AuthError::Insufficient(why) => GatewayError::Forbidden {
+                challenge: challenge(Some("insufficient_scope"), why),
+                detail: why,
+            },
+        }
+    }
+}
+
+/// Providers by name, and the headers every request loses before guards run.
+#[derive(Debug, Default)]
+pub struct AuthRuntime {
+    /// Compiled providers.
+    pub providers: BTreeMap<Arc<str>, Arc<Provider>>,
+    /// Every `forward_claims` header of every provider: removed from every request (even on
+    /// public routes) so a client can never pose as someone else upstream.
+    pub forwarded_headers: Box<[http::HeaderName]>,
+    /// Key files the providers were built from (watched for reloads like gateway.toml).
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl AuthRuntime {
+    /// Removes client-sent copies of forwarded-claim headers.
+    pub fn strip_forwarded(&self, headers: &mut http::HeaderMap) {
+        for name in &self.forwarded_headers {
+            headers.remove(name);
+        }
+    }
+}
+
+/// A compiled `auth = {...}` of a route or BFF profile.
+#[derive(Debug)]
+pub struct AuthRule {
+    /// Providers whose tokens are accepted (any one).
+    pub providers: Box<[Arc<Provider>]>,
+    /// Scopes all required.
+    pub scopes: Box<[Box<str>]>,
+    /// Claim conditions all required.
+    pub claims: Box<[(ClaimPath, Value)]>,
+    /// Cookie names the providers read tokens from.
+    pub cookies: Box<[Box<str>]>,
+}
+
+impl AuthRule {
+    /// Finds and verifies the request's token, checks scopes and claims, then rewrites the
+    /// request head for upstream (forwarded claims, token stripping).
+    pub async fn authenticate(&self, parts: &mut Parts) -> Result<Claims, AuthError> {
+        let (provider, claims, cookie) = {
+            let (token, source) = token::find(&parts.headers, parts.uri.query(), &self.cookies)?;
+            let hash = TokenHash::of(token);
+            let now = unix_now();
+            let provider = self.pick(token, hash, now)?;
+            let claims = provider.verify(token, hash, now).await?;
+            let cookie = match source {
+                Source::Header => None,
+                Source::Cookie(name) => Some(name.to_owned()),
+            };
+            (provider, claims, cookie)
+        };
+        self.check(&claims)?;
+        for (path, header) in provider.forward.iter() {
+            let value = path
+                .lookup(&claims)
+                .and_then(claim_text)
+                .and_then(|t| HeaderValue::from_str(&t).ok());
+            if let Some(v) = value {
+                parts.headers.insert(header.clone(), v);
+            }
+        }
+        if provider.settings.strip_token {
+            match cookie {
+                None => {
+                    parts.headers.remove(AUTHORIZATION);
+                }
+                Some(name) => token::remove_cookie(&mut parts.headers, &name),
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The provider to verify with: the one whose cache knows the token, else the one whose
+    /// issuer the (not yet verified) token names.
+    fn pick(&self, token: &str, hash: TokenHash, now: u64) -> Result<&Arc<Provider>, AuthError> {
+        if let [only] = &*self.providers {
+            return Ok(only);
+        }
+        if let Some(p) = self
+            .providers
+            .iter()
+            .find(|p| p.cached(hash, now).is_some())
+        {
+            return Ok(p);
+        }
+        let iss =
+            unverified_issuer(token).ok_or(AuthError::InvalidToken("the token is malformed"))?;
+        self.providers
+            .iter()
+            .find(|p| p.settings.issuer == iss)
+            .ok_or(AuthError::InvalidToken(
+                "the token's issuer is not accepted",
+            ))
+    }
+
+    /// Scopes and claim conditions.
+    pub fn check(&self, claims: &serde_json::Map<String, Value>) -> Result<(), AuthError> {
+        if !self.scopes.iter().all(|s| has_scope(claims, s)) {
+            return Err(AuthError::Insufficient("the token lacks a required scope"));
+        }
+        let claims_ok = self
+            .claims
+            .iter()
+            .all(|(path, want)| path.lookup(claims).is_some_and(|v| claim_matches(v, want)));
+        if !claims_ok {
+            return Err(AuthError::Insufficient(
+                "the token lacks a required claim value",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `iss` of a token's payload, read without verification (only to pick a provider).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}

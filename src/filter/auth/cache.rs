@@ -1,0 +1,165 @@
+//! Bounded cache of verified tokens, so a hot token is not re-verified on every request.
+//!
+//! Keyed by a 128-bit keyed hash of the token (two SipHash instances with per-process random
+//! keys): the token itself is never stored, and an attacker cannot search offline for a
+//! colliding token. An entry never outlives the token's `exp`, nor `MAX_TTL_SECS`, so a key
+//! removed from a JWKS stops being honoured soon after.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, OnceLock};
+
+use crate::filter::Claims;
+use crate::filter::prehashed::BuildPrehashed;
+
+const SHARDS: usize = 16;
+/// Longest time a verified token is trusted without being verified again.
+pub const MAX_TTL_SECS: u64 = 600;
+
+/// A 128-bit keyed digest of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub u128);
+
+impl TokenHash {
+    /// Digests a token with the per-process random keys.
+    pub fn of(token: &str) -> TokenHash {
+        static KEYS: OnceLock<(std::hash::RandomState, std::hash::RandomState)> = OnceLock::new();
+        let (a, b) = KEYS.get_or_init(Default::default);
+        let mut ha = a.build_hasher();
+        ha.write(token.as_bytes());
+        let mut hb = b.build_hasher();
+        hb.write(token.as_bytes());
+        TokenHash((u128::from(ha.finish()) << 64) | u128::from(hb.finish()))
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    claims: Claims,
+    /// Unix seconds after which the entry is dead.
+    expires: u64,
+}
+
+/// Sharded, bounded map from token digest to verified claims.
+#[derive(Debug)]
+pub struct TokenCache {
+    shards: Box<[Mutex<HashMap<u128, Entry, BuildPrehashed>>]>,
+    per_shard: usize,
+}
+
+impl TokenCache {
+    /// A cache holding about `capacity` tokens (`0` disables it).
+    pub fn new(capacity: usize) -> TokenCache {
+        let per_shard = capacity.div_ceil(SHARDS);
+        let shards = (0..if capacity == 0 { 0 } else { SHARDS })
+            .map(|_| Mutex::new(HashMap::default()))
+            .collect();
+        TokenCache { shards, per_shard }
+    }
+
+    fn shard(&self, hash: TokenHash) -> Option<&Mutex<HashMap<u128, Entry, BuildPrehashed>>> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        Some(&self.shards[(hash.0 as usize) % SHARDS])
+    }
+
+    /// The claims of a token verified earlier, if its entry is still alive at `now`.
+    pub fn get(&self, hash: TokenHash, now: u64) -> Option<Claims> {
+        let mut map = self.shard(hash)?.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&hash.0) {
+            Some(e) if now < e.expires => Some(e.claims.clone()),
+            Some(_) => {
+                map.remove(&hash.0);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a verified token until `min(exp, now + MAX_TTL_SECS)`.
+    pub fn insert(&self, hash: TokenHash, claims: Claims, exp: u64, now: u64) {
+        let expires = exp.min(now.saturating_add(MAX_TTL_SECS));
+        if expires <= now {
+            return;
+        }
+        let Some(shard) = self.shard(hash) else {
+            return;
+        };
+        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.per_shard && !map.contains_key(&hash.0) {
+            map.retain(|_, e| e.expires > now);
+            if map.len() >= self.per_shard {
+                // Still full of live tokens: drop an arbitrary one (hash order is random).
+                if let Some(&victim) = map.keys().next() {
+                    map.remove(&victim);
+                }
+            }
+        }
+        map.insert(hash.0, Entry { claims, expires });
+    }
+
+    /// Number of cached tokens.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether no token is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn claims(sub: &str) -> Claims {
+        let mut m = serde_json::Map::new();
+        m.insert("sub".into(), sub.into());
+        Arc::new(m)
+    }
+
+    #[test]
+    fn never_serves_a_token_past_its_exp() {
+        let cache = TokenCache::new(100);
+        let h = TokenHash::of("a.b.c");
+        cache.insert(h, claims("u1"), 1_000, 900);
+        assert_eq!(cache.get(h, 950).unwrap()["sub"], "u1");
+        assert_eq!(cache.get(h, 999).unwrap()["sub"], "u1");
+        assert!(cache.get(h, 1_000).is_none(), "dead at exp");
+        assert!(cache.is_empty(), "dead entries are dropped on lookup");
+        cache.insert(h, claims("u1"), 1_000, 1_000);
+        assert!(
+            cache.get(h, 999).is_none(),
+            "an expired token is never stored"
+        );
+    }
+
+    #[test]
+    fn entries_are_capped_in_time_and_count() {
+        let cache = TokenCache::new(32);
+        let h = TokenHash::of("long.lived.token");
+        cache.insert(h, claims("u"), u64::MAX, 0);
+        assert!(cache.get(h, MAX_TTL_SECS - 1).is_some());
+        assert!(cache.get(h, MAX_TTL_SECS).is_none());
+        for i in 0..10_000 {
+            cache.insert(TokenHash::of(&format!("t{i}")), claims("x"), 10_000, 0);
+        }
+        assert!(cache.len() <= 32, "{}", cache.len());
+        let off = TokenCache::new(0);
+        off.insert(h, claims("u"), 100, 0);
+        assert!(off.get(h, 1).is_none());
+    }
+
+    #[test]
+    fn digests_differ_and_are_stable() {
+        assert_eq!(TokenHash::of("x.y.z"), TokenHash::of("x.y.z"));
+        assert_ne!(TokenHash::of("x.y.z"), TokenHash::of("x.y.zz"));
+    }
+}

@@ -1,0 +1,198 @@
+//! Compiling `[rate_limits.*]` policies and `rate_limit = ...` references.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderName;
+use toml::Spanned;
+
+use super::{HeaderMode, KeyPart, OnMissing, Policy, PolicySettings};
+use crate::config::diag::Diagnostics;
+use crate::config::file::rate_limit::{KeyFile, RateLimitFile, RateLimitRefFile};
+use crate::config::units::parse_rate;
+use crate::filter::auth::claims::ClaimPath;
+
+/// Policies by name.
+pub type Policies = BTreeMap<Arc<str>, Arc<Policy>>;
+
+/// Compiles every policy; a policy whose settings did not change keeps its buckets (and
+/// counters) from `previous`.
+pub fn compile_policies(
+    d: &mut Diagnostics,
+    files: &BTreeMap<Spanned<String>, RateLimitFile>,
+    previous: Option<&Policies>,
+    metrics: &crate::metrics::Metrics,
+) -> Policies {
+    let mut out = BTreeMap::new();
+    for (name, f) in files {
+        let key = format!("rate_limits.{}", name.get_ref());
+        let Some(settings) = settings(d, &key, f) else {
+            continue;
+        };
+        let name: Arc<str> = Arc::from(name.get_ref().as_str());
+        let kept = previous
+            .and_then(|p| p.get(&name))
+            .filter(|p| p.settings == settings)
+            .cloned();
+        let policy = kept
+            .unwrap_or_else(|| Arc::new(Policy::new(name.clone(), settings).with_metrics(metrics)));
+        out.insert(name, policy);
+    }
+    out
+}
+
+fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicySettings> {
+    let before = d.errors.len();
+    let rate = d.parse(&f.rate, format!("{key}.rate"), parse_rate);
+    let burst = match (&f.burst, rate) {
+        (None, Some(r)) => r.count,
+        (None, None) => 1,
+        (Some(b), _) if (1..=10_000_000).contains(b.get_ref()) => *b.get_ref() as u32,
+        (Some(b), _) => {
+            d.error(
+                b.span(),
+                format!("{key}.burst"),
+                "must be between 1 and 10000000",
+            );
+            1
+        }
+    };
+    let parts: Vec<&String> = match f.key.get_ref() {
+        KeyFile::One(t) => vec![t],
+        KeyFile::Many(v) => v.iter().collect(),
+    };
+    if parts.is_empty() {
+        d.error(
+            f.key.span(),
+            format!("{key}.key"),
+            "needs at least one key part",
+        );
+    }
+    let multi = matches!(f.key.get_ref(), KeyFile::Many(_));
+    let mut key_parts = Vec::new();
+    for (i, t) in parts.iter().enumerate() {
+        let k = if multi {
+            format!("{key}.key[{i}]")
+        } else {
+            format!("{key}.key")
+        };
+        match key_part(t) {
+            Ok(p) => key_parts.push(p),
+            Err(msg) => d.error(f.key.span(), k, msg),
+        }
+    }
+    let on_missing = match f.on_missing_key.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "shared")) => OnMissing::Shared,
+        Some((_, "deny")) => OnMissing::Deny,
+        Some((_, "allow")) => OnMissing::Allow,
+        Some((t, other)) => {
+            d.error(
+                t.span(),
+                format!("{key}.on_missing_key"),
+                format!("unknown value \"{other}\" (use shared, deny or allow)"),
+            );
+            OnMissing::Shared
+        }
+    };
+    let headers = match f.headers.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "on_limit")) => HeaderMode::OnLimit,
+        Some((_, "always")) => HeaderMode::Always,
+        Some((t, other)) => {
+            d.error(
+                t.span(),
+                format!("{key}.headers"),
+                format!("unknown value \"{other}\" (use on_limit or always)"),
+            );
+            HeaderMode::OnLimit
+        }
+    };
+    let max_keys = match &f.max_keys {
+        None => 100_000,
+        Some(v) if (1..=100_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            d.error(
+                v.span(),
+                format!("{key}.max_keys"),
+                "must be between 1 and 100000000",
+            );
+            1
+        }
+    };
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(PolicySettings {
+        rate: rate?,
+        burst,
+        key: key_parts,
+        on_missing,
+        max_keys,
+        headers,
+    })
+}
+
+fn key_part(text: &str) -> Result<KeyPart, String> {
+    match text.split_once(':') {
+        None if text == "ip" => Ok(KeyPart::Ip),
+        None if text == "route" => Ok(KeyPart::Route),
+        Some(("header", name)) => {
+            HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                .map(KeyPart::Header)
+                .map_err(|_| format!("bad header name \"{name}\" in key \"{text}\""))
+        }
+        Some(("claim", name)) => ClaimPath::parse(name.trim()).map(KeyPart::Claim),
+        _ => Err(format!(
+            "unknown key \"{text}\" (use ip, route, header:NAME or claim:NAME)"
+        )),
+    }
+}
+
+/// Resolves a route's or BFF profile's `rate_limit = ...`; `has_auth` says whether claims will
+/// be there for `claim:` keys.
+pub fn compile_refs(
+    d: &mut Diagnostics,
+    key: &str,
+    refs: &Spanned<RateLimitRefFile>,
+    policies: &Policies,
+    has_auth: bool,
+) -> Vec<Arc<Policy>> {
+    let names = refs.get_ref().names();
+    if names.is_empty() {
+        d.error(refs.span(), key, "names no policy");
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match policies.get(n) {
+            Some(p) if p.needs_claims() && !has_auth => d.error(
+                refs.span(),
+                key,
+                format!("policy `{n}` keys on a claim, but there is no `auth` here to verify one"),
+            ),
+            Some(p) => out.push(p.clone()),
+            None => d.error(refs.span(), key, format!("unknown rate-limit policy `{n}`")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_parts() {
+        assert_eq!(key_part("ip").unwrap(), KeyPart::Ip);
+        assert_eq!(key_part("route").unwrap(), KeyPart::Route);
+        assert_eq!(
+            key_part("header:X-Api-Key").unwrap(),
+            KeyPart::Header(HeaderName::from_static("x-api-key"))
+        );
+        assert!(matches!(
+            key_part("claim:org.id").unwrap(),
+            KeyPart::Claim(_)
+        ));
+        assert!(key_part("cookie:x").is_err());
+        assert!(key_part("header:bad name").is_err());
+        assert!(key_part("claim:").is_err());
+    }
+}

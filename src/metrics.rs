@@ -1,0 +1,396 @@
+//! Prometheus metrics: one registry per gateway, carried across reloads, with per-route handles
+//! resolved at config-compile time so the request path only bumps atomics.
+//!
+//! Other subsystems add their own families with [`Metrics::family`], which registers a family
+//! once per gateway and hands back the same (cheaply cloned) handle on every later reload.
+
+use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use crate::error::GatewayError;
+
+/// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus scrapes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets in seconds: 0.5 ms to 10 s, roughly ×2.5 per step.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Route label of requests that matched no route.
+pub const UNMATCHED: &str = "-";
+
+/// Upstream failure kinds, the `kind` label of `portico_upstream_errors_total`.
+const ERROR_KINDS: [&str; 3] = ["connect", "timeout", "protocol"];
+
+type Labels<const N: usize> = [(&'static str, String); N];
+type HistogramFamily = Family<Labels<1>, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The metrics of one gateway process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    families: Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>,
+    requests: Family<Labels<2>, Counter>,
+    latency: HistogramFamily,
+    upstream_errors: Family<Labels<2>, Counter>,
+    in_flight: Gauge,
+    reload_success: Counter,
+    reload_failure: Counter,
+    generation: Gauge,
+    last_reload_ok: Gauge<f64, AtomicU64>,
+    known: Mutex<Known>,
+    unmatched: RouteMetrics,
+}
+
+/// Label values created so far, so series of removed routes and upstreams can be dropped.
+#[derive(Default)]
+struct Known {
+    routes: BTreeSet<String>,
+    upstreams: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Handles of one route's series, held by the route: recording costs a few atomic adds.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+    upstream_errors: [Counter; 3],
+}
+
+impl Default for RouteMetrics {
+    /// Handles registered nowhere: for routes compiled outside a gateway (and in unit tests).
+    fn default() -> Self {
+        RouteMetrics {
+            by_class: Default::default(),
+            latency: latency_histogram(),
+            upstream_errors: Default::default(),
+        }
+    }
+}
+
+impl RouteMetrics {
+    /// Counts one answered request and the time to its response head.
+    #[inline]
+    pub fn record(&self, status: StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an upstream failure by kind; other errors are not upstream errors.
+    pub fn upstream_error(&self, err: &GatewayError) {
+        let kind = match err {
+            GatewayError::UpstreamUnreachable { .. } => 0,
+            GatewayError::UpstreamTimeout { .. } => 1,
+            GatewayError::UpstreamProtocol { .. } => 2,
+            // Client-side and routing errors say nothing about upstream health.
+            _ => return,
+        };
+        self.upstream_errors[kind].inc();
+    }
+}
+
+/// Decrements the in-flight gauge when the request ends (however it ends).
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with Portico's built-in families.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels<2>, Counter>::default();
+        registry.register(
+            "portico_requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "portico_request_duration",
+            "Time from request to response head, by route",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let upstream_errors = Family::<Labels<2>, Counter>::default();
+        registry.register(
+            "portico_upstream_errors",
+            "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol)",
+            upstream_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "portico_requests_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        let reloads = Family::<Labels<1>, Counter>::default();
+        registry.register(
+            "portico_config_reloads",
+            "Config reload attempts, by outcome (success, failure)",
+            reloads.clone(),
+        );
+        let reload_success = reloads.get_or_create_owned(&[("outcome", "success".into())]);
+        let reload_failure = reloads.get_or_create_owned(&[("outcome", "failure".into())]);
+        let generation = Gauge::default();
+        generation.set(1);
+        registry.register(
+            "portico_config_generation",
+            "Config generation: 1 at start, +1 per successful reload",
+            generation.clone(),
+        );
+        let last_reload_ok = Gauge::<f64, AtomicU64>::default();
+        last_reload_ok.set(unix_seconds(SystemTime::now()));
+        registry.register(
+            "portico_config_last_success_timestamp_seconds",
+            "When the serving config was loaded (Unix time)",
+            last_reload_ok.clone(),
+        );
+        let mut m = Metrics {
+            registry: Mutex::new(registry),
+            families: Mutex::new(HashMap::new()),
+            requests,
+            latency,
+            upstream_errors,
+            in_flight,
+            reload_success,
+            reload_failure,
+            generation,
+            last_reload_ok,
+            known: Mutex::new(Known::default()),
+            unmatched: RouteMetrics::default(),
+        };
+        m.unmatched = m.route(UNMATCHED, None);
+        m
+    }
+
+    /// The series of one route (created on first use, shared on later reloads so counts go on).
+    /// `upstream` names the upstream whose failures the route records (`None`: no upstream).
+    /// BFF endpoints can use this too, with their own id.
+    pub fn route(&self, id: &str, upstream: Option<&str>) -> RouteMetrics {
+        let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+        let by_class = classes.map(|c| {
+            self.requests
+                .get_or_create_owned(&[("route", id.to_owned()), ("class", c.to_owned())])
+        });
+        let latency = self
+            .latency
+            .get_or_create_owned(&[("route", id.to_owned())]);
+        let upstream_errors = match upstream {
+            Some(u) => self.upstream_errors(u),
+            None => Default::default(),
+        };
+        let mut known = lock(&self.known);
+        known.routes.insert(id.to_owned());
+        if let Some(u) = upstream {
+            known.upstreams.insert(u.to_owned());
+        }
+        RouteMetrics {
+            by_class,
+            latency,
+            upstream_errors,
+        }
+    }
+
+    fn upstream_errors(&self, upstream: &str) -> [Counter; 3] {
+        ERROR_KINDS.map(|k| {
+            self.upstream_errors
+                .get_or_create_owned(&[("upstream", upstream.to_owned()), ("kind", k.to_owned())])
+        })
+    }
+
+    /// Series for requests that matched no route.
+    pub fn unmatched(&self) -> &RouteMetrics {
+        &self.unmatched
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    #[inline]
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight_now(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// Records a successful reload to `generation`.
+    pub fn reload_succeeded(&self, generation: u64) {
+        self.reload_success.inc();
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.last_reload_ok.set(unix_seconds(SystemTime::now()));
+    }
+
+    /// Records a reload that kept the old config.
+    pub fn reload_failed(&self) {
+        self.reload_failure.inc();
+    }
+
+    /// (successful, failed) reloads so far.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reload_success.get(), self.reload_failure.get())
+    }
+
+    /// Drops the series of routes and upstreams that are no longer configured, so route churn
+    /// over many reloads does not grow memory or scrape size. In-flight requests of an old
+    /// runtime still hold their handles; their last counts are simply not exported.
+    pub fn retain<'a>(
+        &self,
+        routes: impl IntoIterator<Item = &'a str>,
+        upstreams: impl IntoIterator<Item = &'a str>,
+    ) {
+        let routes: BTreeSet<&str> = routes.into_iter().chain([UNMATCHED]).collect();
+        let upstreams: BTreeSet<&str> = upstreams.into_iter().collect();
+        let mut known = lock(&self.known);
+        known.routes.retain(|r| {
+            if routes.contains(r.as_str()) {
+                return true;
+            }
+            for c in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+                self.requests
+                    .remove(&[("route", r.clone()), ("class", c.to_owned())]);
+            }
+            self.latency.remove(&[("route", r.clone())]);
+            false
+        });
+        known.upstreams.retain(|u| {
+            if upstreams.contains(u.as_str()) {
+                return true;
+            }
+            for k in ERROR_KINDS {
+                self.upstream_errors
+                    .remove(&[("upstream", u.clone()), ("kind", k.to_owned())]);
+            }
+            false
+        });
+    }
+
+    /// Registers a family (or any metric) under `name` once per gateway and returns a handle to
+    /// it; later calls with the same name return the first handle, so config compilation can
+    /// call this on every reload. Panics if `name` was registered with another type.
+    ///
+    /// ```
+    /// use prometheus_client::metrics::{counter::Counter, family::Family};
+    /// let m = portico::metrics::Metrics::new();
+    /// let denied: Family<[(&'static str, String); 1], Counter> =
+    ///     m.family("portico_auth_denied", "Requests refused by auth, by reason", Family::default);
+    /// denied.get_or_create(&[("reason", "expired".into())]).inc();
+    /// ```
+    pub fn family<M>(&self, name: &str, help: &str, make: impl FnOnce() -> M) -> M
+    where
+        M: Metric + Clone,
+    {
+        let mut families = lock(&self.families);
+        if let Some(existing) = families.get(name) {
+            return existing
+                .downcast_ref::<M>()
+                .unwrap_or_else(|| panic!("metric {name} registered twice with different types"))
+                .clone();
+        }
+        let metric = make();
+        lock(&self.registry).register(name, help, metric.clone());
+        families.insert(name.to_owned(), Box::new(metric.clone()));
+        metric
+    }
+
+    /// The whole registry in OpenMetrics text (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &lock(&self.registry));
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_series_survive_recompile_and_go_when_removed() {
+        let m = Metrics::new();
+        let a = m.route("a", Some("users"));
+        a.record(StatusCode::OK, Duration::from_millis(3));
+        // A reload resolves the same series again: counts go on.
+        let again = m.route("a", Some("users"));
+        again.record(StatusCode::BAD_GATEWAY, Duration::from_millis(3));
+        let text = m.encode();
+        assert!(text.contains(r#"portico_requests_total{route="a",class="2xx"} 1"#));
+        assert!(text.contains(r#"portico_requests_total{route="a",class="5xx"} 1"#));
+        assert!(text.contains(r#"portico_request_duration_seconds_count{route="a"} 2"#));
+        m.retain(["b"], []);
+        let text = m.encode();
+        assert!(!text.contains(r#"route="a""#), "{text}");
+        assert!(!text.contains(r#"upstream="users""#), "{text}");
+        assert!(text.contains(r#"route="-""#), "unmatched series stay");
+    }
+
+    #[test]
+    fn family_registers_once() {
+        let m = Metrics::new();
+        let f1: Family<Labels<1>, Counter> = m.family("x_hits", "Hits", Family::default);
+        let f2: Family<Labels<1>, Counter> = m.family("x_hits", "Hits", Family::default);
+        f1.get_or_create(&[("k", "v".into())]).inc();
+        f2.get_or_create(&[("k", "v".into())]).inc();
+        let text = m.encode();
+        assert_eq!(text.matches("# TYPE x_hits counter").count(), 1);
+        assert!(text.contains(r#"x_hits_total{k="v"} 2"#));
+    }
+
+    #[test]
+    fn upstream_errors_by_kind() {
+        let m = Metrics::new();
+        let r = m.route("r", Some("u"));
+        r.upstream_error(&GatewayError::UpstreamTimeout {
+            upstream: "u".into(),
+            timeout: Duration::from_secs(1),
+        });
+        r.upstream_error(&GatewayError::NoRoute);
+        let text = m.encode();
+        assert!(text.contains(r#"portico_upstream_errors_total{upstream="u",kind="timeout"} 1"#));
+        assert!(text.contains(r#"portico_upstream_errors_total{upstream="u",kind="connect"} 0"#));
+    }
+}
