@@ -100,12 +100,16 @@ enum Source {
 }
 
 /// Handle to get an unpolled streamed body back after a failed connection attempt.
-pub struct Reclaim(Arc<Mutex<Option<Incoming>>>);
+pub struct Reclaim {
+    slot: Arc<Mutex<Option<Incoming>>>,
+    limit: u64,
+}
 
 impl Reclaim {
-    /// The body, if the failed attempt never started reading it.
-    pub fn take(&self) -> Option<Incoming> {
-        self.0.lock().ok()?.take()
+    /// The body, under the same size cap, if the failed attempt never started reading it.
+    pub fn take(&self) -> Option<RequestBody> {
+        let body = self.slot.lock().ok()?.take()?;
+        Some(RequestBody::stream(body, self.limit))
     }
 }
 
@@ -158,7 +162,7 @@ impl RequestBody {
             limit,
             read: 0,
         };
-        (me, Some(Reclaim(slot)))
+        (me, Some(Reclaim { slot, limit }))
     }
 }
 

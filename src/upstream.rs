@@ -1,25 +1,23 @@
-//! Upstream clusters: endpoints, round-robin with passive ejection, a pooled client, forwarding.
+//! Upstream clusters: endpoints, round-robin with passive ejection, and the send loop that
+//! fails over to the next endpoint when a connection is refused. `transport` carries requests.
 
-mod call;
 pub mod tls;
+pub mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant as Deadline;
 
-use crate::body::{BodyTooLarge, Reclaim, RequestBody};
+use crate::body::{Reclaim, RequestBody};
 use crate::error::GatewayError;
-
-/// Connector used by every upstream client: plain TCP, or TLS for `https://` endpoints.
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+use transport::Transport;
 
 /// Settings that define an upstream; equal settings across a reload keep the same `Upstream`
 /// (its pooled connections, round-robin position and endpoint health).
@@ -63,7 +61,7 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
-    client: Client<Connector, RequestBody>,
+    transport: Transport,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -111,31 +109,7 @@ pub fn parse_endpoint(text: &str) -> Result<(Scheme, Authority), String> {
 impl Upstream {
     /// Builds an upstream with a fresh connection pool.
     pub fn new(name: Arc<str>, settings: UpstreamSettings) -> Upstream {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*settings.tls.client_config).clone())
-            .https_or_http();
-        // The name was checked when the config was compiled.
-        let fixed = settings.tls.server_name.as_ref().and_then(|n| {
-            rustls_pki_types::ServerName::try_from(n.clone())
-                .ok()
-                .map(hyper_rustls::FixedServerNameResolver::new)
-        });
-        let builder = match fixed {
-            Some(resolver) => builder.with_server_name_resolver(resolver),
-            None => builder,
-        };
-        let connector = builder.enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-            .build(connector);
+        let transport = Transport::new(&settings);
         let endpoints = settings
             .endpoints
             .iter()
@@ -151,7 +125,7 @@ impl Upstream {
             settings,
             endpoints,
             next: AtomicUsize::new(0),
-            client,
+            transport,
         }
     }
 
@@ -183,84 +157,125 @@ impl Upstream {
             .store(until, Ordering::Relaxed);
     }
 
-    /// Sends a request (its URI holds only path and query) to the next endpoint. A refused
-    /// connection ejects that endpoint and, when the body can still be replayed, tries the next.
+    /// Proxies a client request (its URI holds only path and query); `reclaim` gets the body
+    /// back for another endpoint if the first refused the connection before reading it.
     pub async fn forward(
         &self,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
         reclaim: Option<Reclaim>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, GatewayError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let path: PathAndQuery = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
+        self.send(req, replay, Deadline::now() + timeout).await
+    }
+
+    /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a
+    /// refused connection can always be retried on the next endpoint.
+    pub async fn call(
+        &self,
+        method: &Method,
+        path: PathAndQuery,
+        headers: HeaderMap,
+        body: Bytes,
+        until: Deadline,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let first = if body.is_empty() {
+            RequestBody::empty()
+        } else {
+            RequestBody::full(body.clone())
+        };
+        let mut req = Request::new(first);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = path.into();
+        *req.headers_mut() = headers;
+        self.send(req, Replay::Bytes(body), until).await
+    }
+
+    /// Sends to the next endpoint and waits for the response head until `deadline`. A refused
+    /// connection ejects that endpoint and, when the body can be sent again, tries the next.
+    async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+        replay: Replay,
+        deadline: Deadline,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let started = Deadline::now();
         let n = self.endpoints.len();
         let mut index = self.pick();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
         // Keep what a retry needs only when a retry is possible.
-        let replay = (n > 1).then(|| (req.method().clone(), req.headers().clone(), req.version()));
+        let head = (n > 1).then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            )
+        });
         for attempt in 0..n {
             let ep = &self.endpoints[index];
-            *req.uri_mut() = Uri::from_parts({
-                let mut p = http::uri::Parts::default();
-                p.scheme = Some(ep.scheme.clone());
-                p.authority = Some(ep.authority.clone());
-                p.path_and_query = Some(path.clone());
-                p
-            })
-            .expect("scheme, authority and path make a URI");
             if set_host {
                 req.headers_mut().insert(HOST, ep.host_header.clone());
             }
-            let result = tokio::time::timeout_at(deadline, self.client.request(req)).await;
-            let err = match result {
+            let err = match tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await {
                 Ok(Ok(resp)) => return Ok(resp),
                 Ok(Err(e)) => e,
                 Err(_) => {
                     return Err(GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
-                        timeout,
+                        timeout: deadline.saturating_duration_since(started),
                     });
                 }
             };
-            if let Some(limit) = body_too_large(&err) {
+            if let Some(limit) = err.body_too_large {
                 return Err(GatewayError::PayloadTooLarge { limit });
             }
-            if !err.is_connect() {
+            if !err.connect {
                 return Err(GatewayError::UpstreamProtocol {
                     upstream: self.name.clone(),
-                    reason: error_chain(&err),
+                    reason: err.detail,
                 });
             }
             self.eject(index);
-            tracing::warn!(upstream = %self.name, endpoint = %ep.authority, error = %error_chain(&err), "connect failed");
-            let next_body = match (&reclaim, attempt + 1 < n) {
-                (_, false) => None,
-                (None, true) => Some(RequestBody::empty()),
-                (Some(r), true) => r.take().map(|b| RequestBody::stream(b, u64::MAX)),
-            };
-            let (Some(body), Some((method, headers, version))) = (next_body, replay.as_ref())
-            else {
+            tracing::warn!(upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
+            let body = if attempt + 1 < n { replay.body() } else { None };
+            let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: self.name.clone(),
-                    reason: error_chain(&err),
+                    reason: err.detail,
                 });
             };
-            let mut retry = Request::new(body);
-            *retry.method_mut() = method.clone();
-            *retry.headers_mut() = headers.clone();
-            *retry.version_mut() = *version;
-            req = retry;
+            req = Request::new(body);
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = headers.clone();
             index = (index + 1) % n;
         }
         Err(GatewayError::UpstreamUnreachable {
             upstream: self.name.clone(),
             reason: "no endpoints".into(),
         })
+    }
+}
+
+/// How a request's body is sent again after a refused connection.
+enum Replay {
+    /// There was no body.
+    Empty,
+    /// The body is in memory.
+    Bytes(Bytes),
+    /// A streamed client body, if it was never read.
+    Reclaim(Reclaim),
+}
+
+impl Replay {
+    fn body(&self) -> Option<RequestBody> {
+        match self {
+            Replay::Empty => Some(RequestBody::empty()),
+            Replay::Bytes(b) if b.is_empty() => Some(RequestBody::empty()),
+            Replay::Bytes(b) => Some(RequestBody::full(b.clone())),
+            Replay::Reclaim(r) => r.take(),
+        }
     }
 }
 
@@ -273,17 +288,6 @@ fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
         _ => authority.host(),
     };
     HeaderValue::from_str(text).expect("a parsed authority is a valid header value")
-}
-
-fn body_too_large(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<BodyTooLarge>() {
-            return Some(t.limit);
-        }
-        cur = e.source();
-    }
-    None
 }
 
 /// An error and its causes on one line, for logs.

@@ -561,3 +561,27 @@ async fn websocket_style_upgrade_is_tunnelled() {
         .unwrap();
     assert_eq!(&reply, b"HELLO");
 }
+
+#[tokio::test]
+async fn body_limit_still_holds_after_failover() {
+    let live = Backend::echo("live").await;
+    let dead = dead_addr().await;
+    let upstreams = format!(
+        "[upstreams.app]\nendpoints = [\"{dead}\", \"{}\"]",
+        live.addr
+    );
+    let cfg = config(&upstreams, API_ROUTE)
+        .replace("[log]", "[limits]\nmax_body_bytes = \"1KiB\"\n\n[log]");
+    let gw = TestGateway::start(&cfg).await;
+    // Chunked, so the size is only known while streaming; the first endpoint refuses, the body
+    // is replayed to the second one under the same cap.
+    let mut chunked = b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        chunked.extend(b"400\r\n");
+        chunked.extend(vec![b'z'; 1024]);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let text = raw(gw.addr, &chunked).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
