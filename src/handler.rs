@@ -68,6 +68,14 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     resp
 }
 
+/// What a request was routed to.
+enum Target<'a> {
+    /// A BFF profile endpoint: fan out and aggregate.
+    Bff(bff::Target<'a>),
+    /// A proxy route: forward to its upstream.
+    Route(&'a Arc<Route>),
+}
+
 /// The phases, in their fixed order.
 async fn proxy<'a>(
     rt: &'a Runtime,
@@ -86,42 +94,52 @@ async fn proxy<'a>(
     }
 
     // Phase 2: route. A BFF endpoint first (a mounted profile owns its prefix), else a route.
-    let bff = rt.bff.find(req.method(), req.uri().path(), req.headers())?;
-    if let bff::Lookup::Hit(target) = &bff {
-        trace.route = Some(target.endpoint.id.clone());
-        trace.metrics = Some(&target.endpoint.metrics);
-        if content_length(&req).is_some_and(|n| n > rt.limits.max_body_bytes) {
-            let limit = rt.limits.max_body_bytes;
-            return Err(GatewayError::PayloadTooLarge { limit });
+    let target = match rt.bff.find(req.method(), req.uri().path(), req.headers())? {
+        bff::Lookup::Hit(endpoint) => Target::Bff(endpoint),
+        miss => Target::Route(
+            rt.routes
+                .find(
+                    host.as_deref(),
+                    req.method(),
+                    req.uri().path(),
+                    req.headers(),
+                )
+                .map_err(|e| miss.explain_miss(e))?,
+        ),
+    };
+    let guards = match &target {
+        Target::Bff(t) => {
+            trace.route = Some(t.endpoint.id.clone());
+            trace.metrics = Some(&t.endpoint.metrics);
+            &t.endpoint.guards
         }
-        let (mut parts, body) = req.into_parts();
-        let identity = filter::run_guards(rt, &target.endpoint.guards, conn, &mut parts).await?;
-        return bff::serve(rt, conn, request_id, target, identity, parts, body).await;
-    }
-    let route = rt
-        .routes
-        .find(
-            host.as_deref(),
-            req.method(),
-            req.uri().path(),
-            req.headers(),
-        )
-        .map_err(|e| bff.explain_miss(e))?;
-    trace.route = Some(route.id.clone());
-    trace.upstream = Some(route.proxy.upstream.name.clone());
-    trace.metrics = Some(&route.metrics);
+        Target::Route(r) => {
+            trace.route = Some(r.id.clone());
+            trace.upstream = Some(r.proxy.upstream.name.clone());
+            trace.metrics = Some(&r.metrics);
+            &r.guards
+        }
+    };
 
     // Phase 3: body limit known up front.
     let limit = rt.limits.max_body_bytes;
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let upgrading = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let upgrading = matches!(target, Target::Route(_))
+        && req.version() == Version::HTTP_11
+        && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
-    // Phase 4: guards (auth, then rate limits).
-    let identity = filter::run_guards(rt, &route.guards, conn, &mut parts).await?;
+    // Phase 4: guards (client certificate, auth, then rate limits).
+    let identity = filter::run_guards(rt, guards, conn, &mut parts).await?;
+    let route = match target {
+        Target::Bff(endpoint) => {
+            return bff::serve(rt, conn, request_id, &endpoint, identity, parts, body).await;
+        }
+        Target::Route(route) => route,
+    };
 
     // Phase 5: request headers.
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
