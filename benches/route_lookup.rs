@@ -71,7 +71,9 @@ fn lookup(c: &mut Criterion) {
         for (name, host, path) in cases {
             let expect_hit = name != "miss_404";
             assert_eq!(
-                rt.routes.find(host, &Method::GET, path, &headers).is_ok(),
+                rt.routes
+                    .find(host, &Method::GET, path, None, &headers)
+                    .is_ok(),
                 expect_hit,
                 "{name} at {n} routes"
             );
@@ -81,6 +83,7 @@ fn lookup(c: &mut Criterion) {
                         black_box(host),
                         black_box(&Method::GET),
                         black_box(path),
+                        black_box(None),
                         black_box(&headers),
                     );
                     black_box(r.is_ok())

@@ -48,6 +48,9 @@ pub struct Entry<'a> {
     pub request_id: &'a str,
     /// The client.
     pub peer: SocketAddr,
+    /// The fault injected into this request (`delay`, `abort`, `delay+abort`), if any: logged as
+    /// a last `fault=` field only then.
+    pub fault: Option<&'a str>,
 }
 
 thread_local! {
@@ -111,7 +114,12 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         json_str(buf, e.request_id);
         buf.extend_from_slice(b",\"peer\":\"");
         let _ = write!(buf, "{}", e.peer);
-        buf.extend_from_slice(b"\"}\n");
+        buf.push(b'"');
+        if let Some(fault) = e.fault {
+            buf.extend_from_slice(b",\"fault\":");
+            json_str(buf, fault);
+        }
+        buf.extend_from_slice(b"}\n");
     } else {
         buf.extend_from_slice(&ts);
         buf.extend_from_slice(b"  INFO access: method=");
@@ -130,6 +138,10 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         quoted(buf, e.request_id, true);
         buf.extend_from_slice(b" peer=");
         let _ = write!(buf, "{}", e.peer);
+        if let Some(fault) = e.fault {
+            buf.extend_from_slice(b" fault=");
+            quoted(buf, fault, false);
+        }
         buf.push(b'\n');
     }
 }
@@ -238,6 +250,7 @@ mod tests {
             duration_us: 812,
             request_id: "abc-1",
             peer: "127.0.0.1:50412".parse().unwrap(),
+            fault: None,
         }
     }
 

@@ -102,6 +102,12 @@ pub enum GatewayError {
         /// Part name.
         part: std::sync::Arc<str>,
     },
+    /// The route's fault injection aborted the request (`fault.abort_status`).
+    #[error("fault injected: {status}")]
+    FaultInjected {
+        /// The configured (or requested) status.
+        status: StatusCode,
+    },
     /// A required BFF part needs a value the request did not carry.
     #[error("required part `{part}` lacks {input}")]
     BffMissingInput {
@@ -227,6 +233,12 @@ impl GatewayError {
                     "The required part `{part}` did not answer within the deadline budget."
                 ),
             },
+            E::FaultInjected { status } => Problem {
+                status: *status,
+                slug: "fault-injected",
+                title: status.canonical_reason().unwrap_or("Injected Fault"),
+                detail: "The gateway injected this failure (route fault injection).".into(),
+            },
             E::BffMissingInput { part, input } => Problem {
                 status: StatusCode::BAD_REQUEST,
                 slug: "bff-missing-input",
@@ -285,7 +297,8 @@ impl GatewayError {
             | GatewayError::BffUnknownClient
             | GatewayError::BffPartFailed { .. }
             | GatewayError::BffPartTimeout { .. }
-            | GatewayError::BffMissingInput { .. } => {}
+            | GatewayError::BffMissingInput { .. }
+            | GatewayError::FaultInjected { .. } => {}
         }
         resp
     }

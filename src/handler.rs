@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
-use crate::route::Route;
+use crate::route::{self, Route};
 use crate::server::ConnInfo;
 
 /// What the access log and metrics learn while a request runs.
@@ -27,6 +27,7 @@ struct Trace<'a> {
     route: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
     metrics: Option<&'a RouteMetrics>,
+    fault: Option<&'static str>,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -63,6 +64,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             duration_us: start.elapsed().as_micros() as u64,
             request_id: request_id.to_str().unwrap_or(""),
             peer: conn.peer,
+            fault: trace.fault,
         });
     }
     resp
@@ -97,14 +99,15 @@ async fn proxy<'a>(
     let target = match rt.bff.find(req.method(), req.uri().path(), req.headers())? {
         bff::Lookup::Hit(endpoint) => Target::Bff(endpoint),
         miss => Target::Route(
-            rt.routes
-                .find(
-                    host.as_deref(),
-                    req.method(),
-                    req.uri().path(),
-                    req.headers(),
-                )
-                .map_err(|e| miss.explain_miss(e))?,
+            route::conditions::find(
+                &rt.routes,
+                host.as_deref(),
+                req.method(),
+                req.uri(),
+                req.headers(),
+            )
+            .await
+            .map_err(|e| miss.explain_miss(e))?,
         ),
     };
     let guards = match &target {
@@ -141,20 +144,37 @@ async fn proxy<'a>(
         Target::Route(route) => route,
     };
 
-    // Phase 5: request headers.
+    // Phase 5: traffic (an injected fault, the split side), then request headers.
+    let client = route::traffic::Client {
+        peer: conn.peer.ip(),
+        tls: conn.tls,
+        trusted_proxies: &rt.server.trusted_proxies,
+        claims: identity.claims.as_ref(),
+    };
+    let dispatch =
+        route::traffic::dispatch(route, client, &mut parts.headers, &mut trace.fault).await?;
+    let upstream = dispatch.upstream;
+    trace.upstream = Some(upstream.name.clone());
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
 
-    // Phase 6: forward.
+    // Phase 6: forward (and mirror).
     let action = &route.proxy;
-    let upstream = &action.upstream;
-    let (body, reclaim) = if upstream.endpoints().len() > 1 {
-        RequestBody::reclaimable(body, limit)
-    } else {
-        (RequestBody::stream(body, limit), None)
+    let mut resp = match route.mirror.as_deref() {
+        Some(m) if m.wants(&parts, &body, upgrading) => {
+            m.forward(upstream, parts, body, limit, dispatch.timeout)
+                .await?
+        }
+        _ => {
+            let (body, reclaim) = if upstream.endpoints().len() > 1 {
+                RequestBody::reclaimable(body, limit)
+            } else {
+                (RequestBody::stream(body, limit), None)
+            };
+            upstream
+                .forward(Request::from_parts(parts, body), reclaim, dispatch.timeout)
+                .await?
+        }
     };
-    let mut resp = upstream
-        .forward(Request::from_parts(parts, body), reclaim, action.timeout)
-        .await?;
 
     // Phase 7: response headers (and the tunnel for a protocol switch).
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -169,6 +189,9 @@ async fn proxy<'a>(
     }
     if let Some(fields) = &identity.rate_limit {
         fields.apply(&mut head.headers);
+    }
+    if let Some(cookie) = dispatch.set_cookie {
+        head.headers.append(http::header::SET_COOKIE, cookie);
     }
     Ok(Response::from_parts(head, Body::Upstream(body)))
 }

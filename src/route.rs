@@ -3,9 +3,19 @@
 //! Precedence: host first (exact host, then the longest matching `*.suffix`, then routes without a
 //! host), then path (an exact `path` beats any prefix; a longer prefix beats a shorter one), and
 //! among routes with the same host and path, file order. A route also needs its methods and
-//! header conditions to hold; when some route takes the path but none takes the method the
-//! answer is 405 with `Allow`. Lookup walks the path's segments through a trie, so its cost
+//! header, cookie and query conditions to hold; when some route takes the path but none takes
+//! the method the answer is 405 with `Allow`. Claim conditions are checked by
+//! [`conditions::find`] after verifying the route's token: a claim route whose claims do not
+//! hold (or whose token is missing or invalid) is passed over like any route whose conditions
+//! fail, and the lookup goes on in the same order. Lookup walks the path's segments through a trie, so its cost
 //! depends on the path's depth, not on the number of routes.
+
+pub mod chance;
+pub mod conditions;
+pub mod fault;
+pub mod mirror;
+pub mod split;
+pub mod traffic;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -51,10 +61,18 @@ pub struct Route {
     pub methods: Option<Box<[Method]>>,
     /// Header equality conditions.
     pub headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Cookie, query and claim conditions, if any.
+    pub conditions: Option<Box<conditions::Conditions>>,
     /// Filters run before the action (auth, rate limits).
     pub guards: Guards,
     /// Where and how the request is forwarded.
     pub proxy: ProxyAction,
+    /// Weighted split over upstreams; when set, `proxy.upstream` is its heaviest side.
+    pub split: Option<Box<split::Split>>,
+    /// Copies of requests to a shadow upstream.
+    pub mirror: Option<Box<mirror::Mirror>>,
+    /// Injected delays and aborts.
+    pub fault: Option<Box<fault::Fault>>,
     /// This route's metric series, resolved when the config is compiled.
     pub metrics: crate::metrics::RouteMetrics,
 }
@@ -79,10 +97,14 @@ pub struct ProxyAction {
 }
 
 impl Route {
-    fn takes_headers(&self, headers: &HeaderMap) -> bool {
+    fn takes_headers(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
         self.headers
             .iter()
             .all(|(name, want)| headers.get_all(name).iter().any(|v| v == want))
+            && self
+                .conditions
+                .as_ref()
+                .is_none_or(|c| c.takes(headers, query))
     }
 
     fn takes_method(&self, method: &Method) -> bool {
@@ -109,6 +131,7 @@ pub struct RouteTable {
     exact_hosts: HashMap<Box<str>, PathIndex>,
     wildcard_hosts: HashMap<Box<str>, PathIndex>,
     any_host: PathIndex,
+    claim_routes: bool,
 }
 
 impl RouteTable {
@@ -132,6 +155,10 @@ impl RouteTable {
                     node.routes.push(i);
                 }
             }
+            table.claim_routes |= route
+                .conditions
+                .as_ref()
+                .is_some_and(|c| !c.claims.is_empty());
             table.routes.push(Arc::new(route));
         }
         table
@@ -142,17 +169,44 @@ impl RouteTable {
         &self.routes
     }
 
-    /// Finds the route for a request. `host` is lowercase without port.
+    /// Whether some route has claim conditions (then [`conditions::find`] verifies tokens).
+    pub fn has_claim_routes(&self) -> bool {
+        self.claim_routes
+    }
+
+    /// Finds the route for a request, not looking at claim conditions (see
+    /// [`conditions::find`]). `host` is lowercase without port.
     pub fn find(
         &self,
         host: Option<&str>,
         method: &Method,
         path: &str,
+        query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<&Arc<Route>, GatewayError> {
+        self.find_skipping(host, method, path, query, headers, &[])
+    }
+
+    /// Like [`RouteTable::find`], passing over the routes in `skip`.
+    pub fn find_skipping(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        skip: &[&Arc<Route>],
+    ) -> Result<&Arc<Route>, GatewayError> {
         let mut wrong_method = false;
+        let request = Facts {
+            method,
+            path,
+            query,
+            headers,
+            skip,
+        };
         let mut consider = |index: &PathIndex| -> Option<&Arc<Route>> {
-            match self.lookup(index, method, path, headers) {
+            match self.lookup(index, &request) {
                 Ok(i) => Some(&self.routes[i as usize]),
                 Err(path_matched) => {
                     wrong_method |= path_matched;
@@ -179,7 +233,7 @@ impl RouteTable {
         }
         if wrong_method {
             Err(GatewayError::MethodNotAllowed {
-                allow: self.allow(host, path, headers),
+                allow: self.allow(host, path, query, headers),
             })
         } else {
             Err(GatewayError::NoRoute)
@@ -187,18 +241,16 @@ impl RouteTable {
     }
 
     /// `Ok(route index)`, or `Err(path matched but method did not)`.
-    fn lookup(
-        &self,
-        index: &PathIndex,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Result<u32, bool> {
+    fn lookup(&self, index: &PathIndex, req: &Facts<'_>) -> Result<u32, bool> {
+        let (method, path) = (req.method, req.path);
         let mut wrong_method = false;
         let mut pick = |candidates: &[u32]| -> Option<u32> {
             for &i in candidates {
                 let r = &self.routes[i as usize];
-                if r.takes_headers(headers) {
+                if !req.skip.is_empty() && req.skip.iter().any(|s| Arc::ptr_eq(s, r)) {
+                    continue;
+                }
+                if r.takes_headers(req.headers, req.query) {
                     if r.takes_method(method) {
                         return Some(i);
                     }
@@ -244,7 +296,13 @@ impl RouteTable {
     }
 
     /// The `Allow` value: methods of every route that takes this host, path and headers.
-    fn allow(&self, host: Option<&str>, path: &str, headers: &HeaderMap) -> HeaderValue {
+    fn allow(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> HeaderValue {
         let mut methods: Vec<&str> = Vec::new();
         for r in &self.routes {
             let host_ok = match (&r.host, host) {
@@ -261,7 +319,7 @@ impl RouteTable {
                 PathPattern::Exact(p) => **p == *path,
                 PathPattern::Prefix(p) => prefix_matches(p, path),
             };
-            if host_ok && path_ok && r.takes_headers(headers) {
+            if host_ok && path_ok && r.takes_headers(headers, query) {
                 if let Some(ms) = &r.methods {
                     methods.extend(ms.iter().map(Method::as_str));
                 }
@@ -278,6 +336,56 @@ impl RouteTable {
         }
         HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
+}
+
+/// A route's match conditions and traffic actions beside the classic ones, compiled.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// `match.cookies`, `match.query`, `match.claims`.
+    pub conditions: Option<Box<conditions::Conditions>>,
+    /// `split` + `sticky`.
+    pub split: Option<Box<split::Split>>,
+    /// `mirror`.
+    pub mirror: Option<Box<mirror::Mirror>>,
+    /// `fault`.
+    pub fault: Option<Box<fault::Fault>>,
+}
+
+/// Compiles route `r`'s conditions, split, mirror and fault (`key`: e.g. `routes[2]`).
+pub fn compile_traffic(
+    d: &mut crate::config::diag::Diagnostics,
+    key: &str,
+    r: &crate::config::file::RouteFile,
+    refs: split::compile::Refs<'_>,
+) -> Traffic {
+    let id = r.id.get_ref();
+    let conditions = conditions::compile::compile(
+        d,
+        &format!("{key}.match"),
+        r.matcher.get_ref(),
+        r.auth.is_some(),
+    );
+    Traffic {
+        conditions,
+        split: split::compile::compile(d, key, r, refs).map(Box::new),
+        mirror: r
+            .mirror
+            .as_ref()
+            .and_then(|m| mirror::compile::compile(d, key, id, m, refs)),
+        fault: r
+            .fault
+            .as_ref()
+            .and_then(|f| fault::compile::compile(d, key, id, f, refs.metrics)),
+    }
+}
+
+/// What a lookup reads of the request.
+struct Facts<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    skip: &'a [&'a Arc<Route>],
 }
 
 /// Path segments after the leading `/` (empty segments kept, so `//x` stays distinct).
@@ -324,11 +432,19 @@ pub fn describe(table: &RouteTable) -> String {
                 .map(|s| format!(" +{s}"))
                 .unwrap_or_default()
         );
+        let upstream = match &r.split {
+            None => r.proxy.upstream.name.to_string(),
+            Some(split) => split
+                .sides()
+                .iter()
+                .map(|s| format!("{}:{}", s.upstream.name, s.weight))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         let _ = writeln!(
             out,
-            "{}\t{host}\t{path}\t{methods}\t{}\t{}",
+            "{}\t{host}\t{path}\t{methods}\t{upstream}\t{}",
             r.id,
-            r.proxy.upstream.name,
             if rewrite.is_empty() { "-" } else { &rewrite }
         );
     }

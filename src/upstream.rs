@@ -191,6 +191,29 @@ impl Upstream {
         self.send(req, Replay::Bytes(body), until).await
     }
 
+    /// Sends a mirror copy (body in memory, see `route::mirror`): like [`Upstream::call`], but
+    /// the Host it names an endpoint by gets the `-shadow` suffix so backends can tell.
+    pub async fn call_shadow(
+        &self,
+        method: &Method,
+        path: PathAndQuery,
+        headers: HeaderMap,
+        body: Bytes,
+        until: Deadline,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let first = if body.is_empty() {
+            RequestBody::empty()
+        } else {
+            RequestBody::full(body.clone())
+        };
+        let mut req = Request::new(first);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = path.into();
+        *req.headers_mut() = headers;
+        req.extensions_mut().insert(Shadow);
+        self.send(req, Replay::Bytes(body), until).await
+    }
+
     /// Sends to the next endpoint and waits for the response head until `deadline`. A refused
     /// connection ejects that endpoint and, when the body can be sent again, tries the next.
     async fn send(
@@ -204,6 +227,7 @@ impl Upstream {
         let mut index = self.pick();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
+        let shadow = req.extensions().get::<Shadow>().is_some();
         // Keep what a retry needs only when a retry is possible.
         let head = (n > 1).then(|| {
             (
@@ -215,7 +239,12 @@ impl Upstream {
         for attempt in 0..n {
             let ep = &self.endpoints[index];
             if set_host {
-                req.headers_mut().insert(HOST, ep.host_header.clone());
+                let host = if shadow {
+                    shadow_host(&ep.host_header)
+                } else {
+                    ep.host_header.clone()
+                };
+                req.headers_mut().insert(HOST, host);
             }
             let err = match tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await {
                 Ok(Ok(resp)) => return Ok(resp),
@@ -256,6 +285,22 @@ impl Upstream {
             reason: "no endpoints".into(),
         })
     }
+}
+
+/// Marks a mirror copy: the endpoint's Host is sent with the `-shadow` suffix.
+#[derive(Debug, Clone, Copy)]
+struct Shadow;
+
+/// The shadow Host: `-shadow` appended to the host part (`users.internal:8080` →
+/// `users.internal-shadow:8080`, `[::1]:8080` → `[::1]-shadow:8080`).
+pub fn shadow_host(host: &HeaderValue) -> HeaderValue {
+    let text = host.to_str().unwrap_or("");
+    let split = match text.rfind(':') {
+        Some(i) if !text[i..].contains(']') => i,
+        _ => text.len(),
+    };
+    let out = format!("{}-shadow{}", &text[..split], &text[split..]);
+    HeaderValue::from_str(&out).unwrap_or_else(|_| host.clone())
 }
 
 /// How a request's body is sent again after a refused connection.
@@ -318,6 +363,15 @@ mod tests {
         assert!(parse_endpoint("ftp://x:1").is_err());
         assert!(parse_endpoint("http://x:1/path").is_err());
         assert!(parse_endpoint("not an address").is_err());
+    }
+
+    #[test]
+    fn shadow_hosts() {
+        let shadow = |t: &'static str| shadow_host(&HeaderValue::from_static(t));
+        assert_eq!(shadow("users.internal:8080"), "users.internal-shadow:8080");
+        assert_eq!(shadow("api.example.com"), "api.example.com-shadow");
+        assert_eq!(shadow("[::1]:8080"), "[::1]-shadow:8080");
+        assert_eq!(shadow("[::1]"), "[::1]-shadow");
     }
 
     #[test]

@@ -63,7 +63,12 @@ pub fn compile(
         providers: &auth.providers,
         policies: &rate_limits,
     };
-    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
+    let route_refs = crate::route::split::compile::Refs {
+        upstreams: &upstreams,
+        declared: &declared,
+        metrics: &metrics,
+    };
+    let routes = routes(&mut d, &file.routes, route_refs, guard_ctx);
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
     if let Some(s) = &server {
@@ -339,8 +344,7 @@ fn upstreams(
 fn routes(
     d: &mut Diagnostics,
     files: &[RouteFile],
-    upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
-    declared: &[&str],
+    refs: crate::route::split::compile::Refs<'_>,
     guard_ctx: crate::filter::GuardContext<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -364,18 +368,19 @@ fn routes(
         }
         let before = d.errors.len();
         let (host, path, methods, headers) = matcher(d, &r.matcher, &key);
-        let upstream = upstreams.get(r.upstream.get_ref().as_str()).cloned();
-        // An upstream that exists but has errors of its own was reported already.
-        if upstream.is_none() && !declared.contains(&r.upstream.get_ref().as_str()) {
-            d.error(
-                r.upstream.span(),
-                format!("{key}.upstream"),
-                format!(
-                    "unknown upstream `{}` in route `{id}`",
-                    r.upstream.get_ref()
-                ),
-            );
-        }
+        let traffic = crate::route::compile_traffic(d, &key, r, refs);
+        let upstream = match (&r.upstream, &traffic.split) {
+            (Some(u), _) => {
+                crate::route::split::compile::upstream(d, u, &format!("{key}.upstream"), id, refs)
+            }
+            (None, Some(split)) => Some(split.main().clone()),
+            (None, None) => {
+                if r.split.is_none() {
+                    d.error(r.id.span(), key.clone(), "needs `upstream` or `split`");
+                }
+                None
+            }
+        };
         let strip_prefix = path_option(d, &r.strip_prefix, &format!("{key}.strip_prefix"));
         let rewrite_prefix = path_option(d, &r.rewrite_prefix, &format!("{key}.rewrite_prefix"));
         let timeout = r
@@ -406,6 +411,10 @@ fn routes(
             path,
             methods,
             headers,
+            conditions: traffic.conditions,
+            split: traffic.split,
+            mirror: traffic.mirror,
+            fault: traffic.fault,
             guards,
             metrics: Default::default(),
             proxy: ProxyAction {

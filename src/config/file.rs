@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod rate_limit;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use toml::Spanned;
 
 use self::auth::{AuthFile, AuthRuleFile};
 use self::rate_limit::{RateLimitFile, RateLimitRefFile};
+use self::traffic::{FaultFile, MirrorFile, SplitSideFile};
 
 /// A string value with its position in the file.
 pub type Text = Spanned<String>;
@@ -136,8 +138,18 @@ pub struct RouteFile {
     /// What requests this route takes.
     #[serde(rename = "match")]
     pub matcher: Spanned<MatchFile>,
-    /// Upstream name from `[upstreams]`.
-    pub upstream: Text,
+    /// Upstream name from `[upstreams]`; exactly one of `upstream` and `split`.
+    pub upstream: Option<Text>,
+    /// Weighted split over upstreams (canary), instead of `upstream`.
+    pub split: Option<Spanned<Vec<SplitSideFile>>>,
+    /// What keeps a client on its split side: `cookie:NAME`, `header:NAME`, `claim:NAME`, `ip`.
+    pub sticky: Option<Text>,
+    /// `Max-Age` of the cookie `sticky = "cookie:NAME"` sets; default `1d`.
+    pub sticky_max_age: Option<Text>,
+    /// Copies of requests sent to a shadow upstream (dark launch).
+    pub mirror: Option<Spanned<MirrorFile>>,
+    /// Injected delays and aborts.
+    pub fault: Option<Spanned<FaultFile>>,
     /// Removed from the start of the path before forwarding.
     pub strip_prefix: Option<Text>,
     /// Put in front of the path (after `strip_prefix`) before forwarding.
@@ -177,6 +189,15 @@ pub struct MatchFile {
     /// Header equality conditions (all must hold).
     #[serde(default)]
     pub headers: BTreeMap<Spanned<String>, Text>,
+    /// Cookie conditions: exact value, or `"*"` for present.
+    #[serde(default)]
+    pub cookies: BTreeMap<Spanned<String>, Text>,
+    /// Query parameter conditions: exact (decoded) value, or `"*"` for present.
+    #[serde(default)]
+    pub query: BTreeMap<Spanned<String>, Text>,
+    /// Verified-claim conditions (routes with `auth` only): exact text, or `"*"` for present.
+    #[serde(default)]
+    pub claims: BTreeMap<Spanned<String>, Text>,
 }
 
 /// `add`, `set` and `remove` header operations.

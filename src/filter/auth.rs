@@ -154,6 +154,19 @@ impl AuthRule {
         Ok(claims)
     }
 
+    /// The request's verified claims, without checking scopes or claim conditions and without
+    /// editing the request (for routing on claims; see `route::conditions`).
+    pub async fn verified_claims(
+        &self,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Claims, AuthError> {
+        let (token, _) = token::find(headers, query, &self.cookies)?;
+        let hash = TokenHash::of(token);
+        let now = unix_now();
+        self.pick(token, hash, now)?.verify(token, hash, now).await
+    }
+
     /// The provider to verify with: the one whose cache knows the token, else the one whose
     /// issuer the (not yet verified) token names.
     fn pick(&self, token: &str, hash: TokenHash, now: u64) -> Result<&Arc<Provider>, AuthError> {
