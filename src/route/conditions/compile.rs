@@ -38,7 +38,7 @@ pub fn compile(
         if let Some((first, _)) = m.claims.iter().next() {
             d.error(
                 first.span(),
-                format!("{key}.claims"),
+                format!("{key}.claims.{}", first.get_ref()),
                 "claim conditions need `auth` on the route (claims come from a verified token)",
             );
         }
