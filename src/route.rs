@@ -7,10 +7,11 @@
 //! the method the answer is 405 with `Allow`. Claim conditions are checked by
 //! [`conditions::find`] after verifying the route's token: a claim route whose claims do not
 //! hold (or whose token is missing or invalid) is passed over like any route whose conditions
-//! fail, and the lookup goes on in the same order. Lookup walks the path's segments through a trie, so its cost
-//! depends on the path's depth, not on the number of routes.
+//! fail, and the lookup goes on in the same order. Lookup walks the path's segments through a
+//! trie, so its cost depends on the path's depth, not on the number of routes.
 
 pub mod chance;
+pub mod compile;
 pub mod conditions;
 pub mod fault;
 pub mod mirror;
@@ -335,47 +336,6 @@ impl RouteTable {
             let _ = write!(out, "{m}");
         }
         HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
-    }
-}
-
-/// A route's match conditions and traffic actions beside the classic ones, compiled.
-#[derive(Debug, Default)]
-pub struct Traffic {
-    /// `match.cookies`, `match.query`, `match.claims`.
-    pub conditions: Option<Box<conditions::Conditions>>,
-    /// `split` + `sticky`.
-    pub split: Option<Box<split::Split>>,
-    /// `mirror`.
-    pub mirror: Option<Box<mirror::Mirror>>,
-    /// `fault`.
-    pub fault: Option<Box<fault::Fault>>,
-}
-
-/// Compiles route `r`'s conditions, split, mirror and fault (`key`: e.g. `routes[2]`).
-pub fn compile_traffic(
-    d: &mut crate::config::diag::Diagnostics,
-    key: &str,
-    r: &crate::config::file::RouteFile,
-    refs: split::compile::Refs<'_>,
-) -> Traffic {
-    let id = r.id.get_ref();
-    let conditions = conditions::compile::compile(
-        d,
-        &format!("{key}.match"),
-        r.matcher.get_ref(),
-        r.auth.is_some(),
-    );
-    Traffic {
-        conditions,
-        split: split::compile::compile(d, key, r, refs).map(Box::new),
-        mirror: r
-            .mirror
-            .as_ref()
-            .and_then(|m| mirror::compile::compile(d, key, id, m, refs)),
-        fault: r
-            .fault
-            .as_ref()
-            .and_then(|f| fault::compile::compile(d, key, id, f, refs.metrics)),
     }
 }
 

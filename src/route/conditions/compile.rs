@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use super::{Conditions, Want};
-use crate::config::diag::Diagnostics;
+use crate::config::Diagnostics;
 use crate::config::file::{MatchFile, Text};
 use crate::filter::auth::claims::ClaimPath;
 

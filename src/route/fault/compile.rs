@@ -5,7 +5,7 @@ use prometheus_client::metrics::family::Family;
 use toml::Spanned;
 
 use super::Fault;
-use crate::config::diag::Diagnostics;
+use crate::config::Diagnostics;
 use crate::config::file::traffic::FaultFile;
 use crate::config::units::parse_duration;
 use crate::metrics::Metrics;
@@ -26,7 +26,7 @@ pub fn compile(
         .delay
         .as_ref()
         .and_then(|t| d.parse(t, format!("{key}.delay"), parse_duration));
-    let delay_share = percent(d, &f.delay_percent, &format!("{key}.delay_percent"));
+    let delay_share = d.percent(&f.delay_percent, &format!("{key}.delay_percent"));
     let abort = f.abort_status.as_ref().and_then(|s| {
         let code = *s.get_ref();
         let status = u16::try_from(code)
@@ -42,7 +42,7 @@ pub fn compile(
         }
         status
     });
-    let abort_share = percent(d, &f.abort_percent, &format!("{key}.abort_percent"));
+    let abort_share = d.percent(&f.abort_percent, &format!("{key}.abort_percent"));
     for (share, given, name, needs) in [
         (
             &f.delay_percent,
@@ -85,25 +85,10 @@ pub fn compile(
         family.get_or_create_owned(&[("route", route.to_owned()), ("kind", kind.to_owned())])
     };
     Some(Box::new(Fault {
-        delay: delay.map(|d| (d, delay_share.unwrap_or(Chance::percent(100.0)))),
-        abort: abort.map(|s| (s, abort_share.unwrap_or(Chance::percent(100.0)))),
+        delay: delay.map(|d| (d, Chance::percent(delay_share.unwrap_or(100.0)))),
+        abort: abort.map(|s| (s, Chance::percent(abort_share.unwrap_or(100.0)))),
         header_control,
         delayed: counter("delay"),
         aborted: counter("abort"),
     }))
-}
-
-/// A percent in [0, 100] (decimals allowed).
-pub fn percent(d: &mut Diagnostics, value: &Option<Spanned<f64>>, key: &str) -> Option<Chance> {
-    let v = value.as_ref()?;
-    let p = *v.get_ref();
-    if !(0.0..=100.0).contains(&p) {
-        d.error(
-            v.span(),
-            key,
-            format!("must be a percent between 0 and 100, got {p}"),
-        );
-        return None;
-    }
-    Some(Chance::percent(p))
 }

@@ -9,12 +9,10 @@ use tokio::sync::Semaphore;
 use toml::Spanned;
 
 use super::{Counts, Mirror};
-use crate::config::diag::Diagnostics;
+use crate::config::Diagnostics;
 use crate::config::file::traffic::MirrorFile;
-use crate::config::units::{parse_duration, parse_size};
 use crate::route::chance::Chance;
-use crate::route::fault::compile::percent;
-use crate::route::split::compile::{Refs, upstream};
+use crate::route::compile::{Context, upstream_ref};
 
 /// Default `max_body`.
 const DEFAULT_MAX_BODY: u64 = 64 * 1024;
@@ -31,40 +29,25 @@ pub fn compile(
     key: &str,
     route: &str,
     file: &Spanned<MirrorFile>,
-    refs: Refs<'_>,
+    cx: Context<'_>,
 ) -> Option<Box<Mirror>> {
     let m = file.get_ref();
     let key = format!("{key}.mirror");
     let before = d.errors.len();
-    let shadow = upstream(d, &m.upstream, &format!("{key}.upstream"), route, refs);
-    let chance =
-        percent(d, &m.percent, &format!("{key}.percent")).unwrap_or(Chance::percent(100.0));
-    let max_body = m
-        .max_body
-        .as_ref()
-        .and_then(|t| d.parse(t, format!("{key}.max_body"), parse_size))
-        .unwrap_or(DEFAULT_MAX_BODY);
-    let timeout = m
-        .timeout
-        .as_ref()
-        .and_then(|t| d.parse(t, format!("{key}.timeout"), parse_duration))
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let max_concurrent = match &m.max_concurrent {
-        None => DEFAULT_MAX_CONCURRENT,
-        Some(n) if (1..=100_000).contains(n.get_ref()) => *n.get_ref() as usize,
-        Some(n) => {
-            d.error(
-                n.span(),
-                format!("{key}.max_concurrent"),
-                format!("must be between 1 and 100000, got {}", n.get_ref()),
-            );
-            DEFAULT_MAX_CONCURRENT
-        }
-    };
+    let shadow = upstream_ref(d, &m.upstream, &format!("{key}.upstream"), route, cx);
+    let percent = d.percent(&m.percent, &format!("{key}.percent"));
+    let max_body = d.size_or(&m.max_body, &format!("{key}.max_body"), DEFAULT_MAX_BODY);
+    let timeout = d.positive_duration_or(&m.timeout, &format!("{key}.timeout"), DEFAULT_TIMEOUT);
+    let max_concurrent = d.count_or(
+        &m.max_concurrent,
+        &format!("{key}.max_concurrent"),
+        (1, 100_000),
+        DEFAULT_MAX_CONCURRENT,
+    );
     if d.errors.len() > before {
         return None;
     }
-    let family: Family<[(&'static str, String); 2], Counter> = refs.metrics.family(
+    let family: Family<[(&'static str, String); 2], Counter> = cx.metrics.family(
         "portico_mirror_requests",
         "Mirrored request copies, by route and outcome (sent, dropped_capacity, dropped_body, error)",
         Family::default,
@@ -81,7 +64,7 @@ pub fn compile(
     let slots = Arc::new(Semaphore::new(max_concurrent));
     Some(Box::new(Mirror {
         upstream: shadow?,
-        chance,
+        chance: Chance::percent(percent.unwrap_or(100.0)),
         max_body,
         timeout,
         slots,

@@ -1,7 +1,5 @@
 //! `split`, `sticky` and `sticky_max_age` of a route: file types → [`Split`].
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -9,12 +7,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::{Split, Sticky};
-use crate::config::diag::Diagnostics;
-use crate::config::file::{RouteFile, Text};
-use crate::config::units::parse_duration;
+use crate::config::Diagnostics;
+use crate::config::file::RouteFile;
 use crate::filter::auth::claims::ClaimPath;
-use crate::metrics::Metrics;
-use crate::upstream::Upstream;
+use crate::route::compile::{Context, upstream_ref};
 
 /// Largest weight of one side (weights are relative; this only keeps sums small).
 const MAX_WEIGHT: i64 = 1_000_000;
@@ -24,40 +20,9 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `portico_route_split_total{route,upstream}`.
 pub type SplitFamily = Family<[(&'static str, String); 2], Counter>;
 
-/// What route traffic actions resolve names against.
-#[derive(Clone, Copy)]
-pub struct Refs<'a> {
-    /// Compiled upstreams by name.
-    pub upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
-    /// Every declared upstream name (an upstream with errors of its own is declared but absent).
-    pub declared: &'a [&'a str],
-    /// The gateway's metrics registry.
-    pub metrics: &'a Metrics,
-}
-
-/// Resolves an upstream reference; an unknown name is an error at the reference.
-pub fn upstream(
-    d: &mut Diagnostics,
-    name: &Text,
-    key: &str,
-    route: &str,
-    refs: Refs<'_>,
-) -> Option<Arc<Upstream>> {
-    let found = refs.upstreams.get(name.get_ref().as_str()).cloned();
-    // An upstream that exists but has errors of its own was reported already.
-    if found.is_none() && !refs.declared.contains(&name.get_ref().as_str()) {
-        d.error(
-            name.span(),
-            key,
-            format!("unknown upstream `{}` in route `{route}`", name.get_ref()),
-        );
-    }
-    found
-}
-
 /// The split of route `r` (`key` is its key path, e.g. `routes[2]`), or `None` without one.
 /// Also checks that `split` and `upstream` are not both given and that `sticky` has a split.
-pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, refs: Refs<'_>) -> Option<Split> {
+pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, cx: Context<'_>) -> Option<Split> {
     let route = r.id.get_ref().as_str();
     let Some(split) = &r.split else {
         if let Some(s) = &r.sticky {
@@ -77,7 +42,7 @@ pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, refs: Refs<'_>) ->
         );
     }
     let before = d.errors.len();
-    let family: SplitFamily = refs.metrics.family(
+    let family: SplitFamily = cx.metrics.family(
         "portico_route_split",
         "Requests sent to each side of a route's split, by route and upstream",
         Family::default,
@@ -103,12 +68,12 @@ pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, refs: Refs<'_>) ->
                 format!("must be between 0 and {MAX_WEIGHT}, got {weight}"),
             );
         }
-        let found = upstream(
+        let found = upstream_ref(
             d,
             &side.upstream,
             &format!("{side_key}.upstream"),
             route,
-            refs,
+            cx,
         );
         if let Some(u) = found {
             let count = family
@@ -124,11 +89,11 @@ pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, refs: Refs<'_>) ->
         );
     }
     let sticky = r.sticky.as_ref().and_then(|s| {
-        let max_age = r
-            .sticky_max_age
-            .as_ref()
-            .and_then(|m| d.parse(m, format!("{key}.sticky_max_age"), parse_duration))
-            .unwrap_or(DEFAULT_MAX_AGE);
+        let max_age = d.positive_duration_or(
+            &r.sticky_max_age,
+            &format!("{key}.sticky_max_age"),
+            DEFAULT_MAX_AGE,
+        );
         let sticky = d.parse(s, format!("{key}.sticky"), |t| parse_sticky(t, max_age))?;
         if matches!(sticky, Sticky::Claim(_)) && r.auth.is_none() {
             d.error(
