@@ -22,6 +22,7 @@ fn every_script_parses() {
         "plain",
         "jwt",
         "rate-limit",
+        "traffic",
         "bff",
         "tls-keepalive",
         "tls-new",
