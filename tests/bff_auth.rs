@@ -11,29 +11,16 @@ use support::*;
 const SECRET: &str = "bff-auth-test-secret-long-enough-for-hs256!";
 
 fn gateway_toml(echo: &RawBackend) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.echo]
-endpoints = ["{}"]
-
-[auth.providers.t]
-issuer = "https://t.test"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "t.secret"
-forward_claims = {{ sub = "x-user-id" }}
-
-[rate_limits.two]
-rate = "1/h"
-burst = 2
-key = "claim:sub"
-"#,
-        echo.addr
-    )
+    config()
+        .upstream("echo", &[echo.addr])
+        .provider(
+            "t",
+            "https://t.test",
+            &["HS256"],
+            "secret_file = \"t.secret\"\nforward_claims = { sub = \"x-user-id\" }",
+        )
+        .toml("[rate_limits.two]\nrate = \"1/h\"\nburst = 2\nkey = \"claim:sub\"")
+        .build()
 }
 
 const PROFILE: &str = r#"

@@ -29,23 +29,17 @@ async fn flaky(good: usize) -> Backend {
 }
 
 fn config(addr: std::net::SocketAddr, cache: &str) -> (String, String) {
-    let gateway = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[upstreams.b]\nendpoints = [\"{addr}\"]\n"
-    );
-    let profile = format!(
-        r#"
-mount = "/c"
-[[endpoints]]
-path = "/me"
-  [[endpoints.parts]]
-  name = "p"
-  upstream = "b"
-  path = "/users/{{query.user}}"
-  required = true
-  cache = {cache}
-"#
-    );
-    (gateway, profile)
+    let gateway = support::config().upstream("b", &[addr]).build();
+    let bff = profile("/c")
+        .endpoint("/me")
+        .part(
+            "p",
+            "b",
+            "/users/{query.user}",
+            &format!("required = true\ncache = {cache}"),
+        )
+        .build();
+    (gateway, bff)
 }
 
 #[tokio::test]

@@ -10,25 +10,11 @@ use tokio::net::TcpStream;
 
 async fn gateway(limits: &str) -> (Backend, TestGateway) {
     let backend = Backend::echo("app").await;
-    let cfg = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[limits]
-{limits}
-
-[upstreams.app]
-endpoints = ["{}"]
-
-[[routes]]
-id = "all"
-match = {{ path_prefix = "/" }}
-upstream = "app"
-"#,
-        backend.addr
-    );
+    let cfg = config()
+        .toml(&format!("[limits]\n{limits}"))
+        .upstream("app", &[backend.addr])
+        .route("all", "/", "app")
+        .build();
     (backend, TestGateway::start(&cfg).await)
 }
 

@@ -8,22 +8,10 @@ use support::tls::{Pki, TlsBackend, server_config};
 use support::{TestGateway, get, write};
 
 fn config(upstream: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.secure]
-timeout = "5s"
-{upstream}
-
-[[routes]]
-id = "secure"
-match = {{ path_prefix = "/" }}
-upstream = "secure"
-"#
-    )
+    support::config()
+        .toml(&format!("[upstreams.secure]\ntimeout = \"5s\"\n{upstream}"))
+        .route("secure", "/", "secure")
+        .build()
 }
 
 #[tokio::test]
@@ -141,9 +129,9 @@ async fn upstream_tls_config_errors_name_file_and_key() {
     write(dir.path(), "ca.pem", "not a pem");
     write(dir.path(), "gw.pem", &leaf.cert_pem);
     write(dir.path(), "gw.key", &other.key_pem);
-    let toml = r#"[server]
-listen = "127.0.0.1:0"
-
+    // The builder keeps `[server]` to its two lines: the positions below count on it.
+    let toml = support::config().admin_unset().toml(
+        r#"
 [upstreams.a]
 endpoints = ["https://a.test:443"]
 ca_file = "ca.pem"
@@ -157,8 +145,9 @@ ca_file = "missing.pem"
 [upstreams.c]
 endpoints = ["http://127.0.0.1:9", "https://127.0.0.1:10"]
 tls = false
-"#;
-    write(dir.path(), "gateway.toml", toml);
+"#,
+    );
+    write(dir.path(), "gateway.toml", &toml.build());
     let err = portico::config::load(&dir.path().join("gateway.toml"), None)
         .expect_err("invalid")
         .to_string();
