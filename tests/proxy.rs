@@ -52,14 +52,7 @@ async fn get_and_post_with_bodies_and_strip_prefix() {
     assert_eq!(j["headers"]["content-length"][0], "1048576");
 
     // 1 MiB up chunked (no content-length), over a raw connection.
-    let mut raw_req =
-        b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for chunk in up.chunks(64 * 1024) {
-        raw_req.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
-        raw_req.extend(chunk);
-        raw_req.extend(b"\r\n");
-    }
-    raw_req.extend(b"0\r\n\r\n");
+    let raw_req = chunked_post("/api/users", up.chunks(64 * 1024));
     let text = raw(gw.addr, &raw_req).await;
     assert!(
         text.starts_with("HTTP/1.1 200"),
@@ -358,13 +351,8 @@ async fn body_too_large_is_413_up_front_and_while_streaming() {
     );
     assert_eq!(backend.hits(), 0, "refused before contacting the upstream");
 
-    let mut chunked = b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        chunked.extend(b"400\r\n");
-        chunked.extend(vec![b'y'; 1024]);
-        chunked.extend(b"\r\n");
-    }
-    chunked.extend(b"0\r\n\r\n");
+    let kib = [b'y'; 1024];
+    let chunked = chunked_post("/api/users", [&kib[..]; 4]);
     let text = raw(gw.addr, &chunked).await;
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
@@ -541,13 +529,8 @@ async fn body_limit_still_holds_after_failover() {
     let gw = TestGateway::start(&cfg).await;
     // Chunked, so the size is only known while streaming; the first endpoint refuses, the body
     // is replayed to the second one under the same cap.
-    let mut chunked = b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        chunked.extend(b"400\r\n");
-        chunked.extend(vec![b'z'; 1024]);
-        chunked.extend(b"\r\n");
-    }
-    chunked.extend(b"0\r\n\r\n");
+    let kib = [b'z'; 1024];
+    let chunked = chunked_post("/api/users", [&kib[..]; 4]);
     let text = raw(gw.addr, &chunked).await;
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }

@@ -170,14 +170,5 @@ tls = false
             "tls = false but this endpoint is https://",
         ),
     ];
-    for (pos, key, msg) in expect {
-        let line = err
-            .lines()
-            .find(|l| l.contains(&format!(": {key}: ")) && l.contains(msg))
-            .unwrap_or_else(|| panic!("no error for {key} ({msg}) in:\n{err}"));
-        assert!(
-            line.contains(&format!("gateway.toml:{pos}")),
-            "{key} at {pos}: {line}"
-        );
-    }
+    support::assert_errors_at(&err, &expect);
 }

@@ -19,27 +19,6 @@ pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Writes `gateway_toml` (and `extra` files, e.g. a secret) to a temporary folder and runs
-/// `portico check` on it; returns (exit code, stdout, stderr).
-pub fn check_config(gateway_toml: &str, extra: &[(&str, &str)]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", gateway_toml);
-    for (name, text) in extra {
-        write(dir.path(), name, text);
-    }
-    let path = dir.path().join("gateway.toml");
-    portico_cli(&["check", "--config", path.to_str().unwrap()])
-}
-
-/// Asserts that `portico check` fails on `gateway_toml` and reports every line of `wanted`.
-pub fn assert_check_reports(gateway_toml: &str, extra: &[(&str, &str)], wanted: &[&str]) {
-    let (code, out, err) = check_config(gateway_toml, extra);
-    assert_eq!(code, 1, "{out}{err}");
-    for want in wanted {
-        assert!(err.contains(want), "missing `{want}` in:\n{err}");
-    }
-}
-
 /// `portico run` as a child process, with its stdout and stderr lines delivered to channels.
 pub struct ChildGateway {
     pub child: std::process::Child,

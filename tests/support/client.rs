@@ -73,6 +73,22 @@ pub async fn get(url: &str) -> Answer {
     send(Request::get(url).body(Full::default()).unwrap()).await
 }
 
+/// A raw HTTP/1.1 POST to `path` with `connection: close` and a chunked body (no
+/// content-length): one chunk per item of `chunks`.
+pub fn chunked_post<'a>(path: &str, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in chunks {
+        out.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend(chunk);
+        out.extend(b"\r\n");
+    }
+    out.extend(b"0\r\n\r\n");
+    out
+}
+
 /// Writes raw bytes on a new TCP connection and reads until the peer closes (or 5 s pass).
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod check;
 pub mod child;
 pub mod client;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod profile;
 pub mod tls;
 
 pub use backend::*;
+pub use check::*;
 pub use child::*;
 pub use client::*;
 pub use config::*;
