@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use portico::config::{self, Runtime};
+use portico::runtime::Runtime;
 
 // The tests' gateway.toml builder.
 #[allow(dead_code)]
@@ -45,7 +45,7 @@ fn config_text(n: usize) -> String {
 fn load(dir: &Path, n: usize) -> Runtime {
     let path = dir.join(format!("gateway-{n}.toml"));
     std::fs::write(&path, config_text(n)).expect("write config");
-    config::load(&path, None).unwrap_or_else(|e| panic!("config with {n} routes: {e}"))
+    portico::runtime::load(&path, None).unwrap_or_else(|e| panic!("config with {n} routes: {e}"))
 }
 
 fn lookup(c: &mut Criterion) {
@@ -107,7 +107,7 @@ fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("config_load");
     group.sample_size(20);
     group.bench_function("routes_1000", |b| {
-        b.iter(|| black_box(config::load(&path, None).expect("valid config")))
+        b.iter(|| black_box(portico::runtime::load(&path, None).expect("valid config")))
     });
     group.finish();
 }

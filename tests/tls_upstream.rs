@@ -148,7 +148,7 @@ tls = false
 "#,
     );
     write(dir.path(), "gateway.toml", &toml.build());
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .expect_err("invalid")
         .to_string();
     let expect = [
