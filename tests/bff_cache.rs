@@ -100,9 +100,7 @@ fn cache_settings_are_checked() {
     );
     write(dir.path(), "gateway.toml", &g);
     write(dir.path(), "bff/c.toml", &p);
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("endpoints[0].parts[0].cache.ttl: must be more than 0"),
         "{err}"

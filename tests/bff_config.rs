@@ -171,9 +171,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     write(dir.path(), "clients/c.toml", p);
     write(dir.path(), "clients/notes.txt", "not a profile");
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("b.toml:1:8: name: profile `same` is already defined in"),
         "{err}"
@@ -184,9 +182,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     // A `dir` that does not exist is an error at the key.
     write(dir.path(), "gateway.toml", "[bff]\ndir = \"missing\"\n");
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("gateway.toml:2:7: bff.dir: cannot read the profiles folder"),
         "{err}"

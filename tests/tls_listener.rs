@@ -676,9 +676,7 @@ client_cert = "required"
 "#,
     );
     write(dir.path(), "gateway.toml", &toml.build());
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .expect_err("invalid")
-        .to_string();
+    let err = support::load_errors_in(dir.path());
     let expect = [
         (
             "6:",

@@ -148,9 +148,7 @@ tls = false
 "#,
     );
     write(dir.path(), "gateway.toml", &toml.build());
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .expect_err("invalid")
-        .to_string();
+    let err = support::load_errors_in(dir.path());
     let expect = [
         ("6:11", "upstreams.a.ca_file", "ca.pem: not PEM"),
         (

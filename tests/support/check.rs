@@ -1,6 +1,8 @@
 //! Config diagnostics in tests: run `portico check` on a text, and find each expected error
 //! at its `file:line:col` and key path.
 
+use std::path::Path;
+
 use super::child::portico_cli;
 use super::gateway::write;
 
@@ -37,5 +39,14 @@ pub fn assert_errors_at(errors: &str, expect: &[(&str, &str, &str)]) {
             line.contains(&format!("gateway.toml:{pos}")),
             "{key} at {pos}: {line}"
         );
+    }
+}
+
+/// Loads the config in `dir` (`gateway.toml` and the files it names) the way the gateway does
+/// and returns its diagnostics, one a line; panics when it loads.
+pub fn load_errors_in(dir: &Path) -> String {
+    match portico::runtime::load(&dir.join("gateway.toml"), None) {
+        Ok(_) => panic!("the config in {} loaded without errors", dir.display()),
+        Err(e) => e.to_string(),
     }
 }
