@@ -23,6 +23,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
+// The tests' gateway.toml and BFF profile builders.
+#[allow(dead_code)]
+#[path = "../tests/support/config.rs"]
+mod gateway_toml;
+#[allow(dead_code)]
+#[path = "../tests/support/profile.rs"]
+mod profile;
+
 /// A ~1 KB JSON answer, like a user profile or a short list.
 fn part_json(kind: &str) -> Value {
     let items: Vec<Value> = (0..5)
@@ -66,79 +74,64 @@ async fn fixed_backend(body: Bytes) -> SocketAddr {
     addr
 }
 
-const PROFILE: &str = r#"
-name = "bench"
-mount = "/b"
-deadline = "2s"
-
-[[endpoints]]
-path = "/home"
-  [[endpoints.parts]]
-  name = "profile"
-  upstream = "users"
-  path = "/users/{query.user}"
-  required = true
-  fields = ["id", "name", "avatar_url", "segment"]
-  [[endpoints.parts]]
-  name = "orders"
-  upstream = "orders"
-  path = "/orders?user={query.user}"
-  fields = ["items[].id", "items[].status"]
-  max_items = 5
-  [[endpoints.parts]]
-  name = "recommendations"
-  upstream = "catalog"
-  path = "/recommendations?segment=gold"
-  fields = ["items[].id", "items[].total"]
-
-[[endpoints]]
-path = "/whole"
-  [[endpoints.parts]]
-  name = "a"
-  upstream = "users"
-  path = "/a"
-  [[endpoints.parts]]
-  name = "b"
-  upstream = "orders"
-  path = "/b"
-  [[endpoints.parts]]
-  name = "c"
-  upstream = "catalog"
-  path = "/c"
-
-[[endpoints]]
-path = "/chain"
-  [[endpoints.parts]]
-  name = "profile"
-  upstream = "users"
-  path = "/users/{query.user}"
-  required = true
-  fields = ["id", "name", "segment"]
-  [[endpoints.parts]]
-  name = "orders"
-  upstream = "orders"
-  path = "/orders?user={profile.id}"
-  fields = ["items[].id", "items[].status"]
-  [[endpoints.parts]]
-  name = "recommendations"
-  upstream = "catalog"
-  path = "/recommendations?segment={profile.segment}"
-  fields = ["items[].id"]
-"#;
+/// The bench profile: `/home` fans out to three backends and shapes their answers, `/whole`
+/// passes three answers through unshaped, `/chain` calls them one after the other.
+fn bench_profile() -> String {
+    let ids = "fields = [\"items[].id\", \"items[].status\"]";
+    profile::profile("/b")
+        .keys("name = \"bench\"\ndeadline = \"2s\"")
+        .endpoint("/home")
+        .part(
+            "profile",
+            "users",
+            "/users/{query.user}",
+            "required = true\nfields = [\"id\", \"name\", \"avatar_url\", \"segment\"]",
+        )
+        .part(
+            "orders",
+            "orders",
+            "/orders?user={query.user}",
+            &format!("{ids}\nmax_items = 5"),
+        )
+        .part(
+            "recommendations",
+            "catalog",
+            "/recommendations?segment=gold",
+            "fields = [\"items[].id\", \"items[].total\"]",
+        )
+        .endpoint("/whole")
+        .part("a", "users", "/a", "")
+        .part("b", "orders", "/b", "")
+        .part("c", "catalog", "/c", "")
+        .endpoint("/chain")
+        .part(
+            "profile",
+            "users",
+            "/users/{query.user}",
+            "required = true\nfields = [\"id\", \"name\", \"segment\"]",
+        )
+        .part("orders", "orders", "/orders?user={profile.id}", ids)
+        .part(
+            "recommendations",
+            "catalog",
+            "/recommendations?segment={profile.segment}",
+            "fields = [\"items[].id\"]",
+        )
+        .build()
+}
 
 fn write_config(dir: &Path, backends: &[SocketAddr; 3]) {
-    let mut g = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[log]\naccess_log = false\n",
-    );
-    for (name, addr) in ["users", "orders", "catalog"].iter().zip(backends) {
-        g.push_str(&format!("[upstreams.{name}]\nendpoints = [\"{addr}\"]\n"));
-    }
-    g.push_str(
-        "[[routes]]\nid = \"plain\"\nmatch = { path_prefix = \"/plain\" }\nupstream = \"users\"\n",
-    );
-    std::fs::write(dir.join("gateway.toml"), g).unwrap();
+    let gateway = ["users", "orders", "catalog"]
+        .iter()
+        .zip(backends)
+        .fold(gateway_toml::config().no_access_log(), |g, (name, addr)| {
+            g.upstream(name, &[addr])
+        })
+        .route("plain", "/plain", "users")
+        .build();
+    std::fs::write(dir.join("gateway.toml"), gateway).unwrap();
     std::fs::create_dir_all(dir.join("bff")).unwrap();
-    std::fs::write(dir.join("bff/bench.toml"), PROFILE).unwrap();
+    std::fs::write(dir.join("bff/bench.toml"), bench_profile()).unwrap();
 }
 
 /// Nanoseconds thread `tid` of this process has run on a CPU.

@@ -1,24 +1,28 @@
 //! Reload cost (read + validate + compile + swap of a 1,000-route config) and the per-request
 //! cost of recording metrics on the hot path.
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::StatusCode;
 
+// The tests' gateway.toml builder.
+#[allow(dead_code)]
+#[path = "../tests/support/config.rs"]
+mod gateway_toml;
+
 fn config(routes: usize) -> String {
-    let mut s = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.app]\nendpoints = [\"127.0.0.1:7001\"]\n",
-    );
-    for i in 0..routes {
-        let _ = write!(
-            s,
-            "\n[[routes]]\nid = \"r{i}\"\nmatch = {{ path_prefix = \"/api/r{i}\", methods = [\"GET\", \"POST\"] }}\nupstream = \"app\"\nstrip_prefix = \"/api\"\n"
-        );
-    }
-    s
+    let base = gateway_toml::config()
+        .admin_unset()
+        .upstream("app", &["127.0.0.1:7001"]);
+    (0..routes)
+        .fold(base, |g, i| {
+            g.toml(&format!(
+                "[[routes]]\nid = \"r{i}\"\nmatch = {{ path_prefix = \"/api/r{i}\", methods = [\"GET\", \"POST\"] }}\nupstream = \"app\"\nstrip_prefix = \"/api\""
+            ))
+        })
+        .build()
 }
 
 fn reload(c: &mut Criterion) {

@@ -11,13 +11,17 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
 use portico::runtime::Runtime;
 
+// The tests' gateway.toml builder.
+#[allow(dead_code)]
+#[path = "../tests/support/config.rs"]
+mod gateway_toml;
+
 /// A config with `n` routes: prefixes two and three segments deep, every 4th route exact,
 /// every 8th route on its own host, all on one upstream.
 fn config_text(n: usize) -> String {
-    let mut s = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\
-         [upstreams.svc]\nendpoints = [\"127.0.0.1:9\"]\n",
-    );
+    let mut s = gateway_toml::config()
+        .upstream("svc", &["127.0.0.1:9"])
+        .build();
     for i in 0..n {
         let (kind, path) = if i % 4 == 0 {
             ("path", format!("/api/svc{i}/items/list"))

@@ -102,12 +102,11 @@ fn get(addr: SocketAddr, path: &str) -> String {
 async fn config() -> (Backend, tempfile::TempDir, std::path::PathBuf) {
     let echo = Backend::echo("a").await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\nworkers = 1\n\
-         [upstreams.one]\nendpoints = [\"{}\"]\n\
-         [[routes]]\nid = \"users\"\nmatch = {{ path_prefix = \"/api\" }}\nupstream = \"one\"\n",
-        echo.addr
-    );
+    let text = support::config()
+        .server("workers = 1")
+        .upstream("one", &[echo.addr])
+        .route("users", "/api", "one")
+        .build();
     write(dir.path(), "gateway.toml", &text);
     let path = dir.path().join("gateway.toml");
     (echo, dir, path)

@@ -15,36 +15,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(app: SocketAddr, dead: SocketAddr) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-watch = false
-shutdown_grace = "10s"
-
-[upstreams.app]
-endpoints = ["{app}"]
-
-[upstreams.down]
-endpoints = ["{dead}"]
-
-[[routes]]
+    support::config()
+        .admin()
+        .server("watch = false\nshutdown_grace = \"10s\"")
+        .upstream("app", &[app])
+        .upstream("down", &[dead])
+        .toml(
+            r#"[[routes]]
 id = "app"
-match = {{ path_prefix = "/app", methods = ["GET"] }}
-upstream = "app"
-
-[[routes]]
-id = "slow"
-match = {{ path_prefix = "/slow" }}
-upstream = "app"
-
-[[routes]]
-id = "down"
-match = {{ path_prefix = "/down" }}
-upstream = "down"
-"#
-    )
+match = { path_prefix = "/app", methods = ["GET"] }
+upstream = "app""#,
+        )
+        .route("slow", "/slow", "app")
+        .route("down", "/down", "down")
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,87 +72,78 @@ fn public_jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Value {
 }
 
 fn config(backend: &Backend, jwks_url: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[log]
-access_log = false
-
-[upstreams.echo]
-endpoints = ["{backend}"]
-timeout = "5s"
-
-[auth.providers.hs]
+    let routes = [
+        ("hs", r#"{ provider = "hs" }"#),
+        (
+            "scoped",
+            r#"{ provider = "hs", scopes = ["users:read", "users:write"] }"#,
+        ),
+        (
+            "admin",
+            r#"{ provider = "hs", claims = { role = "admin", "org.id" = "acme" } }"#,
+        ),
+        ("rs", r#"{ provider = "rs" }"#),
+        ("es", r#"{ provider = "es" }"#),
+        ("ed", r#"{ provider = "ed" }"#),
+        ("jwks", r#"{ provider = "jwks" }"#),
+        ("remote", r#"{ provider = "remote" }"#),
+        ("any", r#"{ providers = ["hs", "rs"] }"#),
+        ("web", r#"{ provider = "web" }"#),
+    ];
+    let gateway = support::config()
+        .no_access_log()
+        .upstream_with("echo", &[backend.addr], "timeout = \"5s\"")
+        .toml(&format!(
+            r#"[auth.providers.hs]
 issuer = "{HS_ISS}"
 audiences = ["portico", "other-api"]
 algorithms = ["HS256"]
 secret_file = "hs.secret"
-forward_claims = {{ sub = "x-user-id", "org.id" = "x-org-id", roles = "x-roles" }}
-
-[auth.providers.rs]
-issuer = "https://rs.test"
-audiences = ["portico"]
-algorithms = ["RS256"]
-public_key_file = "keys/rsa1.pub"
-
-[auth.providers.es]
-issuer = "https://es.test"
-audiences = ["portico"]
-algorithms = ["ES256"]
-public_key_file = "keys/ec256.pub"
-
-[auth.providers.ed]
-issuer = "https://ed.test"
-audiences = ["portico"]
-algorithms = ["EdDSA"]
-public_key_file = "keys/ed25519.pub"
-
-[auth.providers.jwks]
-issuer = "https://jwks.test"
-audiences = ["portico"]
-algorithms = ["RS256", "ES256"]
-jwks_file = "jwks.json"
-
-[auth.providers.remote]
-issuer = "https://remote.test"
-audiences = ["portico"]
-algorithms = ["RS256"]
-jwks_url = "{jwks_url}"
-jwks_cooldown = "1h"
-
-[auth.providers.web]
-issuer = "https://web.test"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "hs.secret"
-cookie = "session"
-strip_token = true
-
-{routes}
-"#,
-        backend = backend.addr,
-        routes = [
-            ("hs", r#"{ provider = "hs" }"#),
-            ("scoped", r#"{ provider = "hs", scopes = ["users:read", "users:write"] }"#),
-            ("admin", r#"{ provider = "hs", claims = { role = "admin", "org.id" = "acme" } }"#),
-            ("rs", r#"{ provider = "rs" }"#),
-            ("es", r#"{ provider = "es" }"#),
-            ("ed", r#"{ provider = "ed" }"#),
-            ("jwks", r#"{ provider = "jwks" }"#),
-            ("remote", r#"{ provider = "remote" }"#),
-            ("any", r#"{ providers = ["hs", "rs"] }"#),
-            ("web", r#"{ provider = "web" }"#),
-        ]
-        .iter()
-        .map(|(id, auth)| format!(
-            "[[routes]]\nid = \"{id}\"\nmatch = {{ path_prefix = \"/{id}\" }}\nupstream = \"echo\"\nauth = {auth}\n"
+forward_claims = {{ sub = "x-user-id", "org.id" = "x-org-id", roles = "x-roles" }}"#
         ))
-        .collect::<String>()
-            + "[[routes]]\nid = \"public\"\nmatch = { path_prefix = \"/public\" }\nupstream = \"echo\"\n"
-    )
+        .provider(
+            "rs",
+            "https://rs.test",
+            &["RS256"],
+            "public_key_file = \"keys/rsa1.pub\"",
+        )
+        .provider(
+            "es",
+            "https://es.test",
+            &["ES256"],
+            "public_key_file = \"keys/ec256.pub\"",
+        )
+        .provider(
+            "ed",
+            "https://ed.test",
+            &["EdDSA"],
+            "public_key_file = \"keys/ed25519.pub\"",
+        )
+        .provider(
+            "jwks",
+            "https://jwks.test",
+            &["RS256", "ES256"],
+            "jwks_file = \"jwks.json\"",
+        )
+        .provider(
+            "remote",
+            "https://remote.test",
+            &["RS256"],
+            &format!("jwks_url = \"{jwks_url}\"\njwks_cooldown = \"1h\""),
+        )
+        .provider(
+            "web",
+            "https://web.test",
+            &["HS256"],
+            "secret_file = \"hs.secret\"\ncookie = \"session\"\nstrip_token = true",
+        );
+    routes
+        .iter()
+        .fold(gateway, |g, (id, auth)| {
+            g.route_with(id, &format!("/{id}"), "echo", &format!("auth = {auth}"))
+        })
+        .route("public", "/public", "echo")
+        .build()
 }
 
 /// A JWKS server whose document can be swapped (or broken) mid-test.
@@ -945,8 +936,6 @@ async fn an_unreachable_jwks_url_fails_closed_without_hanging() {
 
 #[tokio::test]
 async fn bad_auth_config_is_reported_with_positions() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "short.secret", "too-short");
     let text = r#"[upstreams.a]
 endpoints = ["127.0.0.1:9"]
 
@@ -969,64 +958,46 @@ match = { path_prefix = "/" }
 upstream = "a"
 auth = { provider = "nope", scopes = ["two words"] }
 "#;
-    write(dir.path(), "gateway.toml", text);
-    let path = dir.path().join("gateway.toml");
-    let (code, _, err) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
-    for want in [
-        "gateway.toml:6:13: auth.providers.p.audiences: needs at least one audience",
-        "gateway.toml:7:15: auth.providers.p.algorithms[0]: unsigned tokens (`none`) are never accepted",
-        "gateway.toml:8:15: auth.providers.p.secret_file: the secret is 9 bytes; HMAC secrets need at least 32",
-        "gateway.toml:15:19: auth.providers.q.public_key_file: give one key source, not several (secret_file, public_key_file)",
-        "gateway.toml:21:21: routes[0].auth: unknown auth provider `nope`",
-        "gateway.toml:21:39: routes[0].auth.scopes[0]: a scope is one non-empty word",
-    ] {
-        assert!(err.contains(want), "missing `{want}` in:\n{err}");
-    }
+    let secret = [("short.secret", "too-short")];
+    assert_check_reports(
+        text,
+        &secret,
+        &[
+            "gateway.toml:6:13: auth.providers.p.audiences: needs at least one audience",
+            "gateway.toml:7:15: auth.providers.p.algorithms[0]: unsigned tokens (`none`) are never accepted",
+            "gateway.toml:8:15: auth.providers.p.secret_file: the secret is 9 bytes; HMAC secrets need at least 32",
+            "gateway.toml:15:19: auth.providers.q.public_key_file: give one key source, not several (secret_file, public_key_file)",
+            "gateway.toml:21:21: routes[0].auth: unknown auth provider `nope`",
+            "gateway.toml:21:39: routes[0].auth.scopes[0]: a scope is one non-empty word",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn token_cli_mints_tokens_the_gateway_accepts() {
     let backend = Backend::echo("app").await;
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.echo]
-endpoints = ["{}"]
-
-[auth.providers.dev]
-issuer = "https://auth.portico.local"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "dev.secret"
-forward_claims = {{ sub = "x-user-id", tenant = "x-tenant" }}
-
-[auth.providers.rsa]
-issuer = "https://rsa.test"
-audiences = ["portico"]
-algorithms = ["RS256"]
-public_key_file = "{}"
-private_key_file = "{}"
-
-[[routes]]
-id = "me"
-match = {{ path_prefix = "/me" }}
-upstream = "echo"
-auth = {{ provider = "dev", scopes = ["users:read"], claims = {{ admin = true }} }}
-
-[[routes]]
-id = "rsa"
-match = {{ path_prefix = "/rsa" }}
-upstream = "echo"
-auth = {{ provider = "rsa" }}
-"#,
-        backend.addr,
+    let rsa_keys = format!(
+        "public_key_file = \"{}\"\nprivate_key_file = \"{}\"",
         jwt_fixture("rsa1.pub").display(),
         jwt_fixture("rsa1.key").display(),
     );
+    let toml = support::config()
+        .upstream("echo", &[backend.addr])
+        .provider(
+            "dev",
+            "https://auth.portico.local",
+            &["HS256"],
+            "secret_file = \"dev.secret\"\nforward_claims = { sub = \"x-user-id\", tenant = \"x-tenant\" }",
+        )
+        .provider("rsa", "https://rsa.test", &["RS256"], &rsa_keys)
+        .route_with(
+            "me",
+            "/me",
+            "echo",
+            r#"auth = { provider = "dev", scopes = ["users:read"], claims = { admin = true } }"#,
+        )
+        .route_with("rsa", "/rsa", "echo", r#"auth = { provider = "rsa" }"#)
+        .build();
     let gw = TestGateway::start_with_files(&toml, &[("dev.secret", SECRET)]).await;
     let cfg = gw.config_path();
     let cfg = cfg.to_str().unwrap();
@@ -1144,33 +1115,19 @@ async fn background_refresh_never_blocks_and_unknown_kids_join_the_fetch_in_flig
         }
     })
     .await;
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.echo]
-endpoints = ["{}"]
-
-[auth.providers.remote]
-issuer = "https://remote.test"
-audiences = ["portico"]
-algorithms = ["RS256"]
-jwks_url = "http://{}/jwks"
-jwks_refresh = "0s"
-jwks_cooldown = "1h"
-jwks_timeout = "30s"
-cache_size = 0
-
-[[routes]]
-id = "remote"
-match = {{ path_prefix = "/" }}
-upstream = "echo"
-auth = {{ provider = "remote" }}
-"#,
-        backend.addr, jwks.addr
-    );
+    let toml = support::config()
+        .upstream("echo", &[backend.addr])
+        .provider(
+            "remote",
+            "https://remote.test",
+            &["RS256"],
+            &format!(
+                "jwks_url = \"http://{}/jwks\"\njwks_refresh = \"0s\"\njwks_cooldown = \"1h\"\njwks_timeout = \"30s\"\ncache_size = 0",
+                jwks.addr
+            ),
+        )
+        .route_with("remote", "/", "echo", r#"auth = { provider = "remote" }"#)
+        .build();
     let gw = TestGateway::start(&toml).await;
     let iss = "https://remote.test";
     let t1 = sign(Algorithm::RS256, &rsa1(), Some("k1"), &claims(iss));

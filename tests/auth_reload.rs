@@ -48,28 +48,17 @@ async fn status_with(gw: &TestGateway, token: &str) -> u16 {
 async fn rotated_jwks_file_is_picked_up_by_the_watcher() {
     let backend = Backend::echo("app").await;
     let (old, new) = (rsa("rsa1.key"), rsa("rsa2.key"));
-    let cfg = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.app]
-endpoints = ["{}"]
-
-[auth.providers.keys]
-issuer = "https://keys.test"
-audiences = ["portico"]
-algorithms = ["RS256"]
-jwks_file = "keys/jwks.json"
-
-[[routes]]
-id = "p"
-match = {{ path_prefix = "/p" }}
-upstream = "app"
-auth = {{ provider = "keys" }}
-"#,
-        backend.addr
-    );
+    let cfg = support::config()
+        .admin_unset()
+        .upstream("app", &[backend.addr])
+        .provider(
+            "keys",
+            "https://keys.test",
+            &["RS256"],
+            "jwks_file = \"keys/jwks.json\"",
+        )
+        .route_with("p", "/p", "app", r#"auth = { provider = "keys" }"#)
+        .build();
     let gw =
         TestGateway::start_with_files(&cfg, &[("keys/jwks.json", &jwks(&[(&old, "old")]))]).await;
     let jwks_path = gw.dir.path().join("keys/jwks.json");

@@ -11,61 +11,41 @@ use support::*;
 const SECRET: &str = "bff-auth-test-secret-long-enough-for-hs256!";
 
 fn gateway_toml(echo: &RawBackend) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.echo]
-endpoints = ["{}"]
-
-[auth.providers.t]
-issuer = "https://t.test"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "t.secret"
-forward_claims = {{ sub = "x-user-id" }}
-
-[rate_limits.two]
-rate = "1/h"
-burst = 2
-key = "claim:sub"
-"#,
-        echo.addr
-    )
+    config()
+        .upstream("echo", &[echo.addr])
+        .provider(
+            "t",
+            "https://t.test",
+            &["HS256"],
+            "secret_file = \"t.secret\"\nforward_claims = { sub = \"x-user-id\" }",
+        )
+        .toml("[rate_limits.two]\nrate = \"1/h\"\nburst = 2\nkey = \"claim:sub\"")
+        .build()
 }
 
-const PROFILE: &str = r#"
-mount = "/a"
-auth = { provider = "t" }
-rate_limit = "two"
-
-[[endpoints]]
-path = "/me"
-  [[endpoints.parts]]
-  name = "me"
-  upstream = "echo"
-  path = "/users/{claims.sub}?org={claims.org.id|'none'}"
-  required = true
-  headers = ["x-user-id"]
-  fields = ["path", "query", "headers.x-user-id"]
-
-[[endpoints]]
-path = "/admin"
-auth = { provider = "t", scopes = ["admin"] }
-  [[endpoints.parts]]
-  name = "p"
-  upstream = "echo"
-  path = "/admin"
-  required = true
-"#;
+/// `/a/me` calls the backend as the verified user; `/a/admin` needs the `admin` scope; both
+/// under the `two` rate limit.
+fn bff_profile() -> String {
+    profile("/a")
+        .keys("auth = { provider = \"t\" }\nrate_limit = \"two\"")
+        .endpoint("/me")
+        .part(
+            "me",
+            "echo",
+            "/users/{claims.sub}?org={claims.org.id|'none'}",
+            "required = true\nheaders = [\"x-user-id\"]\nfields = [\"path\", \"query\", \"headers.x-user-id\"]",
+        )
+        .endpoint("/admin")
+        .keys("auth = { provider = \"t\", scopes = [\"admin\"] }")
+        .part("p", "echo", "/admin", "required = true")
+        .build()
+}
 
 async fn start() -> (RawBackend, TestGateway) {
     let echo = RawBackend::start("echo", Fault::Delay(Duration::ZERO)).await;
     let gw = TestGateway::start_with_files(
         &gateway_toml(&echo),
-        &[("bff/a.toml", PROFILE), ("t.secret", SECRET)],
+        &[("bff/a.toml", &bff_profile()), ("t.secret", SECRET)],
     )
     .await;
     (echo, gw)

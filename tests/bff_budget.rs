@@ -9,18 +9,18 @@ use support::*;
 
 /// gateway.toml with one upstream per backend (named after it).
 fn gateway_toml(backends: &[(&str, &RawBackend)]) -> String {
-    let mut out = String::from("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n");
-    for (name, b) in backends {
-        out.push_str(&format!(
-            "[upstreams.{name}]\nendpoints = [\"{}\"]\ntimeout = \"10s\"\n\n",
-            b.addr
-        ));
-    }
-    out
+    backends
+        .iter()
+        .fold(config(), |g, (name, b)| {
+            g.upstream_with(name, &[b.addr], "timeout = \"10s\"")
+        })
+        .build()
 }
 
-async fn start(backends: &[(&str, &RawBackend)], profile: &str) -> TestGateway {
-    TestGateway::start_with_files(&gateway_toml(backends), &[("bff/t.toml", profile)]).await
+/// A gateway with one upstream per backend and the profile `bff/t.toml`.
+async fn start(backends: &[(&str, &RawBackend)], profile: ProfileToml) -> TestGateway {
+    let profile = profile.build();
+    TestGateway::start_with_files(&gateway_toml(backends), &[("bff/t.toml", &profile)]).await
 }
 
 async fn timed_get(url: &str, headers: &[(&str, &str)]) -> (Answer, Duration) {
@@ -33,26 +33,12 @@ async fn timed_get(url: &str, headers: &[(&str, &str)]) -> (Answer, Duration) {
 async fn two_independent_150ms_parts_finish_in_about_150ms_not_300() {
     let a = RawBackend::start("a", Fault::Delay(Duration::from_millis(150))).await;
     let b = RawBackend::start("b", Fault::Delay(Duration::from_millis(150))).await;
-    let gw = start(
-        &[("a", &a), ("b", &b)],
-        r#"
-mount = "/t"
-deadline = "2s"
-[[endpoints]]
-path = "/both"
-  [[endpoints.parts]]
-  name = "a"
-  upstream = "a"
-  path = "/a"
-  required = true
-  [[endpoints.parts]]
-  name = "b"
-  upstream = "b"
-  path = "/b"
-  required = true
-"#,
-    )
-    .await;
+    let bff = profile("/t")
+        .keys("deadline = \"2s\"")
+        .endpoint("/both")
+        .part("a", "a", "/a", "required = true")
+        .part("b", "b", "/b", "required = true");
+    let gw = start(&[("a", &a), ("b", &b)], bff).await;
     let url = gw.url("/t/both");
     get(&url).await; // warm the connection pools
     let (ans, took) = timed_get(&url, &[]).await;
@@ -80,25 +66,16 @@ path = "/both"
 async fn a_dependent_part_uses_an_earlier_part_field() {
     let first = RawBackend::start("first", Fault::Delay(Duration::from_millis(60))).await;
     let second = RawBackend::start("second", Fault::Delay(Duration::ZERO)).await;
-    let gw = start(
-        &[("first", &first), ("second", &second)],
-        r#"
-mount = "/t"
-[[endpoints]]
-path = "/chain/{id}"
-  [[endpoints.parts]]
-  name = "uses"
-  upstream = "second"
-  path = "/items/{first.id}/{path.id}?seg={first.segment}&q={query.q}"
-  fields = ["path", "query"]
-  [[endpoints.parts]]
-  name = "first"
-  upstream = "first"
-  path = "/first"
-  fields = ["segment"]
-"#,
-    )
-    .await;
+    let bff = profile("/t")
+        .endpoint("/chain/{id}")
+        .part(
+            "uses",
+            "second",
+            "/items/{first.id}/{path.id}?seg={first.segment}&q={query.q}",
+            "fields = [\"path\", \"query\"]",
+        )
+        .part("first", "first", "/first", "fields = [\"segment\"]");
+    let gw = start(&[("first", &first), ("second", &second)], bff).await;
     let ans = get(&gw.url("/t/chain/a%20b?q=x%26y")).await;
     assert_eq!(ans.status, 200, "{:?}", ans.body);
     let v = ans.json();
@@ -115,33 +92,32 @@ path = "/chain/{id}"
     );
 }
 
-const SLOW_OPTIONAL: &str = r#"
-mount = "/t"
-deadline = "200ms"
-[[endpoints]]
-path = "/home"
-  [[endpoints.parts]]
-  name = "fast"
-  upstream = "fast"
-  path = "/fast"
-  required = true
-  fields = ["backend"]
-  [[endpoints.parts]]
-  name = "slow"
-  upstream = "slow"
-  path = "/slow"
-  [[endpoints.parts]]
-  name = "fallback"
-  upstream = "slow"
-  path = "/slow"
-  default = { items = [] }
-"#;
+/// A fast required part and two slow optional ones, one with a default; with `slow_required`
+/// the first slow part is required too.
+fn slow_parts(slow_required: bool) -> ProfileToml {
+    profile("/t")
+        .keys("deadline = \"200ms\"")
+        .endpoint("/home")
+        .part(
+            "fast",
+            "fast",
+            "/fast",
+            "required = true\nfields = [\"backend\"]",
+        )
+        .part(
+            "slow",
+            "slow",
+            "/slow",
+            if slow_required { "required = true" } else { "" },
+        )
+        .part("fallback", "slow", "/slow", "default = { items = [] }")
+}
 
 #[tokio::test]
 async fn a_slow_optional_part_is_dropped_within_the_budget_and_reported() {
     let fast = RawBackend::start("fast", Fault::Delay(Duration::ZERO)).await;
     let slow = RawBackend::start("slow", Fault::Delay(Duration::from_secs(5))).await;
-    let gw = start(&[("fast", &fast), ("slow", &slow)], SLOW_OPTIONAL).await;
+    let gw = start(&[("fast", &fast), ("slow", &slow)], slow_parts(false)).await;
     let (ans, took) = timed_get(&gw.url("/t/home"), &[]).await;
     assert_eq!(ans.status, 200);
     assert!(took >= Duration::from_millis(190), "{took:?}");
@@ -182,11 +158,7 @@ async fn a_slow_optional_part_is_dropped_within_the_budget_and_reported() {
 async fn a_slow_required_part_gives_504_near_the_budget() {
     let fast = RawBackend::start("fast", Fault::Delay(Duration::ZERO)).await;
     let slow = RawBackend::start("slow", Fault::Delay(Duration::from_secs(5))).await;
-    let profile = SLOW_OPTIONAL.replace(
-        "path = \"/slow\"\n  [[endpoints.parts]]",
-        "path = \"/slow\"\n  required = true\n  [[endpoints.parts]]",
-    );
-    let gw = start(&[("fast", &fast), ("slow", &slow)], &profile).await;
+    let gw = start(&[("fast", &fast), ("slow", &slow)], slow_parts(true)).await;
     let (ans, took) = timed_get(&gw.url("/t/home"), &[]).await;
     assert_eq!(ans.status, 504);
     assert!(took >= Duration::from_millis(190), "{took:?}");
@@ -202,25 +174,12 @@ async fn a_slow_required_part_gives_504_near_the_budget() {
 async fn a_failing_required_part_gives_502_and_cancels_the_calls_still_running() {
     let broken = RawBackend::start("broken", Fault::ServerError).await;
     let slow = RawBackend::start("slow", Fault::Delay(Duration::from_secs(5))).await;
-    let gw = start(
-        &[("broken", &broken), ("slow", &slow)],
-        r#"
-mount = "/t"
-deadline = "3s"
-[[endpoints]]
-path = "/home"
-  [[endpoints.parts]]
-  name = "slow"
-  upstream = "slow"
-  path = "/slow"
-  [[endpoints.parts]]
-  name = "account"
-  upstream = "broken"
-  path = "/account"
-  required = true
-"#,
-    )
-    .await;
+    let bff = profile("/t")
+        .keys("deadline = \"3s\"")
+        .endpoint("/home")
+        .part("slow", "slow", "/slow", "")
+        .part("account", "broken", "/account", "required = true");
+    let gw = start(&[("broken", &broken), ("slow", &slow)], bff).await;
     let (ans, took) = timed_get(&gw.url("/t/home"), &[]).await;
     assert_eq!(ans.status, 502);
     assert!(
@@ -246,33 +205,23 @@ path = "/home"
     assert_eq!(slow.cancelled.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
-const CHAIN: &str = r#"
-mount = "/t"
-deadline = "1s"
-[[endpoints]]
-path = "/chain"
-  [[endpoints.parts]]
-  name = "a"
-  upstream = "a"
-  path = "/a"
-  fields = ["budget_ms"]
-  [[endpoints.parts]]
-  name = "b"
-  upstream = "b"
-  path = "/b/{a.id}"
-  fields = ["budget_ms"]
-  [[endpoints.parts]]
-  name = "c"
-  upstream = "c"
-  path = "/c/{b.id}"
-  fields = ["budget_ms"]
-  [[endpoints.parts]]
-  name = "capped"
-  upstream = "a"
-  path = "/capped"
-  timeout = "300ms"
-  fields = ["budget_ms"]
-"#;
+/// Parts `a` -> `b` -> `c` in a chain under a 1 s deadline, and `capped` with its own
+/// 300 ms timeout; each answers with the budget it was given.
+fn chain() -> ProfileToml {
+    const BUDGET: &str = "fields = [\"budget_ms\"]";
+    profile("/t")
+        .keys("deadline = \"1s\"")
+        .endpoint("/chain")
+        .part("a", "a", "/a", BUDGET)
+        .part("b", "b", "/b/{a.id}", BUDGET)
+        .part("c", "c", "/c/{b.id}", BUDGET)
+        .part(
+            "capped",
+            "a",
+            "/capped",
+            &format!("timeout = \"300ms\"\n{BUDGET}"),
+        )
+}
 
 #[tokio::test]
 async fn the_budget_header_reaches_the_backends_and_shrinks_along_a_chain() {
@@ -282,7 +231,7 @@ async fn the_budget_header_reaches_the_backends_and_shrinks_along_a_chain() {
         RawBackend::start("b", d).await,
         RawBackend::start("c", d).await,
     );
-    let gw = start(&[("a", &a), ("b", &b), ("c", &c)], CHAIN).await;
+    let gw = start(&[("a", &a), ("b", &b), ("c", &c)], chain()).await;
     let ans = get(&gw.url("/t/chain")).await;
     assert_eq!(ans.status, 200, "{:?}", ans.body);
     let v = ans.json();
@@ -311,7 +260,7 @@ async fn a_client_may_ask_for_a_shorter_budget_never_a_longer_one() {
     let a = RawBackend::start("a", Fault::Delay(Duration::ZERO)).await;
     let b = RawBackend::start("b", Fault::Delay(Duration::ZERO)).await;
     let c = RawBackend::start("c", Fault::Delay(Duration::from_millis(400))).await;
-    let gw = start(&[("a", &a), ("b", &b), ("c", &c)], CHAIN).await;
+    let gw = start(&[("a", &a), ("b", &b), ("c", &c)], chain()).await;
     let url = gw.url("/t/chain");
 
     let (short, took) = timed_get(&url, &[("portico-budget-ms", "150")]).await;
@@ -351,39 +300,29 @@ async fn a_client_may_ask_for_a_shorter_budget_never_a_longer_one() {
 #[tokio::test]
 async fn an_answer_of_the_wrong_shape_is_omitted_or_fails_a_required_part() {
     let echo = RawBackend::start("echo", Fault::Delay(Duration::ZERO)).await;
-    let gw = start(
-        &[("echo", &echo)],
-        r#"
-mount = "/t"
-[[endpoints]]
-path = "/optional"
-  [[endpoints.parts]]
-  name = "good"
-  upstream = "echo"
-  path = "/good"
-  fields = ["backend", "headers.nope", "path[].x"]
-  [[endpoints.parts]]
-  name = "list"
-  upstream = "echo"
-  path = "/list"
-  fields = ["[].id"]
-  [[endpoints.parts]]
-  name = "flat"
-  upstream = "echo"
-  path = "/flat"
-  fields = ["segment"]
-  flatten = true
-[[endpoints]]
-path = "/required"
-  [[endpoints.parts]]
-  name = "list"
-  upstream = "echo"
-  path = "/list"
-  fields = ["[].id"]
-  required = true
-"#,
-    )
-    .await;
+    let bff = profile("/t")
+        .endpoint("/optional")
+        .part(
+            "good",
+            "echo",
+            "/good",
+            "fields = [\"backend\", \"headers.nope\", \"path[].x\"]",
+        )
+        .part("list", "echo", "/list", "fields = [\"[].id\"]")
+        .part(
+            "flat",
+            "echo",
+            "/flat",
+            "fields = [\"segment\"]\nflatten = true",
+        )
+        .endpoint("/required")
+        .part(
+            "list",
+            "echo",
+            "/list",
+            "fields = [\"[].id\"]\nrequired = true",
+        );
+    let gw = start(&[("echo", &echo)], bff).await;
     let ans = get(&gw.url("/t/optional")).await;
     assert_eq!(ans.status, 200);
     assert_eq!(

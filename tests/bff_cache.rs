@@ -29,23 +29,17 @@ async fn flaky(good: usize) -> Backend {
 }
 
 fn config(addr: std::net::SocketAddr, cache: &str) -> (String, String) {
-    let gateway = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[upstreams.b]\nendpoints = [\"{addr}\"]\n"
-    );
-    let profile = format!(
-        r#"
-mount = "/c"
-[[endpoints]]
-path = "/me"
-  [[endpoints.parts]]
-  name = "p"
-  upstream = "b"
-  path = "/users/{{query.user}}"
-  required = true
-  cache = {cache}
-"#
-    );
-    (gateway, profile)
+    let gateway = support::config().upstream("b", &[addr]).build();
+    let bff = profile("/c")
+        .endpoint("/me")
+        .part(
+            "p",
+            "b",
+            "/users/{query.user}",
+            &format!("required = true\ncache = {cache}"),
+        )
+        .build();
+    (gateway, bff)
 }
 
 #[tokio::test]
@@ -106,9 +100,7 @@ fn cache_settings_are_checked() {
     );
     write(dir.path(), "gateway.toml", &g);
     write(dir.path(), "bff/c.toml", &p);
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("endpoints[0].parts[0].cache.ttl: must be more than 0"),
         "{err}"

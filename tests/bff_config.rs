@@ -8,49 +8,33 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 
-const GATEWAY: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
+/// One upstream `users`; `[bff] default_profile` names a profile that does not exist (line 9).
+fn gateway() -> String {
+    config()
+        .upstream("users", &["127.0.0.1:1"])
+        .toml("[bff]\ndefault_profile = \"nobody\"")
+        .build()
+}
 
-[upstreams.users]
-endpoints = ["127.0.0.1:1"]
-
-[bff]
-default_profile = "nobody"
-"#;
-
-const BAD_PROFILE: &str = r#"name = "bad"
-mount = "/bad"
-
-[[endpoints]]
-path = "/cycle"
-  [[endpoints.parts]]
-  name = "a"
-  upstream = "users"
-  path = "/a/{b.id}"
-  [[endpoints.parts]]
-  name = "b"
-  upstream = "users"
-  path = "/b/{a.id}"
-
-[[endpoints]]
-path = "/refs"
-  [[endpoints.parts]]
-  name = "a"
-  upstream = "users"
-  path = "/a?x={ghost.id}"
-  [[endpoints.parts]]
-  name = "b"
-  upstream = "billing"
-  path = "/b"
-"#;
+/// Parts that depend on each other in a cycle (line 8), a reference to an unknown part (line
+/// 18) and an unknown upstream (line 21).
+fn bad_profile() -> String {
+    profile("/bad")
+        .keys("name = \"bad\"")
+        .endpoint("/cycle")
+        .part("a", "users", "/a/{b.id}", "")
+        .part("b", "users", "/b/{a.id}", "")
+        .endpoint("/refs")
+        .part("a", "users", "/a?x={ghost.id}", "")
+        .part("b", "billing", "/b", "")
+        .build()
+}
 
 #[test]
 fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", GATEWAY);
-    write(dir.path(), "bff/bad.toml", BAD_PROFILE);
+    write(dir.path(), "gateway.toml", &gateway());
+    write(dir.path(), "bff/bad.toml", &bad_profile());
     let config = dir.path().join("gateway.toml");
     let (code, out, err) = portico_cli(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}{err}");
@@ -59,15 +43,15 @@ fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
     let expect = [
         format!(
             "{}endpoints[0].parts[0].path: parts depend on each other in a cycle: a -> b -> a",
-            at(9, 10)
+            at(8, 10)
         ),
         format!(
             "{}endpoints[1].parts[0].path: `ghost.id`: unknown part `ghost`",
-            at(20, 10)
+            at(18, 10)
         ),
         format!(
             "{}endpoints[1].parts[1].upstream: unknown upstream `billing` (upstreams in gateway.toml: users)",
-            at(23, 14)
+            at(21, 14)
         ),
     ];
     for e in &expect {
@@ -75,7 +59,7 @@ fn check_rejects_a_cycle_an_unknown_part_reference_and_an_unknown_upstream() {
     }
     // The unknown default profile is reported against gateway.toml in the same pass.
     assert!(
-        err.contains("gateway.toml:10:19: bff.default_profile: unknown profile `nobody`"),
+        err.contains("gateway.toml:9:19: bff.default_profile: unknown profile `nobody`"),
         "{err}"
     );
     assert!(err.contains("4 problem(s) found"), "{err}");
@@ -187,9 +171,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     write(dir.path(), "clients/c.toml", p);
     write(dir.path(), "clients/notes.txt", "not a profile");
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("b.toml:1:8: name: profile `same` is already defined in"),
         "{err}"
@@ -200,9 +182,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     // A `dir` that does not exist is an error at the key.
     write(dir.path(), "gateway.toml", "[bff]\ndir = \"missing\"\n");
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .unwrap_err()
-        .to_string();
+    let err = load_errors_in(dir.path());
     assert!(
         err.contains("gateway.toml:2:7: bff.dir: cannot read the profiles folder"),
         "{err}"
@@ -212,10 +192,7 @@ fn duplicate_names_and_mounts_across_files() {
 #[tokio::test]
 async fn write_bodies_headers_and_encoded_values_reach_the_backend() {
     let echo = RawBackend::start("echo", Fault::Delay(Duration::ZERO)).await;
-    let gateway = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[upstreams.echo]\nendpoints = [\"{}\"]\n",
-        echo.addr
-    );
+    let gateway = config().upstream("echo", &[echo.addr]).build();
     let profile = r#"
 mount = "/w"
 [[endpoints]]

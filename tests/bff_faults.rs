@@ -18,38 +18,26 @@ const KINDS: [(&str, Fault, &str, u16); 7] = [
 ];
 
 fn config(backends: &[(&str, &RawBackend)]) -> (String, String) {
-    let mut gateway = String::from("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n");
-    let mut profile =
-        String::from("mount = \"/f\"\ndeadline = \"1s\"\nmax_part_bytes = \"64KiB\"\n");
+    let mut gateway = support::config();
+    let mut bff = profile("/f").keys("deadline = \"1s\"\nmax_part_bytes = \"64KiB\"");
     for (name, b) in backends {
-        gateway.push_str(&format!(
-            "[upstreams.{name}]\nendpoints = [\"{}\"]\ntimeout = \"10s\"\n\n",
-            b.addr
-        ));
+        gateway = gateway.upstream_with(name, &[b.addr], "timeout = \"10s\"");
         if *name == "ok" {
             continue;
         }
         for (mode, required) in [("opt", false), ("req", true)] {
-            profile.push_str(&format!(
-                r#"
-[[endpoints]]
-path = "/{mode}/{name}"
-  [[endpoints.parts]]
-  name = "ok"
-  upstream = "ok"
-  path = "/ok"
-  fields = ["backend"]
-  [[endpoints.parts]]
-  name = "p"
-  upstream = "{name}"
-  path = "/p"
-  timeout = "300ms"
-  required = {required}
-"#
-            ));
+            bff = bff
+                .endpoint(&format!("/{mode}/{name}"))
+                .part("ok", "ok", "/ok", "fields = [\"backend\"]")
+                .part(
+                    "p",
+                    name,
+                    "/p",
+                    &format!("timeout = \"300ms\"\nrequired = {required}"),
+                );
         }
     }
-    (gateway, profile)
+    (gateway.build(), bff.build())
 }
 
 #[tokio::test]

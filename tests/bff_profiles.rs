@@ -6,23 +6,21 @@ mod support;
 use serde_json::json;
 use support::*;
 
-/// The dev provider the shipped mobile profile authenticates with (secret in a file).
-const DEV_PROVIDER: &str = r#"
-[auth.providers.dev]
-issuer = "https://auth.portico.local"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "dev.secret"
-forward_claims = { sub = "x-user-id" }
-"#;
 const DEV_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
-/// gateway.toml for the demo upstreams and the dev provider, plus `extra` (e.g. `[bff]`).
+/// gateway.toml for the demo upstreams and the dev provider the shipped mobile profile
+/// authenticates with (secret in a file), plus `extra` (e.g. `[bff]`).
 async fn demo_config(extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"\"\n\n{}\n{DEV_PROVIDER}\n{extra}\n",
-        demo_upstreams().await
-    )
+    config()
+        .toml(&demo_upstreams().await)
+        .provider(
+            "dev",
+            "https://auth.portico.local",
+            &["HS256"],
+            "secret_file = \"dev.secret\"\nforward_claims = { sub = \"x-user-id\" }",
+        )
+        .toml(extra)
+        .build()
 }
 
 /// `Bearer TOKEN` for `sub`, signed by the gateway's dev provider.

@@ -5,29 +5,30 @@ mod support;
 use support::*;
 
 fn check_text(text: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", text);
-    let path = dir.path().join("gateway.toml");
-    portico_cli(&["check", "--config", path.to_str().unwrap()])
+    check_config(text, &[])
 }
 
-const GOOD: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-
-[upstreams.app]
-endpoints = ["127.0.0.1:9", "http://localhost:10"]
-timeout = "250ms"
-
-[[routes]]
+/// A valid config: `[server]` on lines 1-2, upstream `app` on 4-6, route `a` on 8-11.
+fn good() -> String {
+    config()
+        .admin_unset()
+        .upstream_with(
+            "app",
+            &["127.0.0.1:9", "http://localhost:10"],
+            "timeout = \"250ms\"",
+        )
+        .toml(
+            r#"[[routes]]
 id = "a"
 match = { path_prefix = "/a", methods = ["GET"] }
-upstream = "app"
-"#;
+upstream = "app""#,
+        )
+        .build()
+}
 
 #[test]
 fn good_config_passes() {
-    let (code, out, err) = check_text(GOOD);
+    let (code, out, err) = check_text(&good());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("ok (1 routes, 1 upstreams)"), "{out}");
 }
@@ -41,12 +42,12 @@ fn shipped_config_passes() {
 
 #[test]
 fn unknown_upstream_names_route_file_line_col() {
-    let text = GOOD.replace("upstream = \"app\"", "upstream = \"nope\"");
+    let text = good().replace("upstream = \"app\"", "upstream = \"nope\"");
     let (code, _, err) = check_text(&text);
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "gateway.toml:12:12: routes[0].upstream: unknown upstream `nope` in route `a`"
+            "gateway.toml:11:12: routes[0].upstream: unknown upstream `nope` in route `a`"
         ),
         "{err}"
     );
@@ -54,19 +55,19 @@ fn unknown_upstream_names_route_file_line_col() {
 
 #[test]
 fn syntax_error_gives_its_line() {
-    let text = GOOD.replace("timeout = \"250ms\"", "timeout = \"250ms");
+    let text = good().replace("timeout = \"250ms\"", "timeout = \"250ms");
     let (code, _, err) = check_text(&text);
     assert_eq!(code, 1);
-    assert!(err.contains("gateway.toml:7:"), "{err}");
+    assert!(err.contains("gateway.toml:6:"), "{err}");
 }
 
 #[test]
 fn unknown_key_is_named() {
-    let text = GOOD.replace("listen = \"127.0.0.1:0\"", "listen_typo = \"127.0.0.1:0\"");
+    let text = good().replace("listen = \"127.0.0.1:0\"", "listen_typo = \"127.0.0.1:0\"");
     let (code, _, err) = check_text(&text);
     assert_eq!(code, 1);
     assert!(
-        err.contains("gateway.toml:3:1: server.listen_typo: unknown field `listen_typo`"),
+        err.contains("gateway.toml:2:1: server.listen_typo: unknown field `listen_typo`"),
         "{err}"
     );
 }
@@ -74,19 +75,20 @@ fn unknown_key_is_named() {
 #[test]
 fn duplicate_id_and_every_other_error_in_one_pass() {
     let text = format!(
-        "{GOOD}\n[[routes]]\nid = \"a\"\nmatch = {{ path_prefix = \"a\", methods = [\"GTE\"] }}\nupstream = \"app\"\ntimeout = \"5 sec\"\n"
+        "{}\n[[routes]]\nid = \"a\"\nmatch = {{ path_prefix = \"a\", methods = [\"GTE\"] }}\nupstream = \"app\"\ntimeout = \"5 sec\"\n",
+        good()
     )
     .replace("listen = \"127.0.0.1:0\"", "listen = \"localhost\"")
     .replace("\"http://localhost:10\"", "\"http://localhost\"");
     let (code, _, err) = check_text(&text);
     assert_eq!(code, 1);
     for expected in [
-        "gateway.toml:3:10: server.listen: bad address \"localhost\"",
-        "gateway.toml:6:29: upstreams.app.endpoints[1]: bad address \"http://localhost\": a port is required",
-        "gateway.toml:15:6: routes[1].id: duplicate route id `a` (first defined on line 10)",
-        "gateway.toml:16:25: routes[1].match.path_prefix: bad path \"a\"",
-        "gateway.toml:16:41: routes[1].match.methods[0]: unknown method \"GTE\"",
-        "gateway.toml:18:11: routes[1].timeout: bad duration \"5 sec\"",
+        "gateway.toml:2:10: server.listen: bad address \"localhost\"",
+        "gateway.toml:5:29: upstreams.app.endpoints[1]: bad address \"http://localhost\": a port is required",
+        "gateway.toml:14:6: routes[1].id: duplicate route id `a` (first defined on line 9)",
+        "gateway.toml:15:25: routes[1].match.path_prefix: bad path \"a\"",
+        "gateway.toml:15:41: routes[1].match.methods[0]: unknown method \"GTE\"",
+        "gateway.toml:17:11: routes[1].timeout: bad duration \"5 sec\"",
         "6 problem(s) found",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
@@ -96,7 +98,7 @@ fn duplicate_id_and_every_other_error_in_one_pass() {
 #[test]
 fn routes_command_prints_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "gateway.toml", GOOD);
+    write(dir.path(), "gateway.toml", &good());
     let path = dir.path().join("gateway.toml");
     let (code, out, _) = portico_cli(&["routes", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0);

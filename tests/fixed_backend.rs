@@ -82,22 +82,13 @@ POST /d HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
 #[tokio::test]
 async fn serves_through_the_gateway_over_h1_and_h2c() {
     let backend = FixedBackend::start(64);
-    let gw = TestGateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-[log]
-access_log = false
-[upstreams.fixed]
-endpoints = ["{}"]
-[[routes]]
-id = "fixed"
-match = {{ path_prefix = "/" }}
-upstream = "fixed"
-"#,
-        backend.addr
-    ))
+    let gw = TestGateway::start(
+        &config()
+            .no_access_log()
+            .upstream("fixed", &[backend.addr])
+            .route("fixed", "/", "fixed")
+            .build(),
+    )
     .await;
     let h1 = h1_client();
     for i in 0..20 {

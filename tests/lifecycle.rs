@@ -13,23 +13,13 @@ use http_body_util::Full;
 use support::*;
 
 fn config(app: SocketAddr, server: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-{server}
-
-[upstreams.app]
-endpoints = ["{app}"]
-
-[[routes]]
-id = "slow"
-match = {{ path_prefix = "/slow" }}
-upstream = "app"
-{routes}
-"#
-    )
+    support::config()
+        .admin()
+        .server(server)
+        .upstream("app", &[app])
+        .route("slow", "/slow", "app")
+        .toml(routes)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,9 +163,11 @@ async fn the_admin_api_asks_for_the_bearer_token_but_probes_do_not() {
 #[test]
 fn a_named_but_unset_token_variable_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token_env = \"PORTICO_TEST_SURELY_UNSET_VAR\"\n";
-    write(dir.path(), "gateway.toml", text);
+    let text = support::config()
+        .admin_unset()
+        .server("admin_token_env = \"PORTICO_TEST_SURELY_UNSET_VAR\"")
+        .build();
+    write(dir.path(), "gateway.toml", &text);
     let path = dir.path().join("gateway.toml");
     let (code, _, stderr) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);

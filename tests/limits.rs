@@ -10,26 +10,24 @@ use tokio::net::TcpStream;
 
 async fn gateway(limits: &str) -> (Backend, TestGateway) {
     let backend = Backend::echo("app").await;
-    let cfg = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[limits]
-{limits}
-
-[upstreams.app]
-endpoints = ["{}"]
-
-[[routes]]
-id = "all"
-match = {{ path_prefix = "/" }}
-upstream = "app"
-"#,
-        backend.addr
-    );
+    let cfg = config()
+        .toml(&format!("[limits]\n{limits}"))
+        .upstream("app", &[backend.addr])
+        .route("all", "/", "app")
+        .build();
     (backend, TestGateway::start(&cfg).await)
+}
+
+/// A connection that sent one GET and got its 200, kept open.
+async fn answered_keep_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s
 }
 
 /// Reads until EOF; returns what arrived and how long it took.
@@ -53,13 +51,7 @@ async fn slow_request_head_is_cut_off() {
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
     let (_backend, gw) = gateway("idle_timeout = \"300ms\"\nheader_read_timeout = \"10s\"").await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut s = answered_keep_alive(gw.addr).await;
     // Now idle: the gateway closes the connection after about idle_timeout.
     let (_, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(
@@ -73,13 +65,7 @@ async fn connections_beyond_the_cap_are_closed() {
     let (_backend, gw) = gateway("max_connections = 2").await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let s = answered_keep_alive(gw.addr).await;
         held.push(s);
     }
     let mut third = TcpStream::connect(gw.addr).await.unwrap();

@@ -10,29 +10,16 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use support::*;
 
-fn config(upstreams: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[log]
-access_log = false
-
-{upstreams}
-
-{routes}
-"#
-    )
+/// Access log off, upstream `app` on `endpoints` (plus `extra` lines), then `routes`.
+fn app_config(endpoints: &[impl std::fmt::Display], extra: &str, routes: &str) -> GatewayToml {
+    config()
+        .no_access_log()
+        .upstream_with("app", endpoints, extra)
+        .toml(routes)
 }
 
 async fn one_backend_gateway(backend: &Backend, routes: &str) -> TestGateway {
-    let upstreams = format!(
-        "[upstreams.app]\nendpoints = [\"{}\"]\ntimeout = \"2s\"",
-        backend.addr
-    );
-    TestGateway::start(&config(&upstreams, routes)).await
+    TestGateway::start(&app_config(&[backend.addr], "timeout = \"2s\"", routes).build()).await
 }
 
 const API_ROUTE: &str = r#"
@@ -65,14 +52,7 @@ async fn get_and_post_with_bodies_and_strip_prefix() {
     assert_eq!(j["headers"]["content-length"][0], "1048576");
 
     // 1 MiB up chunked (no content-length), over a raw connection.
-    let mut raw_req =
-        b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for chunk in up.chunks(64 * 1024) {
-        raw_req.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
-        raw_req.extend(chunk);
-        raw_req.extend(b"\r\n");
-    }
-    raw_req.extend(b"0\r\n\r\n");
+    let raw_req = chunked_post("/api/users", up.chunks(64 * 1024));
     let text = raw(gw.addr, &raw_req).await;
     assert!(
         text.starts_with("HTTP/1.1 200"),
@@ -187,50 +167,38 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
 async fn forwarded_headers_from_untrusted_peer_are_replaced() {
     let backend = Backend::echo("app").await;
     let gw = one_backend_gateway(&backend, API_ROUTE).await;
-    let req = Request::get(gw.url("/api/users/1"))
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "evil.example")
-        .header("forwarded", "for=6.6.6.6")
-        .header("host", "shop.example:8080")
-        .body(Full::default())
-        .unwrap();
-    let j = send(req).await.json();
+    let headers = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "for=6.6.6.6"),
+        ("host", "shop.example:8080"),
+    ];
+    let j = get_with(&gw.url("/api/users/1"), &headers).await.json();
+    let seen = |name: &str| j["headers"][name].clone();
+    assert_eq!(seen("x-forwarded-for"), serde_json::json!(["127.0.0.1"]));
+    assert_eq!(seen("x-forwarded-proto"), serde_json::json!(["http"]));
     assert_eq!(
-        j["headers"]["x-forwarded-for"],
-        serde_json::json!(["127.0.0.1"])
-    );
-    assert_eq!(
-        j["headers"]["x-forwarded-proto"],
-        serde_json::json!(["http"])
-    );
-    assert_eq!(
-        j["headers"]["x-forwarded-host"],
+        seen("x-forwarded-host"),
         serde_json::json!(["shop.example:8080"])
     );
     assert!(j["headers"].get("forwarded").is_none());
     // Host is the endpoint's unless the route preserves it.
-    assert_eq!(
-        j["headers"]["host"],
-        serde_json::json!([backend.addr.to_string()])
-    );
+    assert_eq!(seen("host"), serde_json::json!([backend.addr.to_string()]));
 }
 
 #[tokio::test]
 async fn forwarded_for_from_trusted_proxy_is_appended() {
     let backend = Backend::echo("app").await;
-    let upstreams = format!("[upstreams.app]\nendpoints = [\"{}\"]", backend.addr);
-    let cfg = config(&upstreams, API_ROUTE).replace(
-        "admin_listen = \"\"",
-        "admin_listen = \"\"\ntrusted_proxies = [\"127.0.0.0/8\"]",
-    );
+    let cfg = app_config(&[backend.addr], "", API_ROUTE)
+        .server("trusted_proxies = [\"127.0.0.0/8\"]")
+        .build();
     let gw = TestGateway::start(&cfg).await;
-    let req = Request::get(gw.url("/api/users/1"))
-        .header("x-forwarded-for", "203.0.113.9")
-        .header("x-forwarded-proto", "https")
-        .body(Full::default())
-        .unwrap();
-    let j = send(req).await.json();
+    let headers = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let j = get_with(&gw.url("/api/users/1"), &headers).await.json();
     assert_eq!(
         j["headers"]["x-forwarded-for"],
         serde_json::json!(["203.0.113.9, 127.0.0.1"])
@@ -289,9 +257,8 @@ async fn h2c_prior_knowledge() {
 #[tokio::test]
 async fn unreachable_upstream_is_502() {
     let dead = dead_addr().await;
-    let upstreams =
-        format!("[upstreams.app]\nendpoints = [\"{dead}\"]\nconnect_timeout = \"500ms\"");
-    let gw = TestGateway::start(&config(&upstreams, API_ROUTE)).await;
+    let cfg = app_config(&[dead], "connect_timeout = \"500ms\"", API_ROUTE);
+    let gw = TestGateway::start(&cfg.build()).await;
     let a = get(&gw.url("/api/users/1")).await;
     assert_eq!(a.status, 502);
     let j = a.json();
@@ -334,11 +301,7 @@ async fn slow_upstream_is_504_near_its_timeout() {
 async fn round_robin_and_failover() {
     let a = Backend::echo("a").await;
     let b = Backend::echo("b").await;
-    let upstreams = format!(
-        "[upstreams.app]\nendpoints = [\"{}\", \"{}\"]",
-        a.addr, b.addr
-    );
-    let gw = TestGateway::start(&config(&upstreams, API_ROUTE)).await;
+    let gw = TestGateway::start(&app_config(&[a.addr, b.addr], "", API_ROUTE).build()).await;
     let client = h1_client();
     let mut seen = Vec::new();
     for _ in 0..10 {
@@ -359,8 +322,7 @@ async fn round_robin_and_failover() {
 
     // One endpoint down: every request still succeeds (POST bodies included).
     let dead = dead_addr().await;
-    let upstreams = format!("[upstreams.app]\nendpoints = [\"{dead}\", \"{}\"]", b.addr);
-    let gw = TestGateway::start(&config(&upstreams, API_ROUTE)).await;
+    let gw = TestGateway::start(&app_config(&[dead, b.addr], "", API_ROUTE).build()).await;
     for i in 0..6 {
         let req = Request::post(gw.url("/api/users"))
             .body(Full::new(Bytes::from(format!("body-{i}"))))
@@ -374,9 +336,9 @@ async fn round_robin_and_failover() {
 #[tokio::test]
 async fn body_too_large_is_413_up_front_and_while_streaming() {
     let backend = Backend::echo("app").await;
-    let upstreams = format!("[upstreams.app]\nendpoints = [\"{}\"]", backend.addr);
-    let cfg = config(&upstreams, API_ROUTE)
-        .replace("[log]", "[limits]\nmax_body_bytes = \"1KiB\"\n\n[log]");
+    let cfg = app_config(&[backend.addr], "", API_ROUTE)
+        .toml("[limits]\nmax_body_bytes = \"1KiB\"")
+        .build();
     let gw = TestGateway::start(&cfg).await;
     let req = Request::post(gw.url("/api/users"))
         .body(Full::new(Bytes::from(vec![b'x'; 4096])))
@@ -389,13 +351,8 @@ async fn body_too_large_is_413_up_front_and_while_streaming() {
     );
     assert_eq!(backend.hits(), 0, "refused before contacting the upstream");
 
-    let mut chunked = b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        chunked.extend(b"400\r\n");
-        chunked.extend(vec![b'y'; 1024]);
-        chunked.extend(b"\r\n");
-    }
-    chunked.extend(b"0\r\n\r\n");
+    let kib = [b'y'; 1024];
+    let chunked = chunked_post("/api/users", [&kib[..]; 4]);
     let text = raw(gw.addr, &chunked).await;
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
@@ -566,22 +523,14 @@ async fn websocket_style_upgrade_is_tunnelled() {
 async fn body_limit_still_holds_after_failover() {
     let live = Backend::echo("live").await;
     let dead = dead_addr().await;
-    let upstreams = format!(
-        "[upstreams.app]\nendpoints = [\"{dead}\", \"{}\"]",
-        live.addr
-    );
-    let cfg = config(&upstreams, API_ROUTE)
-        .replace("[log]", "[limits]\nmax_body_bytes = \"1KiB\"\n\n[log]");
+    let cfg = app_config(&[dead, live.addr], "", API_ROUTE)
+        .toml("[limits]\nmax_body_bytes = \"1KiB\"")
+        .build();
     let gw = TestGateway::start(&cfg).await;
     // Chunked, so the size is only known while streaming; the first endpoint refuses, the body
     // is replayed to the second one under the same cap.
-    let mut chunked = b"POST /api/users HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        chunked.extend(b"400\r\n");
-        chunked.extend(vec![b'z'; 1024]);
-        chunked.extend(b"\r\n");
-    }
-    chunked.extend(b"0\r\n\r\n");
+    let kib = [b'z'; 1024];
+    let chunked = chunked_post("/api/users", [&kib[..]; 4]);
     let text = raw(gw.addr, &chunked).await;
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }

@@ -18,32 +18,19 @@ use support::*;
 const SECRET: &str = "rate-limit-tests-secret-0123456789abcdef";
 
 fn config(backend: &Backend, policies: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-trusted_proxies = ["127.0.0.9"]
-
-[log]
-access_log = false
-
-[upstreams.echo]
-endpoints = ["{}"]
-timeout = "5s"
-
-[auth.providers.hs]
-issuer = "https://issuer.test"
-audiences = ["portico"]
-algorithms = ["HS256"]
-secret_file = "hs.secret"
-
-{policies}
-
-{routes}
-"#,
-        backend.addr
-    )
+    support::config()
+        .server("trusted_proxies = [\"127.0.0.9\"]")
+        .no_access_log()
+        .upstream_with("echo", &[backend.addr], "timeout = \"5s\"")
+        .provider(
+            "hs",
+            "https://issuer.test",
+            &["HS256"],
+            "secret_file = \"hs.secret\"",
+        )
+        .toml(policies)
+        .toml(routes)
+        .build()
 }
 
 fn route(id: &str, extra: &str) -> String {
@@ -409,7 +396,6 @@ async fn buckets_survive_a_reload_when_the_policy_is_unchanged() {
 
 #[tokio::test]
 async fn bad_rate_limit_config_is_reported_with_positions() {
-    let dir = tempfile::tempdir().unwrap();
     let text = r#"[upstreams.a]
 endpoints = ["127.0.0.1:9"]
 
@@ -429,18 +415,16 @@ match = { path_prefix = "/" }
 upstream = "a"
 rate_limit = ["nope", "by_user"]
 "#;
-    write(dir.path(), "gateway.toml", text);
-    let path = dir.path().join("gateway.toml");
-    let (code, _, err) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
-    for want in [
-        "gateway.toml:5:8: rate_limits.p.rate: bad rate \"100/fortnight\"",
-        "gateway.toml:6:9: rate_limits.p.burst: must be between 1 and 10000000",
-        "gateway.toml:7:7: rate_limits.p.key[1]: unknown key \"cookie:x\"",
-        "gateway.toml:8:18: rate_limits.p.on_missing_key: unknown value \"maybe\"",
-        "gateway.toml:18:14: routes[0].rate_limit: unknown rate-limit policy `nope`",
-        "gateway.toml:18:14: routes[0].rate_limit: policy `by_user` keys on a claim, but there is no `auth` here",
-    ] {
-        assert!(err.contains(want), "missing `{want}` in:\n{err}");
-    }
+    assert_check_reports(
+        text,
+        &[],
+        &[
+            "gateway.toml:5:8: rate_limits.p.rate: bad rate \"100/fortnight\"",
+            "gateway.toml:6:9: rate_limits.p.burst: must be between 1 and 10000000",
+            "gateway.toml:7:7: rate_limits.p.key[1]: unknown key \"cookie:x\"",
+            "gateway.toml:8:18: rate_limits.p.on_missing_key: unknown value \"maybe\"",
+            "gateway.toml:18:14: routes[0].rate_limit: unknown rate-limit policy `nope`",
+            "gateway.toml:18:14: routes[0].rate_limit: policy `by_user` keys on a claim, but there is no `auth` here",
+        ],
+    );
 }

@@ -22,26 +22,14 @@ upstream = "app"
 
 /// A config with one upstream `app` and the route `base`; `server` lines go into `[server]`.
 fn config(backend: SocketAddr, server: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-{server}
-
-[log]
-access_log = false
-
-[upstreams.app]
-endpoints = ["{backend}"]
-
-[[routes]]
-id = "base"
-match = {{ path_prefix = "/base" }}
-upstream = "app"
-{routes}
-"#
-    )
+    support::config()
+        .admin()
+        .server(server)
+        .no_access_log()
+        .upstream("app", &[backend])
+        .route("base", "/base", "app")
+        .toml(routes)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,7 +358,7 @@ async fn a_changed_listen_address_is_refused_with_restart_needed() {
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     let e = &a.json()["errors"][0];
     assert_eq!(e["key"], "server.listen");
-    assert_eq!(e["line"], 3);
+    assert_eq!(e["line"], 2);
     assert!(
         e["message"].as_str().unwrap().contains("needs a restart"),
         "{e}"

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -13,20 +12,18 @@ use support::*;
 
 /// A config of 100 routes plus one route `/v{n}` that exists only in version `n`.
 fn config(app: std::net::SocketAddr, n: usize) -> String {
-    let mut s = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\naccess_log = false\n\n[upstreams.app]\nendpoints = [\"{app}\"]\n"
-    );
-    for i in 0..100 {
-        let _ = write!(
-            s,
-            "\n[[routes]]\nid = \"r{i}\"\nmatch = {{ path_prefix = \"/r{i}\" }}\nupstream = \"app\"\n"
-        );
-    }
-    let _ = write!(
-        s,
-        "\n[[routes]]\nid = \"v{n}\"\nmatch = {{ path = \"/v{n}\" }}\nupstream = \"app\"\n"
-    );
-    s
+    let base = support::config()
+        .admin()
+        .no_access_log()
+        .upstream("app", &[app]);
+    (0..100)
+        .fold(base, |g, i| {
+            g.route(&format!("r{i}"), &format!("/r{i}"), "app")
+        })
+        .toml(&format!(
+            "[[routes]]\nid = \"v{n}\"\nmatch = {{ path = \"/v{n}\" }}\nupstream = \"app\""
+        ))
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,25 +11,15 @@ use support::tls::Pki;
 use support::*;
 
 fn config(backend: SocketAddr, tls_listen: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[server.tls]
-listen = "{tls_listen}"
-certificates = [ {{ cert = "certs/api.pem", key = "certs/api.key" }} ]
-
-[upstreams.app]
-endpoints = ["{backend}"]
-
-[[routes]]
-id = "all"
-match = {{ path_prefix = "/" }}
-upstream = "app"
-"#
-    )
+    let tls = format!(
+        "[server.tls]\nlisten = \"{tls_listen}\"\ncertificates = [ {{ cert = \"certs/api.pem\", key = \"certs/api.key\" }} ]"
+    );
+    support::config()
+        .admin()
+        .toml(&tls)
+        .upstream("app", &[backend])
+        .route("all", "/", "app")
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,22 +8,10 @@ use support::tls::{Pki, TlsBackend, server_config};
 use support::{TestGateway, get, write};
 
 fn config(upstream: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-
-[upstreams.secure]
-timeout = "5s"
-{upstream}
-
-[[routes]]
-id = "secure"
-match = {{ path_prefix = "/" }}
-upstream = "secure"
-"#
-    )
+    support::config()
+        .toml(&format!("[upstreams.secure]\ntimeout = \"5s\"\n{upstream}"))
+        .route("secure", "/", "secure")
+        .build()
 }
 
 #[tokio::test]
@@ -141,9 +129,9 @@ async fn upstream_tls_config_errors_name_file_and_key() {
     write(dir.path(), "ca.pem", "not a pem");
     write(dir.path(), "gw.pem", &leaf.cert_pem);
     write(dir.path(), "gw.key", &other.key_pem);
-    let toml = r#"[server]
-listen = "127.0.0.1:0"
-
+    // The builder keeps `[server]` to its two lines: the positions below count on it.
+    let toml = support::config().admin_unset().toml(
+        r#"
 [upstreams.a]
 endpoints = ["https://a.test:443"]
 ca_file = "ca.pem"
@@ -157,11 +145,10 @@ ca_file = "missing.pem"
 [upstreams.c]
 endpoints = ["http://127.0.0.1:9", "https://127.0.0.1:10"]
 tls = false
-"#;
-    write(dir.path(), "gateway.toml", toml);
-    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
-        .expect_err("invalid")
-        .to_string();
+"#,
+    );
+    write(dir.path(), "gateway.toml", &toml.build());
+    let err = support::load_errors_in(dir.path());
     let expect = [
         ("6:11", "upstreams.a.ca_file", "ca.pem: not PEM"),
         (
@@ -181,14 +168,5 @@ tls = false
             "tls = false but this endpoint is https://",
         ),
     ];
-    for (pos, key, msg) in expect {
-        let line = err
-            .lines()
-            .find(|l| l.contains(&format!(": {key}: ")) && l.contains(msg))
-            .unwrap_or_else(|| panic!("no error for {key} ({msg}) in:\n{err}"));
-        assert!(
-            line.contains(&format!("gateway.toml:{pos}")),
-            "{key} at {pos}: {line}"
-        );
-    }
+    support::assert_errors_at(&err, &expect);
 }

@@ -9,34 +9,16 @@ use support::*;
 async fn upstream_sees_its_endpoint_or_the_clients_host() {
     let echo = Backend::echo("a").await;
     let dead = dead_addr().await;
-    let gw = TestGateway::start(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = ""
-[log]
-access_log = false
-[upstreams.one]
-endpoints = ["{echo}"]
-[upstreams.failover]
-endpoints = ["{dead}", "{echo}"]
-[[routes]]
-id = "own"
-match = {{ path_prefix = "/own" }}
-upstream = "one"
-[[routes]]
-id = "kept"
-match = {{ path_prefix = "/kept" }}
-upstream = "one"
-preserve_host = true
-[[routes]]
-id = "failover"
-match = {{ path_prefix = "/failover" }}
-upstream = "failover"
-"#,
-        echo = echo.addr,
-        dead = dead,
-    ))
+    let gw = TestGateway::start(
+        &config()
+            .no_access_log()
+            .upstream("one", &[echo.addr])
+            .upstream("failover", &[dead, echo.addr])
+            .route("own", "/own", "one")
+            .route_with("kept", "/kept", "one", "preserve_host = true")
+            .route("failover", "/failover", "failover")
+            .build(),
+    )
     .await;
     let client_host = format!("127.0.0.1:{}", gw.addr.port());
     let own = get(&gw.url("/own")).await.json();
