@@ -222,7 +222,6 @@ fn check_src() -> (Vec<String>, Vec<String>, usize, usize) {
 }
 
 #[test]
-#[ignore = "until the src layering lands"]
 fn no_lower_layer_imports_a_higher_one_and_no_src_file_is_too_long() {
     let (violations, big, files, uses) = check_src();
     assert!(
