@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod admin;
 pub mod bff;
 pub mod body;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -53,10 +53,17 @@ pub fn compile(
         previous.map(|p| &p.auth),
         &metrics,
     );
+    let cluster = crate::cluster::compile::compile(
+        &mut d,
+        file.cluster.as_ref(),
+        previous.and_then(|p| p.cluster.as_ref()),
+        &metrics,
+    );
     let rate_limits = crate::filter::rate_limit::compile_policies(
         &mut d,
         &file.rate_limits,
         previous.map(|p| &p.rate_limits),
+        cluster.as_ref(),
         &metrics,
     );
     let guard_ctx = crate::filter::GuardContext {
@@ -119,6 +126,7 @@ pub fn compile(
         tls,
         auth,
         rate_limits,
+        cluster,
         metrics,
         inventory,
         bff,

@@ -295,6 +295,7 @@ pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
 }
 
 // ---- TLS helpers (issue 4): rcgen CA and certificates, rustls clients, HTTPS backend ----
+pub mod redis;
 pub mod tls;
 
 // ---------------------------------------------------------------------------------------------
