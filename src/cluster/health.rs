@@ -121,8 +121,8 @@ mod tests {
     #[test]
     fn degrades_after_threshold_then_probes_once_per_backoff() {
         let h = Health::new(3, 1000 * MS);
-        assert_eq!(h.gate(0 * MS), Gate::Call { probe: false });
-        assert_eq!(h.failed(1 * MS, false), Switch::None);
+        assert_eq!(h.gate(Duration::ZERO), Gate::Call { probe: false });
+        assert_eq!(h.failed(MS, false), Switch::None);
         assert_eq!(h.failed(2 * MS, false), Switch::None);
         assert_eq!(h.failed(3 * MS, false), Switch::Degraded);
         assert_eq!(h.failed(4 * MS, false), Switch::None, "logged once");
@@ -145,11 +145,11 @@ mod tests {
     #[test]
     fn an_answer_resets_the_error_count() {
         let h = Health::new(3, 1000 * MS);
-        h.failed(0 * MS, false);
-        h.failed(0 * MS, false);
+        h.failed(Duration::ZERO, false);
+        h.failed(Duration::ZERO, false);
         assert_eq!(h.succeeded(false), Switch::None);
-        assert_eq!(h.failed(0 * MS, false), Switch::None);
-        assert_eq!(h.failed(0 * MS, false), Switch::None);
+        assert_eq!(h.failed(Duration::ZERO, false), Switch::None);
+        assert_eq!(h.failed(Duration::ZERO, false), Switch::None);
         assert!(!h.is_degraded());
     }
 }
