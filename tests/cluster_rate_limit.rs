@@ -64,7 +64,7 @@ async fn three_instances_share_one_budget() {
     let backend = Backend::echo("app").await;
     let text = config(
         &backend,
-        &cluster(&redis.url(), "timeout = \"500ms\"\ninstances = 3"),
+        &cluster(&redis.url(), "timeout = \"2s\"\ninstances = 3"),
         "rate = \"10/s\"\nburst = 10\nheaders = \"always\"",
     );
     let gws = [
@@ -106,10 +106,16 @@ async fn three_instances_share_one_budget() {
         })
         .collect();
     assert_eq!(per_instance.iter().sum::<usize>(), admitted);
-    // Keys are hashed, prefixed and expire when idle.
+    // Keys are hashed, prefixed and expire when idle (warm-up's may be gone already).
     let keys = redis.command(&["KEYS", "portico:rl:p:*"]).await;
-    assert!(keys.starts_with("*2\r\n"), "alice and warm-up: {keys}");
-    assert!(!keys.contains("alice"), "keys are hashed: {keys}");
+    assert!(
+        keys.starts_with("*1\r\n") || keys.starts_with("*2\r\n"),
+        "{keys}"
+    );
+    assert!(
+        !keys.contains("alice") && !keys.contains("warm"),
+        "keys are hashed: {keys}"
+    );
     let key = keys.lines().nth(2).unwrap();
     let ttl: i64 = redis.command(&["PTTL", key]).await[1..]
         .trim()
@@ -127,11 +133,12 @@ async fn keys_are_independent_and_refill_at_the_rate_across_instances() {
     let backend = Backend::echo("app").await;
     let text = config(
         &backend,
-        &cluster(&redis.url(), "timeout = \"500ms\""),
-        "rate = \"4/s\"\nburst = 2\nheaders = \"always\"",
+        &cluster(&redis.url(), "timeout = \"2s\""),
+        "rate = \"2/s\"\nburst = 2\nheaders = \"always\"",
     );
     let a = TestGateway::start(&text).await;
     let b = TestGateway::start(&text).await;
+    let t0 = Instant::now();
     let first = get_user(&a, "u1").await;
     assert_eq!(first.status, 200);
     assert_eq!(first.header("ratelimit"), Some("\"p\";r=1;t=1"));
@@ -142,8 +149,7 @@ async fn keys_are_independent_and_refill_at_the_rate_across_instances() {
     assert_eq!(get_user(&a, "u2").await.status, 200);
     assert_eq!(get_user(&a, "u2").await.status, 429);
 
-    // One cell comes back every 250 ms, wherever it is taken.
-    let exhausted = Instant::now();
+    // One cell comes back every 500 ms, wherever it is taken.
     assert!(
         eventually(Duration::from_secs(3), async || get_user(&b, "u1")
             .await
@@ -152,9 +158,9 @@ async fn keys_are_independent_and_refill_at_the_rate_across_instances() {
         .await,
         "u1 refills"
     );
-    let waited = exhausted.elapsed();
+    let waited = t0.elapsed();
     assert!(
-        waited >= Duration::from_millis(150),
+        waited >= Duration::from_millis(490),
         "no cell before the interval: {waited:?}"
     );
     assert_eq!(
@@ -169,12 +175,12 @@ async fn keys_are_independent_and_refill_at_the_rate_across_instances() {
 async fn survive_a_killed_redis(mode: &str) {
     let mut redis = RedisServer::start();
     let backend = Backend::echo("app").await;
-    let timeout = Duration::from_millis(200);
+    let timeout = Duration::from_millis(500);
     let text = config(
         &backend,
         &cluster(
             &redis.url(),
-            "timeout = \"200ms\"\ninstances = 2\nerror_threshold = 2\nbackoff = \"300ms\"",
+            "timeout = \"500ms\"\ninstances = 2\nerror_threshold = 2\nbackoff = \"300ms\"",
         ),
         &format!("rate = \"1/m\"\nburst = 4\non_store_error = \"{mode}\""),
     );
@@ -192,7 +198,7 @@ async fn survive_a_killed_redis(mode: &str) {
         let a = get_user(&gw, "during").await;
         let took = started.elapsed();
         assert!(
-            took < timeout + Duration::from_millis(400),
+            took < timeout + Duration::from_millis(1000),
             "{mode}: a request took {took:?} with Redis down (timeout {timeout:?})"
         );
         if a.status == 503 {
@@ -294,7 +300,7 @@ async fn reload_keeps_the_connection_unless_cluster_changes() {
     let redis = RedisServer::start();
     let backend = Backend::echo("app").await;
     let policy = "rate = \"1/m\"\nburst = 1";
-    let text = config(&backend, &cluster(&redis.url(), ""), policy);
+    let text = config(&backend, &cluster(&redis.url(), "timeout = \"2s\""), policy);
     let gw = TestGateway::start(&text).await;
     assert_eq!(get_user(&gw, "u").await.status, 200);
     let before = gw.running().gateway.runtime();
@@ -327,7 +333,7 @@ async fn reload_keeps_the_connection_unless_cluster_changes() {
     // A changed [cluster] builds a new store; the key is still in Redis.
     std::fs::write(
         gw.config_path(),
-        text.replace("[cluster]", "[cluster]\ntimeout = \"50ms\""),
+        text.replace("timeout = \"2s\"", "timeout = \"3s\""),
     )
     .unwrap();
     let changed = gw.running().gateway.reload().unwrap();
@@ -336,6 +342,54 @@ async fn reload_keeps_the_connection_unless_cluster_changes() {
         changed.cluster.as_ref().unwrap()
     ));
     assert_eq!(get_user(&gw, "u").await.status, 429);
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_and_a_password() {
+    let pki = support::tls::Pki::new("redis test CA");
+    let leaf = pki.server(&["127.0.0.1", "localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "redis.pem", &leaf.cert_pem);
+    write(dir.path(), "redis.key", &leaf.key_pem);
+    let redis = RedisServer::start_tls(
+        &dir.path().join("redis.pem"),
+        &dir.path().join("redis.key"),
+        "s3cret",
+    );
+    let backend = Backend::echo("app").await;
+    let url = format!("rediss://:s3cret@127.0.0.1:{}", redis.port);
+    let policy = "rate = \"1/m\"\nburst = 2\non_store_error = \"deny\"";
+    let store = cluster(
+        &url,
+        "timeout = \"2s\"\nca_file = \"ca.pem\"\nerror_threshold = 1",
+    );
+    let gw = TestGateway::start_with_files(
+        &config(&backend, &store, policy),
+        &[("ca.pem", &pki.ca_pem)],
+    )
+    .await;
+    // Decided by the TLS store: a failure would be 503 (deny).
+    assert_eq!(get_user(&gw, "u").await.status, 200);
+    assert_eq!(get_user(&gw, "u").await.status, 200);
+    assert_eq!(get_user(&gw, "u").await.status, 429);
+    assert_eq!(gauge(&gw, "portico_cluster_store_errors_total"), 0.0);
+
+    // Without the private CA the server is not trusted; a wrong password is refused: both 503.
+    for store in [
+        cluster(&url, "timeout = \"2s\"\nerror_threshold = 1"),
+        cluster(
+            &url.replace("s3cret", "wrong"),
+            "timeout = \"2s\"\nca_file = \"ca.pem\"\nerror_threshold = 1",
+        ),
+    ] {
+        let gw = TestGateway::start_with_files(
+            &config(&backend, &store, policy),
+            &[("ca.pem", &pki.ca_pem)],
+        )
+        .await;
+        assert_eq!(get_user(&gw, "v").await.status, 503, "{store}");
+        assert_eq!(gauge(&gw, "portico_cluster_store_degraded"), 1.0);
+    }
 }
 
 #[test]
@@ -378,6 +432,17 @@ fn check_rejects_cluster_scope_without_a_store_and_bad_urls() {
         "{err}"
     );
     assert!(err.contains("cluster.timeout"), "{err}");
+
+    let (code, _, err) = run(&format!(
+        "{base}\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\npassword_env = \"PORTICO_TEST_NO_SUCH_VAR\"\n"
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "cluster.password_env: environment variable PORTICO_TEST_NO_SUCH_VAR is not set"
+        ),
+        "{err}"
+    );
 
     let (code, out, err) = run(&format!(
         "{base}\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\ninstances = 3\n"

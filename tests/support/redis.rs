@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,33 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    tls: bool,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free loopback port and waits until it accepts connections.
     pub fn start() -> RedisServer {
+        Self::start_with(false, &[])
+    }
+
+    /// Starts redis-server speaking only TLS on its port, with `cert_file`/`key_file` (PEM) and
+    /// `requirepass` (client certificates not asked for).
+    pub fn start_tls(cert_file: &Path, key_file: &Path, password: &str) -> RedisServer {
+        let args = [
+            "--tls-cert-file".into(),
+            cert_file.display().to_string(),
+            "--tls-key-file".into(),
+            key_file.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.into(),
+        ];
+        Self::start_with(true, &args)
+    }
+
+    fn start_with(tls: bool, extra: &[String]) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -27,6 +50,8 @@ impl RedisServer {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls,
+            extra: extra.to_vec(),
         };
         server.restart();
         server
@@ -53,8 +78,16 @@ impl RedisServer {
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
+        let ports = if self.tls {
+            ["--port", "0", "--tls-port", &port]
+        } else {
+            ["--port", &port, "--tls-port", "0"]
+        };
         let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.extra)
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::piped())
