@@ -142,3 +142,95 @@ impl Policy {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+    use crate::cluster::ClusterSettings;
+    use crate::config::units::Rate;
+    use crate::filter::rate_limit::{HeaderMode, KeyPart, PolicySettings};
+
+    fn store(instances: Option<u32>) -> Arc<Cluster> {
+        let settings = ClusterSettings {
+            url: "redis://127.0.0.1:1".into(),
+            password: None,
+            timeout: Duration::from_millis(20),
+            instances,
+            key_prefix: "pfx:".into(),
+            ca_pem: None,
+            error_threshold: 3,
+            backoff: Duration::from_secs(2),
+        };
+        let client = redis::Client::open(settings.url.as_str()).unwrap();
+        Arc::new(Cluster::new(
+            settings,
+            client,
+            &crate::metrics::Metrics::new(),
+        ))
+    }
+
+    fn policy(store: &Arc<Cluster>, on_missing: OnMissing) -> Policy {
+        let settings = PolicySettings {
+            rate: Rate {
+                count: 10,
+                per: Duration::from_secs(1),
+            },
+            burst: 6,
+            key: vec![KeyPart::Header(HeaderName::from_static("x-user"))],
+            on_missing,
+            max_keys: 10,
+            headers: HeaderMode::OnLimit,
+            scope: Scope::Cluster(OnStoreError::Local),
+        };
+        Policy::clustered("per_user".into(), settings, store.clone())
+    }
+
+    fn key(p: &Policy, user: Option<&str>) -> Result<Option<Vec<u8>>, GatewayError> {
+        let mut headers = HeaderMap::new();
+        if let Some(u) = user {
+            headers.insert("x-user", HeaderValue::from_str(u).unwrap());
+        }
+        let input = KeyInput {
+            scope: "r",
+            client_ip: "10.0.0.1".parse().unwrap(),
+            headers: &headers,
+            claims: None,
+        };
+        p.store_key(p.cluster().unwrap(), &input)
+    }
+
+    #[test]
+    fn every_instance_computes_the_same_hashed_key() {
+        let s = store(None);
+        let (a, b) = (policy(&s, OnMissing::Shared), policy(&s, OnMissing::Shared));
+        let ka = key(&a, Some("alice")).unwrap().unwrap();
+        assert_eq!(ka, key(&b, Some("alice")).unwrap().unwrap());
+        assert_ne!(ka, key(&a, Some("bob")).unwrap().unwrap());
+        let text = String::from_utf8(ka).unwrap();
+        assert!(text.starts_with("pfx:rl:per_user:"), "{text}");
+        assert_eq!(text.len(), "pfx:rl:per_user:".len() + 32);
+        assert!(!text.contains("alice"));
+        // Requests without the key share one bucket, unless told otherwise.
+        assert_eq!(key(&a, None).unwrap(), key(&b, None).unwrap());
+        assert_ne!(key(&a, None).unwrap(), key(&a, Some("")).unwrap());
+        assert_eq!(key(&policy(&s, OnMissing::Allow), None).unwrap(), None);
+        assert!(key(&policy(&s, OnMissing::Deny), None).is_err());
+    }
+
+    #[test]
+    fn the_local_fallback_gets_this_instances_share() {
+        let p = policy(&store(Some(3)), OnMissing::Shared);
+        assert_eq!(p.limiter().burst(), 2, "burst 6 / 3 instances");
+        assert_eq!(
+            p.limiter().interval(),
+            Duration::from_millis(300),
+            "10/s / 3"
+        );
+        assert_eq!(p.cluster().unwrap().interval, Duration::from_millis(100));
+        let whole = policy(&store(None), OnMissing::Shared);
+        assert_eq!(whole.limiter().burst(), 6);
+        assert_eq!(whole.limiter().interval(), Duration::from_millis(100));
+    }
+}
