@@ -31,7 +31,9 @@ pub struct ClusterSettings {
     pub instances: Option<u32>,
     /// Prefix of every key.
     pub key_prefix: String,
-    /// PEM roots for `rediss://`, when not the system's.
+    /// `ca_file`: PEM roots for `rediss://`, when not the system's (watched for changes).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Its contents.
     pub ca_pem: Option<Vec<u8>>,
     /// Consecutive errors that switch to local decisions.
     pub error_threshold: u32,

@@ -27,18 +27,25 @@ pub fn compile(
     let before = d.errors.len();
     let url = d.parse(&f.redis, format!("{KEY}.redis"), check_url);
     let password = f.password_env.as_ref().and_then(|e| password(d, e));
-    let ca_pem = f.ca_file.as_ref().and_then(|c| {
-        let path = crate::config::resolve(&d.source.path, c.get_ref());
-        std::fs::read(&path)
-            .map_err(|e| {
-                d.error(
-                    c.span(),
-                    format!("{KEY}.ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })
-            .ok()
-    });
+    let ca_file = f
+        .ca_file
+        .as_ref()
+        .map(|c| crate::config::resolve(&d.source.path, c.get_ref()));
+    let ca_pem = f
+        .ca_file
+        .as_ref()
+        .zip(ca_file.as_ref())
+        .and_then(|(c, path)| {
+            std::fs::read(path)
+                .map_err(|e| {
+                    d.error(
+                        c.span(),
+                        format!("{KEY}.ca_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })
+                .ok()
+        });
     if let (Some(c), Some(u)) = (&f.ca_file, &url) {
         if !u.starts_with("rediss://") {
             d.error(
@@ -57,6 +64,7 @@ pub fn compile(
             .key_prefix
             .as_ref()
             .map_or_else(|| "portico:".to_string(), |p| p.get_ref().clone()),
+        ca_file,
         ca_pem,
         error_threshold: count(d, &f.error_threshold, "error_threshold", 1_000).unwrap_or(3) as u32,
         backoff: duration(d, &f.backoff, "backoff", Duration::from_secs(2)),

@@ -159,6 +159,7 @@ mod tests {
             timeout: Duration::from_millis(20),
             instances,
             key_prefix: "pfx:".into(),
+            ca_file: None,
             ca_pem: None,
             error_threshold: 3,
             backoff: Duration::from_secs(2),
