@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
             on_missing: OnMissing::Shared,
             max_keys: 100_000,
             headers: HeaderMode::OnLimit,
+            scope: portico::filter::rate_limit::Scope::Local,
         },
     );
     let mut claims = serde_json::Map::new();

@@ -85,6 +85,15 @@ pub enum GatewayError {
         /// `RateLimit-Policy` and `RateLimit` fields.
         headers: RateLimitHeaders,
     },
+    /// A cluster-scoped rate-limit policy with `on_store_error = "deny"` could not reach its
+    /// store: 503.
+    #[error("rate-limit store unavailable for policy `{policy}`")]
+    RateLimitUnavailable {
+        /// Policy name (logs only).
+        policy: std::sync::Arc<str>,
+        /// Whole seconds until the store is tried again (at least 1).
+        retry_after_secs: u64,
+    },
     /// `x-client` named no BFF profile, there is no default profile, and no route matches.
     #[error("unknown BFF client")]
     BffUnknownClient,
@@ -213,6 +222,12 @@ impl GatewayError {
                 title: "Too Many Requests",
                 detail: format!("Too many requests; retry in {retry_after_secs} s."),
             },
+            E::RateLimitUnavailable { .. } => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate-limit-unavailable",
+                "Service Unavailable",
+                "The rate limit of this route cannot be checked right now; retry later.",
+            ),
             E::BffUnknownClient => p(
                 StatusCode::NOT_FOUND,
                 "unknown-client",
@@ -286,6 +301,14 @@ impl GatewayError {
                     HeaderValue::from(retry_after_secs),
                 );
                 fields.apply(headers);
+            }
+            GatewayError::RateLimitUnavailable {
+                retry_after_secs, ..
+            } => {
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
             }
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)

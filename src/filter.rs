@@ -136,7 +136,11 @@ pub async fn run_guards(
             claims: claims.as_ref(),
         };
         for policy in guards.rate_limits.iter() {
-            if let Some(fields) = policy.check(&input)? {
+            let fields = match policy.cluster() {
+                None => policy.check(&input)?,
+                Some(scope) => policy.check_cluster(scope, &input).await?,
+            };
+            if let Some(fields) = fields {
                 shown = Some(fields);
             }
         }

@@ -11,6 +11,7 @@ pub(crate) mod admin;
 pub(crate) mod app;
 pub mod bff;
 pub(crate) mod body;
+pub mod cluster;
 pub mod config;
 pub(crate) mod conn;
 pub mod demo;

@@ -53,6 +53,8 @@ pub struct Runtime {
     pub auth: crate::filter::auth::AuthRuntime,
     /// Rate-limit policies (with their buckets) by name.
     pub rate_limits: crate::filter::rate_limit::compile::Policies,
+    /// `[cluster]`: the store shared with other instances (kept across reloads when unchanged).
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Runtime {

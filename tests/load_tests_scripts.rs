@@ -23,6 +23,7 @@ fn every_script_parses() {
         "jwt",
         "rate-limit",
         "traffic",
+        "cluster-rate-limit",
         "bff",
         "tls-keepalive",
         "tls-new",
@@ -115,7 +116,8 @@ fn compare_writes_table_chart_and_raw_runs() {
         .spawn()
         .unwrap();
     let pgid = busy.id();
-    let (code, stdout, stderr) = compare(tmp.path(), pgid, &[]);
+    let side = pgid.to_string();
+    let (code, stdout, stderr) = compare(tmp.path(), pgid, &["--side-pid", "busy", &side]);
     let _ = busy.kill();
     let _ = busy.wait();
     assert_eq!(code, 0, "{stderr}");
@@ -127,6 +129,14 @@ fn compare_writes_table_chart_and_raw_runs() {
     assert!(md.contains("| nginx |"), "{md}");
     assert!(md.contains("1.00x"), "baseline ratio: {md}");
     assert!(md.contains("Added latency at half of saturation"), "{md}");
+    let side_line = md
+        .lines()
+        .find(|l| l.starts_with("CPU of busy per 2xx answer"))
+        .unwrap_or_else(|| panic!("--side-pid line: {md}"));
+    assert!(
+        side_line.contains("direct ") && !side_line.contains("portico -,"),
+        "a side process' CPU is read for every target: {side_line}"
+    );
     // 3 rounds + 1 half round per half target, every run counted.
     let raw = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -8,11 +8,13 @@ Usage:
   compare.py --oha PATH --out-dir DIR --name NAME --baseline nginx --half-of portico \
       --target NAME URL PID [--target ...] [--half-target NAME ...] [--rounds 5] \
       [--half-rounds 3] [--duration 5s] [--connections 32] [--loadgen-cpu 1] \
-      [--oha-arg ARG ...] [--title TEXT] [--note TEXT]
+      [--oha-arg ARG ...] [--title TEXT] [--note TEXT] [--side-pid NAME PID ...]
 
 A target's PID is the leader of its process group: CPU time is summed over every process in
 that group (nginx master + worker, haproxy, Portico's threads), read from /proc/PID/stat.
 PID 0 means "no proxy process" (direct-to-backend): CPU columns are left empty.
+--side-pid adds the CPU of another process group (e.g. a Redis the proxy calls) per 2xx answer
+of every target, reported under the main table.
 """
 import argparse
 import datetime
@@ -89,12 +91,14 @@ def run_oha(args, target, rate=None):
     if not alive(pid):
         sys.exit(f"compare: target {target['name']} (pid {pid}) is no longer running")
     cpu0 = group_cpu_seconds(pid) if pid else 0.0
+    side0 = {n: group_cpu_seconds(int(p)) for n, p in args.side_pid}
     t0 = time.monotonic()
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds(args.duration) + 60
     )
     wall = time.monotonic() - t0
     cpu1 = group_cpu_seconds(pid) if pid else 0.0
+    side1 = {n: group_cpu_seconds(int(p)) for n, p in args.side_pid}
     if proc.returncode != 0:
         sys.exit(f"compare: oha failed against {target['name']}: {proc.stderr.strip()[:500]}")
     data = json.loads(proc.stdout)
@@ -124,6 +128,9 @@ def run_oha(args, target, rate=None):
         "req_per_cpu_s": (ok / cpu) if pid and cpu > 0 else None,
         "rss_mb": group_rss_mb(pid) if pid else None,
         "wall_s": wall,
+        "side_us_per_req": {
+            n: (side1[n] - side0[n]) / ok * 1e6 if ok else None for n in side0
+        },
     }
 
 
@@ -156,6 +163,10 @@ def summarize(runs, names):
             "errors": sum(r["errors"] + r["non_2xx"] for r in rs),
             "spread_cpu_pct": spread([r["req_per_cpu_s"] for r in rs]),
             "spread_rps_pct": spread([r["rps"] for r in rs]),
+            "side_us_per_req": {
+                n: median(r.get("side_us_per_req", {}).get(n) for r in rs)
+                for n in (rs[0].get("side_us_per_req", {}) if rs else {})
+            },
         }
     return out
 
@@ -198,6 +209,12 @@ def markdown(meta, sat, half, baseline, direct, references=()):
             f"| {ratio(s['rps'], b.get('rps'))} | {ratio(s['p99_ms'], b.get('p99_ms'))} "
             f"| {fmt(s['spread_cpu_pct'], 0, '%')} | {fmt(s['rss_mb'], 1)} | {s['errors']} |"
         )
+    sides = sorted({n for s in sat.values() for n in s.get("side_us_per_req", {})})
+    for side in sides:
+        per = ", ".join(
+            f"{name} {fmt(s['side_us_per_req'].get(side), 1)}" for name, s in sat.items()
+        )
+        lines += ["", f"CPU of {side} per 2xx answer (median us, same runs): {per}."]
     if half:
         rate = half["rate"]
         lines += [
@@ -324,6 +341,8 @@ def main():
                    metavar=("NAME", "HEADER"), help="a request header for one target's runs")
     p.add_argument("--reference", action="append", default=[], metavar="NAME",
                    help="half-load table: also show each target's p50 over the slowest reference")
+    p.add_argument("--side-pid", nargs=2, action="append", default=[], metavar=("NAME", "PID"),
+                   help="also report this process group's CPU per 2xx answer of each target")
     p.add_argument("--fail-on-errors", action="store_true",
                    help="exit 3 after writing results when any run saw errors or non-2xx answers")
     args = p.parse_args()

@@ -3,6 +3,7 @@
 //! nothing here is used at request time (see `config::runtime`).
 
 pub mod auth;
+pub mod cluster;
 pub mod rate_limit;
 pub mod traffic;
 
@@ -49,6 +50,8 @@ pub struct GatewayFile {
     /// `[rate_limits.NAME]`: rate-limit policies.
     #[serde(default)]
     pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
+    /// `[cluster]`: the store shared by several instances.
+    pub cluster: Option<Spanned<cluster::ClusterFile>>,
 }
 
 /// `[server]`.

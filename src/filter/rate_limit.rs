@@ -5,7 +5,11 @@
 //! per route or BFF profile). A refused request gets 429 with `Retry-After` and the
 //! `RateLimit-Policy` / `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10
 //! (`"name";q=100;w=1` and `"name";r=0;t=3`).
+//!
+//! A policy with `scope = "cluster"` keeps its buckets in the `[cluster]` store instead
+//! (see `cluster.rs`); its local limiter is then the fallback share used while the store fails.
 
+pub mod cluster;
 pub mod compile;
 pub mod limiter;
 pub mod store;
@@ -79,6 +83,17 @@ pub struct PolicySettings {
     pub max_keys: usize,
     /// When to send RateLimit fields.
     pub headers: HeaderMode,
+    /// Where the buckets live.
+    pub scope: Scope,
+}
+
+/// Where a policy's buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In this process.
+    Local,
+    /// In the `[cluster]` store, shared by every instance.
+    Cluster(cluster::OnStoreError),
 }
 
 /// A compiled policy with its buckets.
@@ -92,6 +107,8 @@ pub struct Policy {
     hasher: std::hash::RandomState,
     policy_field: HeaderValue,
     counters: Option<Counters>,
+    /// The shared store of a `scope = "cluster"` policy.
+    cluster: Option<cluster::ClusterScope>,
 }
 
 /// Prometheus handles of one policy: `portico_rate_limit_requests_total{policy, outcome}`.
@@ -125,10 +142,16 @@ fn secs_ceil(d: Duration) -> u64 {
 impl Policy {
     /// Builds a policy with empty buckets.
     pub fn new(name: Arc<str>, settings: PolicySettings) -> Policy {
+        Policy::with_share(name, settings, 1)
+    }
+
+    /// A policy whose local limiter allows `1/share` of the rate and burst.
+    fn with_share(name: Arc<str>, settings: PolicySettings, share: u32) -> Policy {
+        let share = share.max(1);
         let limiter = Arc::new(Limiter::new(
             settings.rate.count,
-            settings.rate.per,
-            settings.burst,
+            settings.rate.per * share,
+            settings.burst.div_ceil(share),
             settings.max_keys,
             governor::clock::QuantaClock::default(),
         ));
@@ -143,6 +166,7 @@ impl Policy {
             hasher: std::hash::RandomState::new(),
             policy_field,
             counters: None,
+            cluster: None,
         }
     }
 
@@ -190,43 +214,64 @@ impl Policy {
     /// The request's key digest; `None` when a part is missing.
     fn key(&self, input: &KeyInput<'_>) -> Option<u64> {
         let mut h = self.hasher.build_hasher();
+        self.key_parts(input, |bytes| h.write(bytes))?;
+        Some(h.finish())
+    }
+
+    /// Feeds the request's key parts (each followed by 0xff) to `out`; `None` when a part is
+    /// missing.
+    fn key_parts(&self, input: &KeyInput<'_>, mut out: impl FnMut(&[u8])) -> Option<()> {
         for part in &self.settings.key {
             match part {
                 KeyPart::Ip => match canonical(input.client_ip) {
-                    IpAddr::V4(v4) => h.write(&v4.octets()),
-                    IpAddr::V6(v6) => h.write(&v6.octets()[..8]),
+                    IpAddr::V4(v4) => out(&v4.octets()),
+                    IpAddr::V6(v6) => out(&v6.octets()[..8]),
                 },
-                KeyPart::Header(name) => h.write(input.headers.get(name)?.as_bytes()),
+                KeyPart::Header(name) => out(input.headers.get(name)?.as_bytes()),
                 KeyPart::Claim(path) => {
                     let value = path.lookup(input.claims?)?;
-                    h.write(claim_text(value)?.as_bytes());
+                    out(claim_text(value)?.as_bytes());
                 }
-                KeyPart::Route => h.write(input.scope.as_bytes()),
+                KeyPart::Route => out(input.scope.as_bytes()),
             }
-            h.write_u8(0xff);
+            out(&[0xff]);
         }
-        Some(h.finish())
+        Some(())
     }
 
     /// Takes one request from the bucket of the request's key. `Ok(Some(..))` carries the
     /// RateLimit fields for an admitted response when the policy sends them always.
     pub fn check(&self, input: &KeyInput<'_>) -> Result<Option<RateLimitHeaders>, GatewayError> {
-        self.ensure_sweeper();
-        let key = match (self.key(input), self.settings.on_missing) {
-            (Some(k), _) => k,
+        match self.local_key(input)? {
+            Some(key) => self.check_local(key),
+            None => Ok(None),
+        }
+    }
+
+    /// The request's digest for the local limiter; `Ok(None)`: not limited (`on_missing_key =
+    /// "allow"`).
+    fn local_key(&self, input: &KeyInput<'_>) -> Result<Option<u64>, GatewayError> {
+        match (self.key(input), self.settings.on_missing) {
+            (Some(k), _) => Ok(Some(k)),
             (None, OnMissing::Shared) => {
                 let mut h = self.hasher.build_hasher();
-                h.write(b"\0portico-missing-key\0");
-                h.finish()
+                h.write(MISSING_KEY);
+                Ok(Some(h.finish()))
             }
-            (None, OnMissing::Allow) => return Ok(None),
-            (None, OnMissing::Deny) => {
-                return Err(GatewayError::BadRequest(
-                    "This route needs a rate-limit key (a header or claim) the request does not carry.",
-                ));
-            }
-        };
+            (None, OnMissing::Allow) => Ok(None),
+            (None, OnMissing::Deny) => Err(missing_key()),
+        }
+    }
+
+    /// Decides with the local limiter.
+    fn check_local(&self, key: u64) -> Result<Option<RateLimitHeaders>, GatewayError> {
+        self.ensure_sweeper();
         let outcome = self.limiter.check(key);
+        self.answer(outcome)
+    }
+
+    /// Counts an outcome and turns it into the guard's answer.
+    fn answer(&self, outcome: Outcome) -> Result<Option<RateLimitHeaders>, GatewayError> {
         if let Some(c) = &self.counters {
             match outcome {
                 Outcome::Admitted { .. } => c.admitted.inc(),
@@ -284,6 +329,15 @@ impl Policy {
     }
 }
 
+/// What the bucket of requests without their key is keyed by (`on_missing_key = "shared"`).
+const MISSING_KEY: &[u8] = b"\0portico-missing-key\0";
+
+fn missing_key() -> GatewayError {
+    GatewayError::BadRequest(
+        "This route needs a rate-limit key (a header or claim) the request does not carry.",
+    )
+}
+
 /// The client address a policy keys on: the peer, or, when the peer is a trusted proxy, the
 /// right-most address in X-Forwarded-For that is not itself a trusted proxy.
 pub fn client_ip(trusted: &[crate::net::Cidr], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
@@ -320,6 +374,7 @@ mod tests {
                 on_missing,
                 max_keys: 100,
                 headers: HeaderMode::OnLimit,
+                scope: Scope::Local,
             },
         )
     }

@@ -54,10 +54,17 @@ fn compile(
         previous.map(|p| &p.auth),
         &metrics,
     );
+    let cluster = crate::cluster::compile::compile(
+        &mut d,
+        file.cluster.as_ref(),
+        previous.and_then(|p| p.cluster.as_ref()),
+        &metrics,
+    );
     let rate_limits = crate::filter::rate_limit::compile_policies(
         &mut d,
         &file.rate_limits,
         previous.map(|p| &p.rate_limits),
+        cluster.as_ref(),
         &metrics,
     );
     let guards = crate::filter::GuardContext {
@@ -92,8 +99,11 @@ fn compile(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    // The store's CA file is watched and versioned like the auth key files.
+    let mut key_files = auth.files.clone();
+    key_files.extend(cluster.as_ref().and_then(|c| c.settings.ca_file.clone()));
     let (version, sources) =
-        versioned_sources(source, profiles, tls.as_ref(), &upstreams, &auth.files);
+        versioned_sources(source, profiles, tls.as_ref(), &upstreams, &key_files);
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
     }
@@ -113,6 +123,7 @@ fn compile(
         tls,
         auth,
         rate_limits,
+        cluster,
         metrics,
         inventory,
         bff,

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod jwt;
 pub mod metrics;
 pub mod profile;
+pub mod redis;
 pub mod tls;
 pub mod traffic;
 

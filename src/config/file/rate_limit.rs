@@ -22,6 +22,11 @@ pub struct RateLimitFile {
     pub max_keys: Option<Spanned<i64>>,
     /// `on_limit` (default): RateLimit headers on 429 only; `always`: on every response.
     pub headers: Option<Text>,
+    /// `local` (default): buckets in this process; `cluster`: shared through `[cluster]`.
+    pub scope: Option<Text>,
+    /// `local` (default), `allow` or `deny`: what a cluster-scoped policy decides while the
+    /// store does not answer.
+    pub on_store_error: Option<Text>,
 }
 
 /// A policy key: one part or a list of parts. (Untagged enums lose inner spans, so errors

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use http::HeaderName;
 use toml::Spanned;
 
-use super::{HeaderMode, KeyPart, OnMissing, Policy, PolicySettings};
+use super::cluster::OnStoreError;
+use super::{HeaderMode, KeyPart, OnMissing, Policy, PolicySettings, Scope};
+use crate::cluster::Cluster;
 use crate::config::diag::Diagnostics;
 use crate::config::file::rate_limit::{KeyFile, RateLimitFile, RateLimitRefFile};
 use crate::config::units::parse_rate;
@@ -15,34 +17,102 @@ use crate::filter::auth::claims::ClaimPath;
 /// Policies by name.
 pub type Policies = BTreeMap<Arc<str>, Arc<Policy>>;
 
-/// Compiles every policy; a policy whose settings did not change keeps its buckets (and
-/// counters) from `previous`.
+/// Compiles every policy; a policy whose settings (and store) did not change keeps its
+/// buckets (and counters) from `previous`. `cluster` is the `[cluster]` store, if configured.
 pub fn compile_policies(
     d: &mut Diagnostics,
     files: &BTreeMap<Spanned<String>, RateLimitFile>,
     previous: Option<&Policies>,
+    cluster: Option<&Arc<Cluster>>,
     metrics: &crate::metrics::Metrics,
 ) -> Policies {
     let mut out = BTreeMap::new();
     for (name, f) in files {
         let key = format!("rate_limits.{}", name.get_ref());
-        let Some(settings) = settings(d, &key, f) else {
+        let Some(settings) = settings(d, &key, f, cluster.is_some()) else {
             continue;
         };
         let name: Arc<str> = Arc::from(name.get_ref().as_str());
+        let store = cluster.filter(|_| matches!(settings.scope, Scope::Cluster(_)));
         let kept = previous
             .and_then(|p| p.get(&name))
-            .filter(|p| p.settings == settings)
+            .filter(|p| p.settings == settings && same_store(p, store))
             .cloned();
-        let policy = kept
-            .unwrap_or_else(|| Arc::new(Policy::new(name.clone(), settings).with_metrics(metrics)));
+        let policy = kept.unwrap_or_else(|| {
+            let policy = match store {
+                Some(c) => Policy::clustered(name.clone(), settings, c.clone()),
+                None => Policy::new(name.clone(), settings),
+            };
+            Arc::new(policy.with_metrics(metrics))
+        });
         out.insert(name, policy);
     }
     out
 }
 
-fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicySettings> {
+fn same_store(p: &Policy, store: Option<&Arc<Cluster>>) -> bool {
+    match (p.cluster(), store) {
+        (None, None) => true,
+        (Some(c), Some(s)) => Arc::ptr_eq(c.store(), s),
+        _ => false,
+    }
+}
+
+/// `scope` and `on_store_error`; a cluster scope needs `[cluster]`.
+fn scope(d: &mut Diagnostics, key: &str, f: &RateLimitFile, has_cluster: bool) -> Scope {
+    let on_error = match f.on_store_error.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "local")) => OnStoreError::Local,
+        Some((_, "allow")) => OnStoreError::Allow,
+        Some((_, "deny")) => OnStoreError::Deny,
+        Some((t, other)) => {
+            d.error(
+                t.span(),
+                format!("{key}.on_store_error"),
+                format!("unknown value \"{other}\" (use local, allow or deny)"),
+            );
+            OnStoreError::Local
+        }
+    };
+    match f.scope.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None | Some((_, "local")) => {
+            if let Some(t) = &f.on_store_error {
+                d.error(
+                    t.span(),
+                    format!("{key}.on_store_error"),
+                    "only a policy with scope = \"cluster\" uses a store",
+                );
+            }
+            Scope::Local
+        }
+        Some((t, "cluster")) => {
+            if !has_cluster {
+                d.error(
+                    t.span(),
+                    format!("{key}.scope"),
+                    "scope = \"cluster\" needs a [cluster] table with the Redis store (redis = \"redis://HOST:PORT\")",
+                );
+            }
+            Scope::Cluster(on_error)
+        }
+        Some((t, other)) => {
+            d.error(
+                t.span(),
+                format!("{key}.scope"),
+                format!("unknown value \"{other}\" (use local or cluster)"),
+            );
+            Scope::Local
+        }
+    }
+}
+
+fn settings(
+    d: &mut Diagnostics,
+    key: &str,
+    f: &RateLimitFile,
+    has_cluster: bool,
+) -> Option<PolicySettings> {
     let before = d.errors.len();
+    let scope = scope(d, key, f, has_cluster);
     let rate = d.parse(&f.rate, format!("{key}.rate"), parse_rate);
     let burst = match (&f.burst, rate) {
         (None, Some(r)) => r.count,
@@ -128,6 +198,7 @@ fn settings(d: &mut Diagnostics, key: &str, f: &RateLimitFile) -> Option<PolicyS
         on_missing,
         max_keys,
         headers,
+        scope,
     })
 }
 
