@@ -19,6 +19,7 @@ use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
 use crate::route::Route;
+use crate::script;
 use crate::server::ConnInfo;
 
 /// What the access log and metrics learn while a request runs.
@@ -134,9 +135,25 @@ async fn proxy<'a>(
 
     // Phase 4: guards (client certificate, auth, then rate limits).
     let identity = filter::run_guards(rt, guards, conn, &mut parts).await?;
+
+    // Phase 4b: scripts (on_request) may edit the request, pick an upstream, or answer it.
+    let (chain, route_upstreams) = match &target {
+        Target::Bff(t) => (t.endpoint.scripts.as_ref(), None),
+        Target::Route(r) => (r.scripts.as_ref(), Some((&r.proxy.upstream, &rt.upstreams))),
+    };
+    let claims = identity.claims.as_ref();
+    let info = || script::RequestInfo::new(&trace.route, request_id, conn.peer.ip(), claims);
+    let (mut scripts, picked) = match script::begin(chain, info, &mut parts, route_upstreams)? {
+        script::Begin::Respond(resp) => return Ok(resp),
+        script::Begin::Go(session, picked) => (session, picked),
+    };
     let route = match target {
         Target::Bff(endpoint) => {
-            return bff::serve(rt, conn, request_id, &endpoint, identity, parts, body).await;
+            let resp = bff::serve(rt, conn, request_id, &endpoint, identity, parts, body).await?;
+            return match &mut scripts {
+                Some(s) => s.on_aggregated(resp).await,
+                None => Ok(resp),
+            };
         }
         Target::Route(route) => route,
     };
@@ -146,7 +163,10 @@ async fn proxy<'a>(
 
     // Phase 6: forward.
     let action = &route.proxy;
-    let upstream = &action.upstream;
+    let upstream = picked.as_ref().unwrap_or(&action.upstream);
+    if picked.is_some() {
+        trace.upstream = Some(upstream.name.clone());
+    }
     let (body, reclaim) = if upstream.endpoints().len() > 1 {
         RequestBody::reclaimable(body, limit)
     } else {
@@ -170,7 +190,11 @@ async fn proxy<'a>(
     if let Some(fields) = &identity.rate_limit {
         fields.apply(&mut head.headers);
     }
-    Ok(Response::from_parts(head, Body::Upstream(body)))
+    let resp = Response::from_parts(head, Body::Upstream(body));
+    match &mut scripts {
+        Some(s) => s.on_response(resp).await,
+        None => Ok(resp),
+    }
 }
 
 /// Rewrites the request head for the upstream: hop-by-hop, forwarding headers, request id,

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod route;
+pub mod script;
 pub mod server;
 pub mod upstream;
 

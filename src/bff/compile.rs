@@ -26,6 +26,7 @@ use crate::config::file::rate_limit::RateLimitRefFile;
 use crate::config::file::{BffSettingsFile, Text};
 use crate::config::units::{parse_duration, parse_size};
 use crate::filter::{GuardContext, Guards, compile_guards};
+use crate::script::compile::Place;
 use crate::upstream::Upstream;
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
@@ -126,6 +127,8 @@ pub struct Context<'a> {
     pub metrics: &'a crate::metrics::Metrics,
     /// Auth providers and rate-limit policies that `auth` and `rate_limit` refer to.
     pub guards: GuardContext<'a>,
+    /// The scripts `scripts = [...]` refers to.
+    pub scripts: crate::script::compile::Context<'a>,
 }
 
 /// Compiles every parsed profile; problems go to `errors`.
@@ -331,6 +334,8 @@ fn profile(
         }
     }
     check_profile_guards(d, f, &name, cx.guards);
+    // Reported once here; endpoints that inherit the list resolve it quietly.
+    let _ = crate::script::compile::chain(d, f.scripts.as_ref(), "scripts", cx.scripts, Place::Bff);
     let name: Arc<str> = Arc::from(name);
     let defaults = Defaults {
         profile: &name,
@@ -338,6 +343,7 @@ fn profile(
         max_part_bytes,
         auth: &f.auth,
         rate_limit: &f.rate_limit,
+        scripts: &f.scripts,
     };
     let mut endpoints: Vec<Endpoint> = Vec::new();
     let mut seen: HashMap<(Method, String), usize> = HashMap::new();
@@ -380,6 +386,7 @@ struct Defaults<'a> {
     max_part_bytes: usize,
     auth: &'a Option<Spanned<AuthRuleFile>>,
     rate_limit: &'a Option<Spanned<RateLimitRefFile>>,
+    scripts: &'a Option<crate::config::file::script::ScriptRefs>,
 }
 
 fn endpoint(
@@ -443,6 +450,17 @@ fn endpoint(
     let label: Arc<str> = Arc::from(format!("{method} {}", path.as_str()));
     let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
     let guards = endpoint_guards(d, e, &key, defaults, &id, cx.guards);
+    let scripts = match &e.scripts {
+        Some(own) => crate::script::compile::chain(d, Some(own), &key, cx.scripts, Place::Bff),
+        None => {
+            let mut quiet = Diagnostics {
+                source: d.source,
+                errors: &mut Vec::new(),
+            };
+            let inherited = defaults.scripts.as_ref();
+            crate::script::compile::chain(&mut quiet, inherited, &key, cx.scripts, Place::Bff)
+        }
+    };
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for (pi, p) in parts_file.iter().enumerate() {
@@ -496,6 +514,7 @@ fn endpoint(
         plan,
         stats,
         metrics,
+        scripts,
     })
 }
 

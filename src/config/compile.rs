@@ -63,7 +63,10 @@ pub fn compile(
         providers: &auth.providers,
         policies: &rate_limits,
     };
-    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx);
+    let scripts =
+        crate::script::compile_scripts(&mut d, &file, previous.map(|p| &p.scripts), &metrics);
+    let script_ctx = (&file.scripts, &scripts);
+    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx, script_ctx);
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
     if let Some(s) = &server {
@@ -75,6 +78,7 @@ pub fn compile(
         declared: &declared,
         metrics: &metrics,
         guards: guard_ctx,
+        scripts: script_ctx,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_context);
 
@@ -93,6 +97,13 @@ pub fn compile(
             key_texts.push(std::fs::read(path).unwrap_or_default());
         }
     }
+    // Script files are sources like key files: an edited script is a new config.
+    for path in &scripts.files {
+        if !sources.contains(path) {
+            sources.push(path.clone());
+        }
+    }
+    key_texts.push(crate::script::compile::version_bytes(&scripts));
     let mut routes = routes;
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
@@ -122,6 +133,7 @@ pub fn compile(
         metrics,
         inventory,
         bff,
+        scripts,
     })
 }
 
@@ -342,6 +354,7 @@ fn routes(
     upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
     declared: &[&str],
     guard_ctx: crate::filter::GuardContext<'_>,
+    script_ctx: crate::script::compile::Context<'_>,
 ) -> Vec<Route> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -394,6 +407,13 @@ fn routes(
             guard_ctx,
         );
         guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, &key);
+        let scripts = crate::script::compile::chain(
+            d,
+            r.scripts.as_ref(),
+            &key,
+            script_ctx,
+            crate::script::compile::Place::Route,
+        );
         if d.errors.len() > before {
             continue;
         }
@@ -408,6 +428,7 @@ fn routes(
             headers,
             guards,
             metrics: Default::default(),
+            scripts,
             proxy: ProxyAction {
                 timeout: timeout.unwrap_or(upstream.settings.timeout),
                 upstream,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod rate_limit;
+pub mod script;
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,9 @@ pub struct GatewayFile {
     /// `[rate_limits.NAME]`: rate-limit policies.
     #[serde(default)]
     pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
+    /// `[scripts.NAME]`: sandboxed Luau scripts that routes and BFF endpoints run.
+    #[serde(default)]
+    pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
 }
 
 /// `[server]`.
@@ -90,6 +94,8 @@ pub struct LimitsFile {
     pub idle_timeout: Option<Text>,
     /// Open client connections per listener; default `10000`.
     pub max_connections: Option<Spanned<i64>>,
+    /// Memory one worker thread's script VM may hold; default `16MiB`.
+    pub script_memory: Option<Text>,
 }
 
 /// `[log]`.
@@ -159,6 +165,8 @@ pub struct RouteFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s); every one must admit.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Script names from `[scripts]`, run in order after the guards.
+    pub scripts: Option<script::ScriptRefs>,
 }
 
 /// `match = { ... }` of a route.

@@ -45,6 +45,8 @@ pub struct Runtime {
     pub auth: crate::filter::auth::AuthRuntime,
     /// Rate-limit policies (with their buckets) by name.
     pub rate_limits: crate::filter::rate_limit::compile::Policies,
+    /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
+    pub scripts: crate::script::Scripts,
 }
 
 /// `[server]`, compiled.
