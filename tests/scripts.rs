@@ -192,7 +192,10 @@ scripts = ["tenant"]
 
     let a = get_h(
         &gw.url("/api/orders/acme/1"),
-        &[("authorization", &bearer(json!({"sub": "u1", "tenant": "globex"})))],
+        &[(
+            "authorization",
+            &bearer(json!({"sub": "u1", "tenant": "globex"})),
+        )],
     )
     .await;
     assert_eq!(a.status, 403);
@@ -207,12 +210,19 @@ scripts = ["tenant"]
     // The right tenant passes; on_response reads ctx.vars set by on_request.
     let a = get_h(
         &gw.url("/api/orders/acme/1"),
-        &[("authorization", &bearer(json!({"sub": "u1", "tenant": "acme"})))],
+        &[(
+            "authorization",
+            &bearer(json!({"sub": "u1", "tenant": "acme"})),
+        )],
     )
     .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["headers"]["x-tenant"], json!(["acme"]));
-    assert_eq!(a.header("x-tenant"), Some("acme"), "ctx.vars crossed phases");
+    assert_eq!(
+        a.header("x-tenant"),
+        Some("acme"),
+        "ctx.vars crossed phases"
+    );
     assert_eq!(backend.hits(), 1);
 }
 
@@ -300,14 +310,16 @@ async fn a_buffered_body_is_redacted() {
         json!({"user": {"name": "Ann", "email": "***"}, "phone": "***"})
     );
     assert_eq!(
-        a.header("content-length").map(|n| n.parse::<usize>().unwrap()),
+        a.header("content-length")
+            .map(|n| n.parse::<usize>().unwrap()),
         Some(a.body.len())
     );
 }
 
 #[tokio::test]
 async fn a_body_over_max_body_is_a_script_error() {
-    let backend = Backend::start(|_req| async { json_response(200, json!({"x": "y".repeat(4096)})) }).await;
+    let backend =
+        Backend::start(|_req| async { json_response(200, json!({"x": "y".repeat(4096)})) }).await;
     let cfg = config(
         &backend,
         "[[routes]]\nid = \"r\"\nmatch = { path_prefix = \"/r\" }\nupstream = \"app\"\nscripts = [\"redact\"]\n",
@@ -328,7 +340,8 @@ async fn a_body_over_max_body_is_a_script_error() {
 
 #[tokio::test]
 async fn bff_on_aggregate_renames_and_removes_keys() {
-    let users = Backend::start(|_req| async { json_response(200, json!({"id": 7, "name": "Ann"})) }).await;
+    let users =
+        Backend::start(|_req| async { json_response(200, json!({"id": 7, "name": "Ann"})) }).await;
     let script = r#"
 function on_request(req, ctx)
   ctx.vars.started = true
@@ -364,8 +377,10 @@ path = "/home"
   upstream = "other"
   path = "/x"
 "#;
-    let cfg = config(&users, "", &[("agg", script)], "")
-        .replace(&format!("[upstreams.other]\nendpoints = [\"{}\"]", users.addr), &format!("[upstreams.other]\nendpoints = [\"{}\"]", dead_addr().await));
+    let cfg = config(&users, "", &[("agg", script)], "").replace(
+        &format!("[upstreams.other]\nendpoints = [\"{}\"]", users.addr),
+        &format!("[upstreams.other]\nendpoints = [\"{}\"]", dead_addr().await),
+    );
     let gw = TestGateway::start_with_files(
         &cfg,
         &[
@@ -379,10 +394,17 @@ path = "/home"
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let body = a.json();
     assert_eq!(body["user"], json!({"id": 7, "name": "Ann"}));
-    assert!(body.get("profile").is_none() && body.get("secret").is_none(), "{body}");
+    assert!(
+        body.get("profile").is_none() && body.get("secret").is_none(),
+        "{body}"
+    );
     assert_eq!(body["saw_request"], true);
     assert_eq!(body["missing"], json!(["broken=unreachable"]), "{body}");
-    assert_eq!(body["_partial"], json!({"broken": "unreachable"}), "the report stays");
+    assert_eq!(
+        body["_partial"],
+        json!({"broken": "unreachable"}),
+        "the report stays"
+    );
 }
 
 #[tokio::test]
@@ -402,7 +424,10 @@ end
         &[("claims", script)],
     )
     .await;
-    let auth = format!("Bearer {}", token(json!({"sub": "u9", "roles": ["reader"]})));
+    let auth = format!(
+        "Bearer {}",
+        token(json!({"sub": "u9", "roles": ["reader"]}))
+    );
     let a = get_h(&gw.url("/r/read"), &[("authorization", &auth)]).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["headers"]["x-sub"], json!(["u9"]));
@@ -596,9 +621,16 @@ scripts = ["bad", "nope", "agg"]
         .iter()
         .find(|e| e.key == "routes[0].scripts[1]")
         .unwrap_or_else(|| panic!("{errs:?}"));
-    assert!(unknown.message.contains("unknown script `nope`"), "{unknown}");
+    assert!(
+        unknown.message.contains("unknown script `nope`"),
+        "{unknown}"
+    );
     assert_eq!(unknown.file, path);
-    let line = cfg.lines().position(|l| l.starts_with("scripts =")).unwrap() + 1;
+    let line = cfg
+        .lines()
+        .position(|l| l.starts_with("scripts ="))
+        .unwrap()
+        + 1;
     assert_eq!(unknown.line, line);
     let agg = errs
         .iter()
@@ -608,13 +640,18 @@ scripts = ["bad", "nope", "agg"]
 
     let (code, _, stderr) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("scripts/bad.lua:3:7: scripts.bad:"), "{stderr}");
+    assert!(
+        stderr.contains("scripts/bad.lua:3:7: scripts.bad:"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn editing_a_script_hot_reloads_it_and_a_broken_edit_keeps_the_old_one() {
     let backend = Backend::echo("app").await;
-    let v = |n: u32| format!("function on_request(req, ctx)\n  req:set_header(\"x-v\", \"{n}\")\nend\n");
+    let v = |n: u32| {
+        format!("function on_request(req, ctx)\n  req:set_header(\"x-v\", \"{n}\")\nend\n")
+    };
     let gw = gateway(
         &backend,
         "[[routes]]\nid = \"r\"\nmatch = { path_prefix = \"/r\" }\nupstream = \"app\"\nscripts = [\"v\"]\n",
@@ -635,7 +672,10 @@ async fn editing_a_script_hot_reloads_it_and_a_broken_edit_keeps_the_old_one() {
     assert_ne!(gw.running().gateway.runtime().version, version);
     assert_eq!(seen(get(&gw.url("/r")).await), "2");
 
-    save_atomically(&script_path, "function on_request(req, ctx)\n  req:set_header(\n");
+    save_atomically(
+        &script_path,
+        "function on_request(req, ctx)\n  req:set_header(\n",
+    );
     let status = next_reload(&mut reloads, Duration::from_secs(5)).await;
     assert!(format!("{status:?}").contains("v.lua"), "{status:?}");
     assert_eq!(seen(get(&gw.url("/r")).await), "2", "the old script stays");
@@ -677,7 +717,11 @@ end
             for i in 0..25 {
                 let id = format!("{t}-{i}");
                 let a = get_h(&url, &[("x-id", &id)]).await;
-                assert_eq!(a.header("x-id"), Some(id.as_str()), "vars stay with their request");
+                assert_eq!(
+                    a.header("x-id"),
+                    Some(id.as_str()),
+                    "vars stay with their request"
+                );
                 out.push((
                     a.header("x-vm").unwrap().to_owned(),
                     a.header("x-call").unwrap().parse::<u32>().unwrap(),
@@ -701,4 +745,65 @@ end
         total += calls.len();
     }
     assert_eq!(total, 200);
+}
+
+/// The same, without the scheduler's say: two OS threads run one chain at the same time, many
+/// times, each on its own VM (a module-level counter per thread counts exactly its own calls).
+#[test]
+fn two_threads_run_scripts_concurrently_on_their_own_vms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = r#"
+[server]
+listen = "127.0.0.1:0"
+[upstreams.app]
+endpoints = ["127.0.0.1:9"]
+[scripts.c]
+file = "c.lua"
+[[routes]]
+id = "r"
+match = { path_prefix = "/r" }
+upstream = "app"
+scripts = ["c"]
+"#;
+    write(dir.path(), "gateway.toml", cfg);
+    write(
+        dir.path(),
+        "c.lua",
+        "local n = 0\nfunction on_request(req, ctx)\n  n += 1\n  ctx.vars.mine = req:header(\"x-t\")\n  req:set_header(\"x-n\", tostring(n))\nend\n",
+    );
+    let rt =
+        std::sync::Arc::new(portico::config::load(&dir.path().join("gateway.toml"), None).unwrap());
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (rt, barrier) = (rt.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let chain = rt.routes.routes()[0].scripts.as_ref().unwrap();
+                barrier.wait();
+                for i in 1..=2000u32 {
+                    let (mut parts, ()) = Request::get("/r")
+                        .header("x-t", t.to_string())
+                        .body(())
+                        .unwrap()
+                        .into_parts();
+                    let info = portico::script::RequestInfo::new(
+                        &None,
+                        &http::HeaderValue::from_static("id"),
+                        [127, 0, 0, 1].into(),
+                        None,
+                    );
+                    let mut s = portico::script::Session::new(chain, info);
+                    assert!(matches!(
+                        s.on_request(&mut parts, None).unwrap(),
+                        portico::script::Flow::Continue(None)
+                    ));
+                    assert_eq!(parts.headers["x-n"], i.to_string().as_str());
+                    assert_eq!(s.vars, Some(json!({"mine": t.to_string()})));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }

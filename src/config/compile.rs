@@ -66,7 +66,14 @@ pub fn compile(
     let scripts =
         crate::script::compile_scripts(&mut d, &file, previous.map(|p| &p.scripts), &metrics);
     let script_ctx = (&file.scripts, &scripts);
-    let routes = routes(&mut d, &file.routes, &upstreams, &declared, guard_ctx, script_ctx);
+    let routes = routes(
+        &mut d,
+        &file.routes,
+        &upstreams,
+        &declared,
+        guard_ctx,
+        script_ctx,
+    );
     let tls = crate::server::tls::compile::compile(&mut d, file.server.tls.as_ref(), previous);
     crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
     if let Some(s) = &server {

@@ -28,7 +28,11 @@ pub fn compile(text: &str) -> Result<Vec<u8>, ScriptError> {
 
 /// Loads the script in a scratch VM (running its top level within its budget, at least 10 ms)
 /// and reads which hooks it defines.
-pub fn hooks(vm: &mut Vm, script: &Script, text: &str) -> Result<(HookSet, bool), Vec<ScriptError>> {
+pub fn hooks(
+    vm: &mut Vm,
+    script: &Script,
+    text: &str,
+) -> Result<(HookSet, bool), Vec<ScriptError>> {
     let budget = script.budget.max(std::time::Duration::from_millis(10));
     let loaded = vm
         .load(script, budget)
@@ -63,7 +67,10 @@ pub fn hooks(vm: &mut Vm, script: &Script, text: &str) -> Result<(HookSet, bool)
             errors.push(ScriptError {
                 line: line_of(text, "buffer_body"),
                 col: 1,
-                message: format!("`buffer_body` must be true or false, not a {}", other.type_name()),
+                message: format!(
+                    "`buffer_body` must be true or false, not a {}",
+                    other.type_name()
+                ),
             });
             false
         }
@@ -84,7 +91,9 @@ pub fn hooks(vm: &mut Vm, script: &Script, text: &str) -> Result<(HookSet, bool)
 
 /// The first line that mentions `word`, for errors about a global (1 when none does).
 fn line_of(text: &str, word: &str) -> usize {
-    text.lines().position(|l| l.contains(word)).map_or(1, |i| i + 1)
+    text.lines()
+        .position(|l| l.contains(word))
+        .map_or(1, |i| i + 1)
 }
 
 /// Turns `chunk:LINE: message` into a located error. Luau reports the line only; the column is

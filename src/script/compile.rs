@@ -182,7 +182,14 @@ fn one(
         }
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&*script.bytecode, budget, max_body, script.buffer_body, &*script.chunk_name).hash(&mut h);
+    (
+        &*script.bytecode,
+        budget,
+        max_body,
+        script.buffer_body,
+        &*script.chunk_name,
+    )
+        .hash(&mut h);
     script.fingerprint = h.finish();
     Some(script)
 }
@@ -248,7 +255,10 @@ pub fn chain(
 fn unknown(name: &Text, declared: &BTreeMap<Spanned<String>, ScriptFile>) -> String {
     let names: Vec<&str> = declared.keys().map(|k| k.get_ref().as_str()).collect();
     if names.is_empty() {
-        format!("unknown script `{}`: no [scripts] are declared", name.get_ref())
+        format!(
+            "unknown script `{}`: no [scripts] are declared",
+            name.get_ref()
+        )
     } else {
         format!(
             "unknown script `{}` (declared: {})",

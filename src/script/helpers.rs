@@ -92,7 +92,11 @@ fn log_line(lua: &Lua, warn: bool, msg: Value) {
         .unwrap_or_default();
     let request_id = lua
         .app_data_ref::<CurrentRequest>()
-        .and_then(|c| c.0.borrow().as_ref().map(|v| v.to_str().unwrap_or("").to_owned()))
+        .and_then(|c| {
+            c.0.borrow()
+                .as_ref()
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+        })
         .unwrap_or_default();
     if warn {
         tracing::warn!(target: "script", request_id = %request_id, at = %at, "{text}");

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::Response;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
-use http::Response;
 use http_body_util::{BodyExt, Limited};
 use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Value};
 
@@ -289,12 +289,14 @@ impl<'a> Session<'a> {
                 let ctx = take::<CtxObj>(vm, chain, &ctx)?;
                 let vars = ctx.vars.into_inner();
                 let vars = match vars {
-                    Some(t) => Some(
-                        super::convert::to_json(&Value::Table(t), 0).map_err(|e| Fault {
-                            script: first.clone(),
-                            failure: Failure::bad_value(format!("ctx.vars: {e}")),
-                        })?,
-                    ),
+                    Some(t) => {
+                        Some(
+                            super::convert::to_json(&Value::Table(t), 0).map_err(|e| Fault {
+                                script: first.clone(),
+                                failure: Failure::bad_value(format!("ctx.vars: {e}")),
+                            })?,
+                        )
+                    }
                     None => ctx.vars_json.into_inner(),
                 };
                 Ok((t, u, vars))
@@ -342,11 +344,7 @@ fn create<T: mlua::UserData + 'static>(
     vm.lua.create_userdata(obj).map_err(|e| at(vm, chain, &e))
 }
 
-fn take<T: 'static>(
-    vm: &mut Vm,
-    chain: &Chain,
-    ud: &AnyUserData,
-) -> Result<T, Fault> {
+fn take<T: 'static>(vm: &mut Vm, chain: &Chain, ud: &AnyUserData) -> Result<T, Fault> {
     // A script that kept `req` or `ctx` in a coroutine may still hold a borrow: that is an error.
     ud.take::<T>().map_err(|e| at(vm, chain, &e))
 }
@@ -364,12 +362,10 @@ fn hook(
     script: &Arc<Script>,
     pick: impl FnOnce(&vm::Loaded) -> Option<Function>,
 ) -> Result<Function, Fault> {
-    let loaded = vm
-        .loaded(script)
-        .map_err(|failure| Fault {
-            script: script.clone(),
-            failure,
-        })?;
+    let loaded = vm.loaded(script).map_err(|failure| Fault {
+        script: script.clone(),
+        failure,
+    })?;
     pick(loaded).ok_or_else(|| Fault {
         script: script.clone(),
         failure: Failure::bad_value("the hook disappeared"),
@@ -421,7 +417,10 @@ fn fail(f: Fault) -> GatewayError {
 async fn read_body(chain: &Chain, body: Body, cap: usize) -> Result<Bytes, GatewayError> {
     match Limited::new(body, cap).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             let script = chain
                 .scripts
                 .iter()

@@ -46,8 +46,7 @@ pub struct CtxObj {
 }
 
 fn header_name(name: &mlua::String) -> mlua::Result<HeaderName> {
-    HeaderName::from_bytes(&name.as_bytes())
-        .map_err(|_| mlua::Error::runtime("bad header name"))
+    HeaderName::from_bytes(&name.as_bytes()).map_err(|_| mlua::Error::runtime("bad header name"))
 }
 
 fn header_value(value: &mlua::String) -> mlua::Result<HeaderValue> {
@@ -147,14 +146,19 @@ impl UserData for ReqObj {
         });
         f.add_field_method_set("query", |_, this, query: Option<mlua::String>| {
             let path = this.uri.path().to_owned();
-            let q = query.map(|q| q.to_str().map(|s| s.to_owned())).transpose()?;
+            let q = query
+                .map(|q| q.to_str().map(|s| s.to_owned()))
+                .transpose()?;
             if q.as_deref().is_some_and(|q| q.contains('#')) {
                 return Err(mlua::Error::runtime("req.query must hold no '#'"));
             }
             this.set_path_and_query(&path, q.as_deref())
         });
         f.add_field_method_get("upstream", |lua, this| {
-            this.upstream.as_deref().map(|u| lua.create_string(u)).transpose()
+            this.upstream
+                .as_deref()
+                .map(|u| lua.create_string(u))
+                .transpose()
         });
         f.add_field_method_set("upstream", |_, this, name: mlua::String| {
             if this.upstream.is_none() {
