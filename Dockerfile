@@ -13,6 +13,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/portico /usr/local/bin/portico
 COPY gateway.toml /etc/portico/gateway.toml
 COPY bff /etc/portico/bff
+COPY scripts /etc/portico/scripts
 # Inside a container the public listener must bind all interfaces; admin stays on loopback.
 RUN sed -i 's/^listen = "127.0.0.1:8080"/listen = "0.0.0.0:8080"/' /etc/portico/gateway.toml
 USER portico

@@ -119,6 +119,9 @@ pub fn compile(
     for p in bff.profiles.iter() {
         inventory.insert("profiles", p.name.clone(), p.fingerprint);
     }
+    for s in scripts.by_name.values() {
+        inventory.insert("scripts", s.name.clone(), s.fingerprint);
+    }
     let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
     Ok(Runtime {
         version: super::version_hash(

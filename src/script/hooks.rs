@@ -27,6 +27,9 @@ pub enum Flow {
     Respond(Response<Body>),
 }
 
+/// A proxy route's upstream and the upstreams a script may pick from by name.
+pub type RouteUpstreams<'r> = (&'r Arc<Upstream>, &'r BTreeMap<Arc<str>, Arc<Upstream>>);
+
 /// The outcome of [`begin`].
 pub enum Begin<'a> {
     /// Go on, with the request's script state (if the target has scripts) and the upstream a
@@ -43,7 +46,7 @@ pub fn begin<'a>(
     chain: Option<&'a Chain>,
     info: impl FnOnce() -> RequestInfo,
     parts: &mut Parts,
-    route: Option<(&Arc<Upstream>, &BTreeMap<Arc<str>, Arc<Upstream>>)>,
+    route: Option<RouteUpstreams<'_>>,
 ) -> Result<Begin<'a>, GatewayError> {
     let Some(chain) = chain else {
         return Ok(Begin::Go(None, None));
@@ -93,7 +96,7 @@ impl<'a> Session<'a> {
     pub fn on_request(
         &mut self,
         parts: &mut Parts,
-        route: Option<(&Arc<Upstream>, &BTreeMap<Arc<str>, Arc<Upstream>>)>,
+        route: Option<RouteUpstreams<'_>>,
     ) -> Result<Flow, GatewayError> {
         if self.chain.buffer_body.is_some() {
             // A script that reads the body wants it readable, not compressed.
