@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
     ] {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let rt = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap();
+    let rt = portico::runtime::load(&dir.path().join("gateway.toml"), None).unwrap();
     let route = |id: &str| {
         rt.routes
             .routes()

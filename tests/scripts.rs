@@ -604,7 +604,7 @@ scripts = ["bad", "nope", "agg"]
         "function on_aggregate(result, ctx)\nend\n",
     );
     let path = dir.path().join("gateway.toml");
-    let errs = portico::config::load(&path, None).unwrap_err().0;
+    let errs = portico::runtime::load(&path, None).unwrap_err().0;
     let bad = errs
         .iter()
         .find(|e| e.file.ends_with("scripts/bad.lua"))
@@ -771,8 +771,9 @@ scripts = ["c"]
         "c.lua",
         "local n = 0\nfunction on_request(req, ctx)\n  n += 1\n  ctx.vars.mine = req:header(\"x-t\")\n  req:set_header(\"x-n\", tostring(n))\nend\n",
     );
-    let rt =
-        std::sync::Arc::new(portico::config::load(&dir.path().join("gateway.toml"), None).unwrap());
+    let rt = std::sync::Arc::new(
+        portico::runtime::load(&dir.path().join("gateway.toml"), None).unwrap(),
+    );
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let threads: Vec<_> = (0..2)
         .map(|t| {

@@ -268,11 +268,19 @@ fn unknown(name: &Text, declared: &BTreeMap<Spanned<String>, ScriptFile>) -> Str
     }
 }
 
-/// The script files' fingerprints, for the config version: an edited script is a new config.
-pub fn version_bytes(scripts: &Scripts) -> Vec<u8> {
-    scripts
-        .by_name
-        .values()
-        .flat_map(|s| s.fingerprint.to_le_bytes())
-        .collect()
+/// Adds the script files to the watched sources and returns their fingerprints for the config
+/// version: an edited script is a new config.
+pub fn add_sources(sources: &mut Vec<std::path::PathBuf>, scripts: &Scripts) -> Option<Vec<u8>> {
+    for path in &scripts.files {
+        if !sources.contains(path) {
+            sources.push(path.clone());
+        }
+    }
+    (!scripts.by_name.is_empty()).then(|| {
+        scripts
+            .by_name
+            .values()
+            .flat_map(|s| s.fingerprint.to_le_bytes())
+            .collect()
+    })
 }
