@@ -581,6 +581,9 @@ file = "scripts/typo.lua"
 [scripts.agg]
 file = "scripts/agg.lua"
 
+[scripts.shape]
+file = "scripts/shape.lua"
+
 [[routes]]
 id = "r"
 match = { path_prefix = "/r" }
@@ -603,8 +606,29 @@ scripts = ["bad", "nope", "agg"]
         "scripts/agg.lua",
         "function on_aggregate(result, ctx)\nend\n",
     );
+    write(
+        dir.path(),
+        "scripts/shape.lua",
+        "function on_request(req, ctx)\n  if req:header('x-a') then error('needs data') end\n  return 404\nend\n\nfunction on_response(resp, ctx)\n  return true\nend\n",
+    );
     let path = dir.path().join("gateway.toml");
     let errs = portico::runtime::load(&path, None).unwrap_err().0;
+    let shape: Vec<_> = errs
+        .iter()
+        .filter(|e| e.file.ends_with("scripts/shape.lua"))
+        .map(|e| (e.line, e.message.clone()))
+        .collect();
+    assert_eq!(shape.len(), 2, "{errs:?}");
+    assert_eq!(shape[0].0, 1);
+    assert!(
+        shape[0].1.contains("on_request returns a bad answer"),
+        "{shape:?}"
+    );
+    assert_eq!(shape[1].0, 6);
+    assert!(
+        shape[1].1.contains("on_response must return nothing"),
+        "{shape:?}"
+    );
     let bad = errs
         .iter()
         .find(|e| e.file.ends_with("scripts/bad.lua"))

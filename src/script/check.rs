@@ -4,8 +4,13 @@
 
 use mlua::Compiler;
 
-use super::vm::{Vm, error_text};
-use super::{HOOK_NAMES, HookSet, Script};
+use std::sync::Arc;
+
+use mlua::Value;
+
+use super::objects::{CtxObj, ReqObj, RespObj};
+use super::vm::{Loaded, Vm, error_text};
+use super::{HOOK_NAMES, HookSet, RequestInfo, Script};
 
 /// A problem in a script file, located in it.
 #[derive(Debug)]
@@ -83,10 +88,109 @@ pub fn hooks(
         });
     }
     if errors.is_empty() {
+        errors.extend(dry_run(vm, &loaded, text));
+    }
+    if errors.is_empty() {
         Ok((hooks, buffer_body))
     } else {
         Err(errors)
     }
+}
+
+/// Calls each hook once on a bare request (GET /, no headers, no claims, empty vars) to catch a
+/// hook that returns the wrong shape. A hook that fails on such a request is not an error here
+/// (it may need a header or a claim); only a value it returns is judged.
+fn dry_run(vm: &mut Vm, loaded: &Loaded, text: &str) -> Vec<ScriptError> {
+    vm.set_quiet(true);
+    let out = dry_run_hooks(vm, loaded, text);
+    vm.set_quiet(false);
+    out
+}
+
+fn dry_run_hooks(vm: &mut Vm, loaded: &Loaded, text: &str) -> Vec<ScriptError> {
+    let lua = vm.lua.clone();
+    let info = RequestInfo {
+        route: Arc::from("check"),
+        request_id: http::HeaderValue::from_static("check"),
+        client: [127, 0, 0, 1].into(),
+        claims: None,
+    };
+    let ctx = || {
+        lua.create_userdata(CtxObj {
+            info: info.clone(),
+            vars_json: Default::default(),
+            vars: Default::default(),
+            claims: Default::default(),
+            partial: None,
+        })
+    };
+    let mut errors = Vec::new();
+    let mut judge =
+        |hook: &str, v: mlua::Result<Value>, ok: &dyn Fn(Value) -> Result<(), String>| {
+            if let Ok(v) = v {
+                if let Err(message) = ok(v) {
+                    errors.push(ScriptError {
+                        line: line_of(text, &format!("function {hook}")),
+                        col: 1,
+                        message: format!("{hook} {message}"),
+                    });
+                }
+            }
+        };
+    let budget = std::time::Duration::from_millis(10);
+    if let Some(f) = &loaded.on_request {
+        let req = lua.create_userdata(ReqObj {
+            method: http::Method::GET,
+            uri: http::Uri::from_static("/"),
+            headers: Default::default(),
+            upstream: None,
+            upstream_picked: false,
+        });
+        vm.arm(budget);
+        let v = req.and_then(|r| f.call::<Value>((r, ctx()?)));
+        vm.disarm();
+        judge("on_request", v, &|v| match v {
+            Value::Nil => Ok(()),
+            v => super::answer::from_value(v, &info)
+                .map(drop)
+                .map_err(|f| format!("returns a bad answer: {}", f.message)),
+        });
+    }
+    if let Some(f) = &loaded.on_response {
+        let resp = lua.create_userdata(RespObj {
+            status: http::StatusCode::OK,
+            headers: Default::default(),
+            body: loaded_body(loaded),
+            body_changed: false,
+        });
+        vm.arm(budget);
+        let v = resp.and_then(|r| f.call::<Value>((r, ctx()?)));
+        vm.disarm();
+        judge("on_response", v, &|v| match v {
+            Value::Nil => Ok(()),
+            v => Err(format!("must return nothing, not a {}", v.type_name())),
+        });
+    }
+    if let Some(f) = &loaded.on_aggregate {
+        vm.arm(budget);
+        let v = lua
+            .create_table()
+            .and_then(|t| f.call::<Value>((t, ctx()?)));
+        vm.disarm();
+        judge("on_aggregate", v, &|v| match v {
+            Value::Nil | Value::Table(_) => Ok(()),
+            v => Err(format!(
+                "must return nil or a table, not a {}",
+                v.type_name()
+            )),
+        });
+    }
+    errors
+}
+
+/// A buffering script's dry run gets an empty body.
+fn loaded_body(loaded: &Loaded) -> Option<bytes::Bytes> {
+    matches!(loaded.buffer_body, Some(Value::Boolean(true))).then(bytes::Bytes::new)
 }
 
 /// The first line that mentions `word`, for errors about a global (1 when none does).

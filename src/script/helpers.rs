@@ -78,6 +78,12 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
 /// Writes a script's log line with the request id and the script:line that called `log`.
 fn log_line(lua: &Lua, warn: bool, msg: Value) {
+    if lua
+        .app_data_ref::<CurrentRequest>()
+        .is_some_and(|c| c.1.get())
+    {
+        return;
+    }
     let text = match &msg {
         Value::String(s) => s.to_string_lossy(),
         other => other.to_string().unwrap_or_default(),

@@ -106,9 +106,10 @@ pub struct Vm {
     poisoned: bool,
 }
 
-/// The request id of the call in progress, for `log.*` lines.
+/// The request id of the call in progress, for `log.*` lines; `quiet` during `portico check`'s
+/// dry run, whose log lines would be noise.
 #[derive(Default)]
-pub struct CurrentRequest(pub RefCell<Option<http::HeaderValue>>);
+pub struct CurrentRequest(pub RefCell<Option<http::HeaderValue>>, pub Cell<bool>);
 
 impl Vm {
     /// Builds a sandboxed VM with the helpers installed and `memory_limit` bytes of memory.
@@ -278,6 +279,13 @@ impl Vm {
     fn set_memory_limit(&mut self, limit: usize) {
         if self.memory_limit != limit && self.lua.set_memory_limit(limit).is_ok() {
             self.memory_limit = limit;
+        }
+    }
+
+    /// Silences `log.*` (the check's dry run).
+    pub fn set_quiet(&self, quiet: bool) {
+        if let Some(cur) = self.lua.app_data_ref::<CurrentRequest>() {
+            cur.1.set(quiet);
         }
     }
 
