@@ -23,6 +23,7 @@ fn every_script_parses() {
         "jwt",
         "rate-limit",
         "bff",
+        "script",
         "tls-keepalive",
         "tls-new",
         "profile",
