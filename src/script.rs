@@ -55,7 +55,6 @@ pub struct Scripts {
 }
 
 /// One compiled script.
-#[derive(Debug)]
 pub struct Script {
     /// Unique per compiled text: a VM reloads its chunk when the id it cached differs.
     pub id: u64,
@@ -77,6 +76,19 @@ pub struct Script {
     pub fingerprint: u64,
     /// Calls, time and errors.
     pub stats: metrics::ScriptStats,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the bytecode: a debug print of the runtime stays readable.
+        f.debug_struct("Script")
+            .field("name", &self.name)
+            .field("file", &self.chunk_name)
+            .field("hooks", &self.hooks)
+            .field("buffer_body", &self.buffer_body)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which hooks a script defines.
