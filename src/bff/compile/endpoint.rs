@@ -182,7 +182,7 @@ fn plan(
                     chain.join(" -> ")
                 ),
             );
-            return None;
+            None
         }
     }
 }
