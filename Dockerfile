@@ -1,5 +1,8 @@
 # Multi-stage build: compile with the Rust toolchain, ship a slim non-root image.
 FROM rust:1-slim-bookworm AS build
+# g++: mlua builds the Luau VM (scripts) from its C++ source.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
