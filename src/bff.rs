@@ -162,6 +162,8 @@ pub struct Endpoint {
     pub stats: metrics::EndpointStats,
     /// Request count and latency series under the endpoint's id, as for routes.
     pub metrics: crate::metrics::RouteMetrics,
+    /// `scripts = [...]` (the endpoint's, else its profile's); `None` costs nothing.
+    pub scripts: Option<crate::script::Chain>,
 }
 
 /// One backend call of an endpoint.

@@ -125,6 +125,16 @@ pub enum GatewayError {
         /// The placeholder, e.g. `{query.user}`.
         input: Box<str>,
     },
+    /// A script hook failed (error, budget, memory, bad value): 500, details in the log only.
+    #[error("script `{script}` failed ({kind}): {message}")]
+    ScriptError {
+        /// Script name.
+        script: std::sync::Arc<str>,
+        /// `portico_script_errors_total` kind.
+        kind: &'static str,
+        /// The Lua message with script:line (logs only).
+        message: String,
+    },
 }
 
 /// The pieces of an RFC 9457 problem for one error.
@@ -260,6 +270,12 @@ impl GatewayError {
                 title: "Bad Request",
                 detail: format!("The part `{part}` needs {input}, which this request lacks."),
             },
+            E::ScriptError { .. } => p(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "script-error",
+                "Internal Server Error",
+                "A gateway script failed while handling this request.",
+            ),
         }
     }
 
@@ -322,6 +338,7 @@ impl GatewayError {
             | GatewayError::BffPartTimeout { .. }
             | GatewayError::BffMissingInput { .. }
             | GatewayError::FaultInjected { .. } => {}
+            | GatewayError::ScriptError { .. } => {}
         }
         resp
     }

@@ -20,6 +20,7 @@ use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
 use crate::route::{self, Route};
 use crate::runtime::Runtime;
+use crate::script;
 
 /// What the access log and metrics learn while a request runs.
 #[derive(Default)]
@@ -137,18 +138,26 @@ async fn proxy<'a>(
 
     // Phase 4: guards (client certificate, auth, then rate limits).
     let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
+
+    // Phase 4b: scripts (on_request) may edit the request, pick an upstream, or answer it.
+    let (chain, route_upstreams) = match &target {
+        Target::Bff(t) => (t.endpoint.scripts.as_ref(), None),
+        Target::Route(r) => (r.scripts.as_ref(), Some((&r.proxy.upstream, &rt.upstreams))),
+    };
+    let claims = identity.claims.as_ref();
+    let info = || script::RequestInfo::new(&trace.route, request_id, conn.peer.ip(), claims);
+    let (mut scripts, picked) = match script::begin(chain, info, &mut parts, route_upstreams)? {
+        script::Begin::Respond(resp) => return Ok(resp),
+        script::Begin::Go(session, picked) => (session, picked),
+    };
     let route = match target {
         Target::Bff(endpoint) => {
-            return bff::serve(
-                rt.bff_env(),
-                conn,
-                request_id,
-                &endpoint,
-                identity,
-                parts,
-                body,
-            )
-            .await;
+            let env = rt.bff_env();
+            let resp = bff::serve(env, conn, request_id, &endpoint, identity, parts, body).await?;
+            return match &mut scripts {
+                Some(s) => s.on_aggregated(resp).await,
+                None => Ok(resp),
+            };
         }
         Target::Route(route) => route,
     };
@@ -162,7 +171,8 @@ async fn proxy<'a>(
     };
     let dispatch =
         route::traffic::dispatch(route, client, &mut parts.headers, &mut trace.fault).await?;
-    let upstream = dispatch.upstream;
+    // A script's pick (one of the route's upstreams) overrides the split.
+    let upstream = picked.as_ref().unwrap_or(dispatch.upstream);
     trace.upstream = Some(upstream.name.clone());
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
 
@@ -202,7 +212,11 @@ async fn proxy<'a>(
     if let Some(cookie) = dispatch.set_cookie {
         head.headers.append(http::header::SET_COOKIE, cookie);
     }
-    Ok(Response::from_parts(head, Body::Upstream(body)))
+    let resp = Response::from_parts(head, Body::Upstream(body));
+    match &mut scripts {
+        Some(s) => s.on_response(resp).await,
+        None => Ok(resp),
+    }
 }
 
 /// Rewrites the request head for the upstream: hop-by-hop, forwarding headers, request id,

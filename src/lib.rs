@@ -24,6 +24,7 @@ pub mod metrics;
 pub(crate) mod net;
 pub mod route;
 pub mod runtime;
+pub mod script;
 pub(crate) mod server;
 pub mod tls;
 pub(crate) mod upstream;

@@ -76,6 +76,8 @@ pub struct Route {
     pub fault: Option<Box<fault::Fault>>,
     /// This route's metric series, resolved when the config is compiled.
     pub metrics: crate::metrics::RouteMetrics,
+    /// `scripts = [...]`: run after the guards; `None` costs nothing.
+    pub scripts: Option<crate::script::Chain>,
 }
 
 /// Forwarding settings of a route.

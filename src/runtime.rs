@@ -55,6 +55,8 @@ pub struct Runtime {
     pub rate_limits: crate::filter::rate_limit::compile::Policies,
     /// `[cluster]`: the store shared with other instances (kept across reloads when unchanged).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
+    pub scripts: crate::script::Scripts,
 }
 
 impl Runtime {

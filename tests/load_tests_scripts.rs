@@ -25,6 +25,7 @@ fn every_script_parses() {
         "traffic",
         "cluster-rate-limit",
         "bff",
+        "script",
         "tls-keepalive",
         "tls-new",
         "profile",

@@ -118,6 +118,8 @@ pub struct Context<'a> {
     pub metrics: &'a crate::metrics::Metrics,
     /// Auth providers and rate-limit policies that `auth` and `rate_limit` refer to.
     pub guards: GuardContext<'a>,
+    /// The scripts `scripts = [...]` refers to.
+    pub scripts: crate::script::compile::Context<'a>,
 }
 
 /// Compiles every parsed profile; problems go to `errors`.

@@ -8,6 +8,7 @@ use toml::Spanned;
 use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::file::rate_limit::RateLimitRefFile;
+use crate::config::file::script::ScriptRefs;
 
 /// One profile file.
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,8 @@ pub struct ProfileFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s) for every endpoint.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Script names from gateway.toml's `[scripts]` for every endpoint, run in order.
+    pub scripts: Option<ScriptRefs>,
     /// `[[endpoints]]`.
     #[serde(default)]
     pub endpoints: Vec<EndpointFile>,
@@ -48,6 +51,8 @@ pub struct EndpointFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Overrides the profile's `rate_limit`.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Overrides the profile's `scripts`.
+    pub scripts: Option<ScriptRefs>,
     /// `[[endpoints.parts]]`: the backend calls whose answers make up the response.
     #[serde(default)]
     pub parts: Vec<PartFile>,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod rate_limit;
 pub mod traffic;
+pub mod script;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,9 @@ pub struct GatewayFile {
     pub rate_limits: BTreeMap<Spanned<String>, RateLimitFile>,
     /// `[cluster]`: the store shared by several instances.
     pub cluster: Option<Spanned<cluster::ClusterFile>>,
+    /// `[scripts.NAME]`: sandboxed Luau scripts that routes and BFF endpoints run.
+    #[serde(default)]
+    pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
 }
 
 /// `[server]`.
@@ -95,6 +99,8 @@ pub struct LimitsFile {
     pub idle_timeout: Option<Text>,
     /// Open client connections per listener; default `10000`.
     pub max_connections: Option<Spanned<i64>>,
+    /// Memory one worker thread's script VM may hold; default `16MiB`.
+    pub script_memory: Option<Text>,
 }
 
 /// `[log]`.
@@ -174,6 +180,8 @@ pub struct RouteFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s); every one must admit.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Script names from `[scripts]`, run in order after the guards.
+    pub scripts: Option<script::ScriptRefs>,
 }
 
 /// `match = { ... }` of a route.

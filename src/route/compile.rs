@@ -30,6 +30,8 @@ pub struct Context<'a> {
     pub guards: GuardContext<'a>,
     /// The gateway's metrics registry (split, mirror and fault counters).
     pub metrics: &'a Metrics,
+    /// The scripts `scripts = [...]` may name.
+    pub scripts: crate::script::compile::Context<'a>,
 }
 
 /// Compiles `[[routes]]` in file order; a route with errors is left out (and reported).
@@ -102,6 +104,8 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
         cx.guards,
     );
     guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, key);
+    let place = crate::script::compile::Place::Route;
+    let scripts = crate::script::compile::chain(d, r.scripts.as_ref(), key, cx.scripts, place);
     if d.errors.len() > before {
         return None;
     }
@@ -118,6 +122,7 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
         fault: traffic.fault,
         guards,
         metrics: Default::default(),
+        scripts,
         proxy: ProxyAction {
             timeout: timeout.unwrap_or(upstream.settings.timeout),
             upstream,

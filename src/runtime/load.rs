@@ -71,11 +71,15 @@ fn compile(
         providers: &auth.providers,
         policies: &rate_limits,
     };
+    let scripts =
+        crate::script::compile_scripts(&mut d, &file, previous.map(|p| &p.scripts), &metrics);
+    let script_cx = (&file.scripts, &scripts);
     let route_cx = crate::route::compile::Context {
         upstreams: &upstreams,
         declared: &declared,
         guards,
         metrics: &metrics,
+        scripts: script_cx,
     };
     let mut routes = crate::route::compile::compile(&mut d, &file.routes, route_cx);
     let tls = crate::tls::compile::compile(
@@ -93,6 +97,7 @@ fn compile(
         declared: &declared,
         metrics: &metrics,
         guards,
+        scripts: script_cx,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_cx);
 
@@ -102,14 +107,23 @@ fn compile(
     // The store's CA file is watched and versioned like the auth key files.
     let mut key_files = auth.files.clone();
     key_files.extend(cluster.as_ref().and_then(|c| c.settings.ca_file.clone()));
-    let (version, sources) =
-        versioned_sources(source, profiles, tls.as_ref(), &upstreams, &key_files);
+    let (version, sources) = versioned_sources(
+        source,
+        profiles,
+        tls.as_ref(),
+        &upstreams,
+        &key_files,
+        &scripts,
+    );
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
     }
     let mut inventory = Inventory::of_gateway(&source.text);
     for p in bff.profiles.iter() {
         inventory.insert("profiles", p.name.clone(), p.fingerprint);
+    }
+    for s in scripts.by_name.values() {
+        inventory.insert("scripts", s.name.clone(), s.fingerprint);
     }
     Ok(Runtime {
         version,
@@ -127,6 +141,7 @@ fn compile(
         metrics,
         inventory,
         bff,
+        scripts,
     })
 }
 
@@ -138,6 +153,7 @@ fn versioned_sources(
     tls: Option<&crate::tls::TlsSettings>,
     upstreams: &crate::upstream::compile::Upstreams,
     key_files: &[PathBuf],
+    scripts: &crate::script::Scripts,
 ) -> (String, Vec<PathBuf>) {
     let mut sources = vec![source.path.clone()];
     sources.extend(crate::bff::compile::source_paths(profiles).map(Path::to_path_buf));
@@ -146,7 +162,9 @@ fn versioned_sources(
         .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
     let tls_digest = crate::tls::compile::add_sources(&mut sources, tls, clients);
     // Key files count toward the version like the config text: a rotated key is a new config.
-    let key_texts = add_key_files(&mut sources, key_files);
+    let mut key_texts = add_key_files(&mut sources, key_files);
+    // Script files are sources like key files: an edited script is a new config.
+    key_texts.extend(crate::script::compile::add_sources(&mut sources, scripts));
     let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
     let version = version_hash(
         [source.text.as_bytes(), &tls_digest]

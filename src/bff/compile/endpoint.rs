@@ -26,6 +26,7 @@ pub(super) struct Defaults<'a> {
     pub(super) max_part_bytes: usize,
     pub(super) auth: &'a Option<Spanned<AuthRuleFile>>,
     pub(super) rate_limit: &'a Option<Spanned<RateLimitRefFile>>,
+    pub(super) scripts: &'a Option<crate::config::file::script::ScriptRefs>,
 }
 
 pub(super) fn endpoint(
@@ -69,6 +70,7 @@ pub(super) fn endpoint(
     let label: Arc<str> = Arc::from(format!("{method} {}", path.as_str()));
     let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
     let guards = endpoint_guards(d, e, &key, defaults, &id, cx.guards);
+    let scripts = endpoint_scripts(d, e, &key, defaults, cx);
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for (pi, p) in parts_file.iter().enumerate() {
@@ -107,7 +109,29 @@ pub(super) fn endpoint(
         plan,
         stats,
         metrics,
+        scripts,
     })
+}
+
+/// The scripts of one endpoint: its own `scripts`, else its profile's (whose errors the profile
+/// reported once).
+fn endpoint_scripts(
+    d: &mut Diagnostics,
+    e: &EndpointFile,
+    key: &str,
+    defaults: &Defaults<'_>,
+    cx: &Context<'_>,
+) -> Option<crate::script::Chain> {
+    let place = crate::script::compile::Place::Bff;
+    if let Some(own) = &e.scripts {
+        return crate::script::compile::chain(d, Some(own), key, cx.scripts, place);
+    }
+    let mut quiet = Diagnostics {
+        source: d.source,
+        errors: &mut Vec::new(),
+    };
+    let inherited = defaults.scripts.as_ref();
+    crate::script::compile::chain(&mut quiet, inherited, key, cx.scripts, place)
 }
 
 /// Part names: tokens, unique, not a reserved template source.

@@ -47,6 +47,9 @@ pub(super) fn profile(
         }
     }
     check_profile_guards(d, f, &name, cx.guards);
+    // Reported once here; endpoints that inherit the list resolve it quietly.
+    let place = crate::script::compile::Place::Bff;
+    let _ = crate::script::compile::chain(d, f.scripts.as_ref(), "scripts", cx.scripts, place);
     let name: Arc<str> = Arc::from(name);
     let defaults = Defaults {
         profile: &name,
@@ -54,6 +57,7 @@ pub(super) fn profile(
         max_part_bytes,
         auth: &f.auth,
         rate_limit: &f.rate_limit,
+        scripts: &f.scripts,
     };
     let endpoints = endpoints(d, f, &defaults, cx);
     if d.errors.len() > before {
