@@ -7,6 +7,8 @@
 //! answer is 405 with `Allow`. Lookup walks the path's segments through a trie, so its cost
 //! depends on the path's depth, not on the number of routes.
 
+pub mod upgrades;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub struct ProxyAction {
     pub request_headers: HeaderOps,
     /// Changes to the client response.
     pub response_headers: HeaderOps,
+    /// Protocols a client may switch to through this route (`upgrades`).
+    pub upgrades: upgrades::Upgrades,
 }
 
 impl Route {

@@ -205,6 +205,28 @@ fn server_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings
         shutdown_grace,
         admin_token: super::lifecycle::admin_token(d, &s.admin_token_env),
         watch: super::lifecycle::watch(d, s),
+        underscores_in_headers: s
+            .underscores_in_headers
+            .as_ref()
+            .and_then(|v| {
+                d.parse(
+                    v,
+                    "server.underscores_in_headers",
+                    crate::filter::headers::underscore::UnderscorePolicy::parse,
+                )
+            })
+            .unwrap_or_default(),
+        encoded_slashes: s
+            .encoded_slashes
+            .as_ref()
+            .and_then(|v| {
+                d.parse(
+                    v,
+                    "server.encoded_slashes",
+                    crate::net::path::EncodedSlashes::parse,
+                )
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -394,6 +416,7 @@ fn routes(
             guard_ctx,
         );
         guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, &key);
+        let upgrades = crate::route::upgrades::compile(d, r.upgrades.as_ref(), &key);
         if d.errors.len() > before {
             continue;
         }
@@ -416,6 +439,7 @@ fn routes(
                 preserve_host: r.preserve_host.unwrap_or(false),
                 request_headers,
                 response_headers,
+                upgrades,
             },
         });
     }

@@ -72,6 +72,10 @@ pub struct ServerFile {
     pub reload_debounce: Option<Text>,
     /// `[server.tls]`: the optional HTTPS listener.
     pub tls: Option<Spanned<TlsFile>>,
+    /// Client header names with `_`: `"drop"` (default), `"allow"` or `"reject"`.
+    pub underscores_in_headers: Option<Text>,
+    /// `%2F` in request paths: `"reject"` (default) or `"keep"`.
+    pub encoded_slashes: Option<Text>,
 }
 
 /// `[limits]`.
@@ -159,6 +163,8 @@ pub struct RouteFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s); every one must admit.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Protocols a client may switch to (`Upgrade`); default `["websocket"]`; never `h2c`.
+    pub upgrades: Option<Spanned<Vec<Text>>>,
 }
 
 /// `match = { ... }` of a route.

@@ -1002,3 +1002,4 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
     }
     send(req.body(Full::default()).unwrap()).await
 }
+pub mod attack;
