@@ -206,6 +206,9 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
