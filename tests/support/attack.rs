@@ -40,9 +40,12 @@ impl Raw {
         }
     }
 
-    /// Writes bytes; false when the peer already closed.
+    /// Writes bytes; false when the peer closed, or stopped reading for 5 s (backpressure).
     pub async fn send(&mut self, bytes: &[u8]) -> bool {
-        self.s.write_all(bytes).await.is_ok()
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.s.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Reads more bytes into the buffer; false on close, error or timeout.
