@@ -15,13 +15,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::bff;
 use crate::body::{Body, RequestBody};
-use crate::config::Runtime;
+use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
 use crate::route::Route;
-use crate::server::ConnInfo;
+use crate::runtime::Runtime;
 
 /// What the access log and metrics learn while a request runs.
 #[derive(Default)]
@@ -53,7 +53,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
     let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
     route_metrics.record(resp.status(), start.elapsed());
-    crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
+    crate::tls::add_hsts(rt.tls.as_ref(), conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
         crate::access_log::write(&crate::access_log::Entry {
@@ -90,7 +90,7 @@ async fn proxy<'a>(
     admit::admit(&rt.server, |name| gateway_set(rt, name), &mut req)?;
     let host = request_host(&req);
     if let Some(redirect) =
-        crate::server::tls::redirect_https(rt, conn, host.as_deref(), req.uri())?
+        crate::tls::redirect_https(rt.tls.as_ref(), conn, host.as_deref(), req.uri())?
     {
         return Ok(redirect);
     }
@@ -144,10 +144,19 @@ async fn proxy<'a>(
     headers::strip_hop_by_hop(&mut parts.headers, upgrading);
 
     // Phase 4: guards (client certificate, auth, then rate limits).
-    let identity = filter::run_guards(rt, guards, conn, &mut parts).await?;
+    let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
     let route = match target {
         Target::Bff(endpoint) => {
-            return bff::serve(rt, conn, request_id, &endpoint, identity, parts, body).await;
+            return bff::serve(
+                rt.bff_env(),
+                conn,
+                request_id,
+                &endpoint,
+                identity,
+                parts,
+                body,
+            )
+            .await;
         }
         Target::Route(route) => route,
     };
@@ -212,13 +221,10 @@ fn prepare_request_head(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let trusted = headers::is_trusted(&rt.server.trusted_proxies, conn.peer.ip());
-    let proto = if conn.tls { "https" } else { "http" };
-    headers::set_forwarded(
+    headers::forward(
         &mut parts.headers,
-        conn.peer.ip(),
-        trusted,
-        proto,
+        conn,
+        &rt.server.trusted_proxies,
         original_host.as_ref(),
     );
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());

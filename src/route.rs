@@ -7,6 +7,7 @@
 //! answer is 405 with `Allow`. Lookup walks the path's segments through a trie, so its cost
 //! depends on the path's depth, not on the number of routes.
 
+pub mod compile;
 pub mod upgrades;
 
 use std::collections::HashMap;

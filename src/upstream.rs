@@ -1,6 +1,7 @@
 //! Upstream clusters: endpoints, round-robin with passive ejection, and the send loop that
 //! fails over to the next endpoint when a connection is refused. `transport` carries requests.
 
+pub mod compile;
 pub mod tls;
 pub mod transport;
 

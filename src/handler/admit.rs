@@ -8,7 +8,7 @@ use http::header::{HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 
-use crate::config::runtime::ServerSettings;
+use crate::runtime::ServerSettings;
 use crate::error::GatewayError;
 use crate::filter::headers::{self, underscore};
 use crate::net::host::{self, Authority};
