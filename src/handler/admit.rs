@@ -8,11 +8,11 @@ use http::header::{HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Uri};
 
-use crate::runtime::ServerSettings;
 use crate::error::GatewayError;
 use crate::filter::headers::{self, underscore};
 use crate::net::host::{self, Authority};
 use crate::net::path;
+use crate::runtime::ServerSettings;
 
 /// Checks and normalizes the request head in place. `gateway_set` says whether a header name
 /// (spelled with `-`) is one the gateway sets (its underscore spellings are always dropped).
