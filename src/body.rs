@@ -81,6 +81,12 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// Reading the client's request body failed (malformed chunked encoding, the client went
+/// away): the client's fault, never the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 /// A request body sent upstream: streamed from the client with a size cap.
 ///
 /// A streamed body can be made *reclaimable*: if the upstream connection fails before the body
@@ -187,7 +193,9 @@ impl http_body::Body for RequestBody {
             Source::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Source::Stream(inc) => match Pin::new(inc).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => f,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))));
+                }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             },

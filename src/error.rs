@@ -23,6 +23,13 @@ pub enum GatewayError {
     /// The request is malformed in a way hyper let through (e.g. a dot-segment path).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The client's request body could not be read (malformed chunked framing, the client went
+    /// away): 400, and never counted against the upstream.
+    #[error("client request body failed: {reason}")]
+    ClientBody {
+        /// Underlying error (logs only).
+        reason: String,
+    },
     /// The request body is larger than `limits.max_body_bytes`.
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -179,6 +186,12 @@ impl GatewayError {
                 "This path does not accept this method; see the Allow header.",
             ),
             E::BadRequest(why) => p(StatusCode::BAD_REQUEST, "bad-request", "Bad Request", why),
+            E::ClientBody { .. } => p(
+                StatusCode::BAD_REQUEST,
+                "bad-request-body",
+                "Bad Request",
+                "The request body could not be read (malformed chunked framing or an incomplete body).",
+            ),
             E::PayloadTooLarge { limit } => Problem {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 slug: "payload-too-large",
@@ -329,6 +342,7 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::ClientBody { .. }
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }

@@ -1,6 +1,8 @@
 //! The request path, top to bottom: route, filters, forward, response headers, access log.
 //! `handle` turns every error into a response in one place; `proxy` runs the phases in order.
 
+mod admit;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,8 +89,8 @@ async fn proxy<'a>(
     trace: &mut Trace<'a>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    // Phase 1: reject what must never reach routing.
-    check_path(req.uri().path())?;
+    // Phase 1: reject what must never reach routing; one checked Host, one normalized path.
+    admit::admit(&rt.server, |name| gateway_set(rt, name), &mut req)?;
     let host = request_host(&req);
     if let Some(redirect) =
         crate::tls::redirect_https(rt.tls.as_ref(), conn, host.as_deref(), req.uri())?
@@ -130,11 +132,20 @@ async fn proxy<'a>(
     if content_length(&req).is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let upgrading = matches!(target, Target::Route(_))
-        && req.version() == Version::HTTP_11
-        && headers::wants_upgrade(req.headers());
+    // Only an allow-listed protocol is tunnelled; any other offer goes as a plain request.
+    let upgrading = match &target {
+        Target::Route(r) => {
+            req.version() == Version::HTTP_11
+                && headers::wants_upgrade(req.headers())
+                && r.proxy.upgrades.allows(req.headers())
+        }
+        Target::Bff(_) => false,
+    };
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    // Hop-by-hop fields go before any gateway-set header is added (guards add verified claims
+    // and the client certificate), so `Connection` cannot name those away.
+    headers::strip_hop_by_hop(&mut parts.headers, upgrading);
 
     // Phase 4: guards (client certificate, auth, then rate limits).
     let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
@@ -174,7 +185,8 @@ async fn proxy<'a>(
     // A script's pick (one of the route's upstreams) overrides the split.
     let upstream = picked.as_ref().unwrap_or(dispatch.upstream);
     trace.upstream = Some(upstream.name.clone());
-    prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
+    let offered = upgrading.then(|| parts.headers.clone());
+    prepare_request_head(rt, conn, route, request_id, &mut parts);
 
     // Phase 6: forward (and mirror).
     let action = &route.proxy;
@@ -195,8 +207,19 @@ async fn proxy<'a>(
         }
     };
 
-    // Phase 7: response headers (and the tunnel for a protocol switch).
+    // Phase 7: response headers (and the tunnel for a protocol switch the client offered and
+    // the route allows; any other 101 is the upstream breaking the exchange).
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switched
+        && !offered
+            .as_ref()
+            .is_some_and(|req| action.upgrades.accepts_switch(req, resp.headers()))
+    {
+        return Err(GatewayError::UpstreamProtocol {
+            upstream: upstream.name.clone(),
+            reason: "101 Switching Protocols to a protocol the client did not offer or the route does not allow".into(),
+        });
+    }
     if let (true, Some(client)) = (switched, client_upgrade) {
         let upstream_io = hyper::upgrade::on(&mut resp);
         tokio::spawn(tunnel(client, upstream_io));
@@ -219,15 +242,14 @@ async fn proxy<'a>(
     }
 }
 
-/// Rewrites the request head for the upstream: hop-by-hop, forwarding headers, request id,
-/// Host, route header edits, path rewrite.
+/// Rewrites the request head for the upstream (hop-by-hop fields are already gone): forwarding
+/// headers, request id, Host, route header edits, path rewrite.
 fn prepare_request_head(
     rt: &Runtime,
     conn: &ConnInfo,
     route: &Route,
     request_id: &HeaderValue,
     parts: &mut http::request::Parts,
-    upgrading: bool,
 ) {
     let action = &route.proxy;
     let original_host = parts.headers.get(HOST).cloned().or_else(|| {
@@ -236,7 +258,6 @@ fn prepare_request_head(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::strip_hop_by_hop(&mut parts.headers, upgrading);
     headers::forward(
         &mut parts.headers,
         conn,
@@ -307,26 +328,15 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// Refuses dot-segments (`/a/../b`, also percent-encoded): a route check must never be bypassed
-/// by a path the upstream would normalise into another route's.
-fn check_path(path: &str) -> Result<(), GatewayError> {
-    if !path.starts_with('/') {
-        return Err(GatewayError::BadRequest(
-            "The request target must be an absolute path.",
-        ));
-    }
-    if !path.contains('.') && !path.contains('%') {
-        return Ok(());
-    }
-    for seg in path.split('/') {
-        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
-        if decoded == "." || decoded == ".." {
-            return Err(GatewayError::BadRequest(
-                "The path must not contain dot-segments.",
-            ));
-        }
-    }
-    Ok(())
+/// Whether `name` (lowercase, with `-`) is a header the gateway sets from what it verified:
+/// a forwarded claim or the client-certificate header.
+fn gateway_set(rt: &Runtime, name: &str) -> bool {
+    rt.auth.forwarded_headers.iter().any(|h| h.as_str() == name)
+        || rt
+            .tls
+            .as_ref()
+            .and_then(|t| t.forward_client_cert.as_ref())
+            .is_some_and(|h| h.as_str() == name)
 }
 
 /// The host the client asked for: lowercase, without port.
@@ -355,20 +365,4 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_segments_refused() {
-        assert!(check_path("/a/b").is_ok());
-        assert!(check_path("/a/b.json").is_ok());
-        assert!(check_path("/a/../admin").is_err());
-        assert!(check_path("/a/%2e%2E/admin").is_err());
-        assert!(check_path("/a/./b").is_err());
-        assert!(check_path("/a/..").is_err());
-        assert!(check_path("/a/...").is_ok());
-    }
 }

@@ -1,4 +1,7 @@
-//! Small network helpers: CIDR blocks for `trusted_proxies`.
+//! Small network helpers: CIDR blocks for `trusted_proxies`; request host and path rules.
+
+pub mod host;
+pub mod path;
 
 use std::net::IpAddr;
 

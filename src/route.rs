@@ -17,6 +17,7 @@ pub mod fault;
 pub mod mirror;
 pub mod split;
 pub mod traffic;
+pub mod upgrades;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -97,6 +98,8 @@ pub struct ProxyAction {
     pub request_headers: HeaderOps,
     /// Changes to the client response.
     pub response_headers: HeaderOps,
+    /// Protocols a client may switch to through this route (`upgrades`).
+    pub upgrades: upgrades::Upgrades,
 }
 
 impl Route {

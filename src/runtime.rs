@@ -99,6 +99,10 @@ pub struct ServerSettings {
     pub admin_token: Option<AdminToken>,
     /// Reload on file changes.
     pub watch: WatchSettings,
+    /// What happens to client header names with `_`.
+    pub underscores_in_headers: crate::filter::headers::underscore::UnderscorePolicy,
+    /// What `%2F` in a request path does.
+    pub encoded_slashes: crate::net::path::EncodedSlashes,
 }
 
 /// `[limits]`, compiled.

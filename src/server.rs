@@ -1,5 +1,6 @@
 //! Listeners and connections: accept loop, hyper-util auto (HTTP/1.1 + h2c), idle and drain.
 
+pub mod preface;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -70,6 +71,7 @@ struct Conn {
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
     born: Instant,
+    first: preface::FirstRequest,
 }
 
 impl Conn {
@@ -207,12 +209,14 @@ pub async fn serve_connection<I>(
         in_flight: AtomicUsize::new(0),
         last_active_ms: AtomicU64::new(0),
         born: Instant::now(),
+        first: preface::FirstRequest::default(),
     });
     let svc_conn = conn.clone();
     let service = service_fn(move |req| {
         let c = svc_conn.clone();
         async move {
             c.in_flight.fetch_add(1, Ordering::Relaxed);
+            c.first.arrived();
             let _in_flight = InFlight(&c);
             let rt = c.gateway.runtime();
             Ok::<_, Infallible>(handler::handle(rt, &c.info, req).await)
@@ -224,6 +228,9 @@ pub async fn serve_connection<I>(
     let idle = limits.idle_timeout;
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
+    let first_deadline = preface::deadline(limits.header_read_timeout);
+    tokio::pin!(first_deadline);
+    let mut first_checked = false;
     let mut closing = *shutdown.borrow();
     if closing {
         served.as_mut().graceful_shutdown();
@@ -235,6 +242,13 @@ pub async fn serve_connection<I>(
                     tracing::debug!(peer = %conn.info.peer, error = %e, "connection ended with error");
                 }
                 break;
+            }
+            _ = &mut first_deadline, if !first_checked => {
+                first_checked = true;
+                if !conn.first.seen() {
+                    tracing::debug!(peer = %conn.info.peer, "no request head within header_read_timeout; closing");
+                    break;
+                }
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;

@@ -260,6 +260,9 @@ impl Upstream {
             if let Some(limit) = err.body_too_large {
                 return Err(GatewayError::PayloadTooLarge { limit });
             }
+            if err.client_body {
+                return Err(GatewayError::ClientBody { reason: err.detail });
+            }
             if !err.connect {
                 return Err(GatewayError::UpstreamProtocol {
                     upstream: self.name.clone(),

@@ -494,7 +494,9 @@ async fn websocket_style_upgrade_is_tunnelled() {
         r
     })
     .await;
-    let gw = one_backend_gateway(&backend, API_ROUTE).await;
+    // The route allow-lists the test protocol (the default is WebSocket only).
+    let route = format!("{API_ROUTE}upgrades = [\"echo\"]\n");
+    let gw = one_backend_gateway(&backend, &route).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(
         b"GET /api/users/ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",

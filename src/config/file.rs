@@ -81,6 +81,10 @@ pub struct ServerFile {
     pub reload_debounce: Option<Text>,
     /// `[server.tls]`: the optional HTTPS listener.
     pub tls: Option<Spanned<TlsFile>>,
+    /// Client header names with `_`: `"drop"` (default), `"allow"` or `"reject"`.
+    pub underscores_in_headers: Option<Text>,
+    /// `%2F` in request paths: `"reject"` (default) or `"keep"`.
+    pub encoded_slashes: Option<Text>,
 }
 
 /// `[limits]`.
@@ -182,6 +186,8 @@ pub struct RouteFile {
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
     /// Script names from `[scripts]`, run in order after the guards.
     pub scripts: Option<script::ScriptRefs>,
+    /// Protocols a client may switch to (`Upgrade`); default `["websocket"]`; never `h2c`.
+    pub upgrades: Option<Spanned<Vec<Text>>>,
 }
 
 /// `match = { ... }` of a route.

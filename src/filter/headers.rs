@@ -1,6 +1,7 @@
 //! Header phase: hop-by-hop stripping, forwarding headers, request ids, per-route header edits.
 
 pub mod compile;
+pub mod underscore;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +56,9 @@ impl HeaderOps {
 
 /// Removes hop-by-hop headers: `Connection` and every header it names, plus the fixed list of
 /// RFC 9110 §7.6.1. `Upgrade` (and `Connection: upgrade`) survive when `upgrading`; `TE: trailers`
-/// survives because gRPC needs it end to end.
+/// survives because gRPC needs it end to end. `Connection` cannot name `Host` or
+/// `Content-Length` (fields meant for every recipient, RFC 9110 §7.6.1), and the request path
+/// runs this before any gateway-set header is added, so none of those can be named away.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     // Most heads carry none of these: one pass over the (few) names is cheaper than a dozen
     // hashed removals of absent keys, on every request and every response.
@@ -71,6 +74,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
                 .flat_map(|v| v.split(','))
                 .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
                 .filter(|n| !(upgrading && n == header::UPGRADE))
+                .filter(|n| n != header::HOST && n != header::CONTENT_LENGTH)
                 .collect();
             for name in named {
                 headers.remove(&name);

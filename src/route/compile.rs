@@ -106,6 +106,7 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
     guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, key);
     let place = crate::script::compile::Place::Route;
     let scripts = crate::script::compile::chain(d, r.scripts.as_ref(), key, cx.scripts, place);
+    let upgrades = super::upgrades::compile(d, r.upgrades.as_ref(), key);
     if d.errors.len() > before {
         return None;
     }
@@ -131,6 +132,7 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
             preserve_host: r.preserve_host.unwrap_or(false),
             request_headers,
             response_headers,
+            upgrades,
         },
     })
 }

@@ -45,6 +45,28 @@ pub fn settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings> {
         shutdown_grace,
         admin_token: lifecycle::admin_token(d, &s.admin_token_env),
         watch: lifecycle::watch(d, s),
+        underscores_in_headers: s
+            .underscores_in_headers
+            .as_ref()
+            .and_then(|v| {
+                d.parse(
+                    v,
+                    "server.underscores_in_headers",
+                    crate::filter::headers::underscore::UnderscorePolicy::parse,
+                )
+            })
+            .unwrap_or_default(),
+        encoded_slashes: s
+            .encoded_slashes
+            .as_ref()
+            .and_then(|v| {
+                d.parse(
+                    v,
+                    "server.encoded_slashes",
+                    crate::net::path::EncodedSlashes::parse,
+                )
+            })
+            .unwrap_or_default(),
     })
 }
 

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{Endpoint, UpstreamSettings};
-use crate::body::{BodyTooLarge, RequestBody};
+use crate::body::{BodyTooLarge, ClientBodyError, RequestBody};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -27,6 +27,8 @@ pub struct SendError {
     pub connect: bool,
     /// The request body went over `limits.max_body_bytes` while streaming.
     pub body_too_large: Option<u64>,
+    /// Reading the client's body failed: the client's fault (400), not the endpoint's.
+    pub client_body: bool,
     /// What happened, with its causes, for logs.
     pub detail: String,
 }
@@ -81,6 +83,7 @@ impl Transport {
         self.client.request(req).await.map_err(|e| SendError {
             connect: e.is_connect(),
             body_too_large: body_too_large(&e),
+            client_body: caused_by::<ClientBodyError>(&e),
             detail: super::error_chain(&e),
         })
     }
@@ -95,4 +98,16 @@ fn body_too_large(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
         cur = e.source();
     }
     None
+}
+
+/// Whether `E` is among the causes of `err`.
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<E>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }

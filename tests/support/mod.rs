@@ -14,6 +14,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod profile;
 pub mod redis;
+pub mod attack;
 pub mod tls;
 pub mod traffic;
 

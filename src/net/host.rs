@@ -1,0 +1,213 @@
+//! The request's authority: Host rules of RFC 9112 §3.2 and §3.2.2 and RFC 9113 §8.3.1, so that
+//! routing, `X-Forwarded-Host`, redirects and the upstream's Host all use one checked value.
+
+use http::header::{HOST, HeaderMap};
+use http::{Uri, Version};
+
+/// Where the request's authority comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The one valid `Host` header (origin-form HTTP/1.1, HTTP/2 without `:authority`).
+    Host,
+    /// The request target's authority (absolute-form, HTTP/2 `:authority`): it wins over Host,
+    /// which the caller replaces with it.
+    Target,
+    /// None (HTTP/1.0 without Host).
+    Absent,
+}
+
+/// Why a request's Host was refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// An HTTP/1.1 or HTTP/2 request with neither Host nor an authority in its target.
+    Missing,
+    /// More than one Host field line (even with equal values).
+    Duplicate,
+    /// A Host or target authority that is not `host[:port]` (userinfo, bad port, spaces, ...).
+    Invalid,
+    /// HTTP/2 `:authority` and `host` that name different hosts.
+    Mismatch,
+}
+
+impl HostError {
+    /// The client-facing explanation (a problem+json `detail`).
+    pub fn detail(self) -> &'static str {
+        match self {
+            HostError::Missing => "The request has no Host header.",
+            HostError::Duplicate => "The request has more than one Host header.",
+            HostError::Invalid => "The Host header or request target authority is invalid.",
+            HostError::Mismatch => "The :authority and Host of the request differ.",
+        }
+    }
+}
+
+/// Checks the request's Host header(s) and target authority, and says which one names the host.
+pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<Authority, HostError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    if let Some(h) = host {
+        if !valid(h.as_bytes()) {
+            return Err(HostError::Invalid);
+        }
+    }
+    if let Some(target) = uri.authority() {
+        if !valid(target.as_str().as_bytes()) {
+            return Err(HostError::Invalid);
+        }
+        // RFC 9113 §8.3.1: a server SHOULD treat a differing Host as malformed. For HTTP/1.1
+        // absolute-form, RFC 9112 §3.2.2 says the Host header is ignored in favour of the target.
+        if version == Version::HTTP_2
+            && host.is_some_and(|h| {
+                !h.as_bytes()
+                    .eq_ignore_ascii_case(target.as_str().as_bytes())
+            })
+        {
+            return Err(HostError::Mismatch);
+        }
+        return Ok(Authority::Target);
+    }
+    match (host, version) {
+        (Some(_), _) => Ok(Authority::Host),
+        (None, Version::HTTP_09 | Version::HTTP_10) => Ok(Authority::Absent),
+        (None, _) => Err(HostError::Missing),
+    }
+}
+
+/// Whether `v` is `uri-host [":" port]` without userinfo (RFC 3986 §3.2.2): a registered name of
+/// unreserved characters (no percent-escapes or sub-delimiters: no real host needs them), an
+/// IPv4 address, or a bracketed IPv6 address; a port of 1 to 5 digits up to 65535.
+pub fn valid(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => {
+            let Some(close) = v.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let inner = &v[1..close];
+            let ok = std::str::from_utf8(inner)
+                .ok()
+                .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+                .is_some();
+            if !ok {
+                return false;
+            }
+            match &v[close + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (&v[..0], Some(port)),
+                _ => return false,
+            }
+        }
+        _ => match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|n| n <= 65535)
+    });
+    let name_ok = v.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host.len() <= 255
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')));
+    port_ok && name_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn valid_hosts() {
+        for ok in [
+            "a.test",
+            "Example.Test:8080",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:443",
+            "[::ffff:10.0.0.1]:80",
+            "a_b-c~d.test.",
+            "x:65535",
+        ] {
+            assert!(valid(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "a b.test",
+            "user@evil.test",
+            "example.test:80abc",
+            "example.test:",
+            "example.test:65536",
+            "example.test:000080",
+            "a.test/x",
+            "a.test, b.test",
+            "[::1",
+            "[::1]x",
+            "[zz]:80",
+            "a%2e.test",
+            "a.test\t",
+        ] {
+            assert!(!valid(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    fn heads(hosts: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in hosts {
+            h.append(HOST, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rules_by_version_and_target() {
+        let origin: Uri = "/x".parse().unwrap();
+        let absolute: Uri = "http://a.test/x".parse().unwrap();
+        let v11 = Version::HTTP_11;
+        assert_eq!(check(v11, &origin, &heads(&["a"])), Ok(Authority::Host));
+        assert_eq!(check(v11, &origin, &heads(&[])), Err(HostError::Missing));
+        assert_eq!(
+            check(Version::HTTP_10, &origin, &heads(&[])),
+            Ok(Authority::Absent)
+        );
+        assert_eq!(
+            check(v11, &origin, &heads(&["a", "a"])),
+            Err(HostError::Duplicate)
+        );
+        assert_eq!(
+            check(v11, &absolute, &heads(&["b.test"])),
+            Ok(Authority::Target)
+        );
+        assert_eq!(
+            check(v11, &absolute, &heads(&["b c"])),
+            Err(HostError::Invalid)
+        );
+        let h2 = Version::HTTP_2;
+        assert_eq!(check(h2, &absolute, &heads(&[])), Ok(Authority::Target));
+        assert_eq!(
+            check(h2, &absolute, &heads(&["A.test"])),
+            Ok(Authority::Target)
+        );
+        assert_eq!(
+            check(h2, &absolute, &heads(&["b.test"])),
+            Err(HostError::Mismatch)
+        );
+        assert_eq!(check(h2, &origin, &heads(&[])), Err(HostError::Missing));
+        let userinfo: Uri = "http://u@a.test/x".parse().unwrap();
+        assert_eq!(
+            check(v11, &userinfo, &heads(&["a.test"])),
+            Err(HostError::Invalid)
+        );
+    }
+}
