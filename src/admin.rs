@@ -24,12 +24,13 @@ use crate::gateway::Gateway;
 use crate::route::{HostPattern, PathPattern};
 
 /// Paths the admin API answers, with the methods each takes.
-const ENDPOINTS: [(&str, &str); 6] = [
+const ENDPOINTS: [(&str, &str); 7] = [
     ("/healthz", "GET, HEAD"),
     ("/readyz", "GET, HEAD"),
     ("/metrics", "GET"),
     ("/admin/config", "GET"),
     ("/admin/routes", "GET"),
+    ("/admin/upstreams", "GET"),
     ("/admin/reload", "POST"),
 ];
 
@@ -131,6 +132,10 @@ pub async fn handle(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Response<
         }
         "/admin/config" => json_response(StatusCode::OK, &config_json(gateway)),
         "/admin/routes" => json_response(StatusCode::OK, &routes_json(gateway)),
+        "/admin/upstreams" => json_response(
+            StatusCode::OK,
+            &crate::upstream::status::json(&rt.upstreams),
+        ),
         "/admin/reload" => reload(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }

@@ -261,6 +261,8 @@ async fn aggregate(
             parts: &[],
         },
         base: &base,
+        peer: conn.peer.ip(),
+        trusted: &rt.server.trusted_proxies,
     };
     fanout::run(ep, &ctx, deadline).await
 }

@@ -141,7 +141,17 @@ async fn proxy<'a>(
         Target::Route(route) => route,
     };
 
-    // Phase 5: request headers.
+    // Phase 5: request headers (a consistent-hash key is read from the client's head first).
+    let key = route
+        .proxy
+        .upstream
+        .key(&crate::upstream::balance::KeySource {
+            headers: &parts.headers,
+            path: parts.uri.path(),
+            peer: conn.peer.ip(),
+            trusted: &rt.server.trusted_proxies,
+            claims: identity.claims.as_deref(),
+        });
     prepare_request_head(rt, conn, route, request_id, &mut parts, upgrading);
 
     // Phase 6: forward.
@@ -153,7 +163,12 @@ async fn proxy<'a>(
         (RequestBody::stream(body, limit), None)
     };
     let mut resp = upstream
-        .forward(Request::from_parts(parts, body), reclaim, action.timeout)
+        .forward(
+            Request::from_parts(parts, body),
+            reclaim,
+            action.timeout,
+            key,
+        )
         .await?;
 
     // Phase 7: response headers (and the tunnel for a protocol switch).

@@ -18,7 +18,7 @@ use super::units::{parse_duration, parse_size};
 use crate::filter::headers::HeaderOps;
 use crate::net::Cidr;
 use crate::route::{HostPattern, PathPattern, ProxyAction, Route, RouteTable};
-use crate::upstream::{Upstream, UpstreamSettings, parse_endpoint};
+use crate::upstream::{Upstream, UpstreamSettings};
 
 const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
@@ -41,7 +41,7 @@ pub fn compile(
 
     let server = server_settings(&mut d, &file.server);
     let limits = limits(&mut d, &file);
-    let upstreams = upstreams(&mut d, &file.upstreams, previous);
+    let upstreams = upstreams(&mut d, &file.upstreams, previous, &metrics);
     let declared: Vec<&str> = file
         .upstreams
         .keys()
@@ -267,29 +267,21 @@ fn upstreams(
     d: &mut Diagnostics,
     files: &BTreeMap<Spanned<String>, UpstreamFile>,
     previous: Option<&Runtime>,
+    metrics: &crate::metrics::Metrics,
 ) -> BTreeMap<Arc<str>, Arc<Upstream>> {
     let mut out = BTreeMap::new();
     for (name, u) in files {
         let key = format!("upstreams.{}", name.get_ref());
         let before = d.errors.len();
-        if u.endpoints.get_ref().is_empty() {
-            d.error(
-                u.endpoints.span(),
-                format!("{key}.endpoints"),
-                "needs at least one endpoint",
-            );
-        }
-        let mut endpoints: Vec<_> = u
-            .endpoints
-            .get_ref()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
-            .collect();
+        let policy = crate::upstream::compile_policy::compile(d, u, &key);
+        let mut endpoints = policy.endpoints;
         let tls = crate::upstream::tls::compile(d, u, &key, &mut endpoints);
         let settings = UpstreamSettings {
             tls,
             endpoints,
+            balance: policy.balance,
+            health: policy.health,
+            outlier: policy.outlier,
             timeout: duration_or(
                 d,
                 &u.timeout,
@@ -326,11 +318,12 @@ fn upstreams(
             continue;
         }
         let name: Arc<str> = Arc::from(name.get_ref().as_str());
-        let kept = previous
-            .and_then(|p| p.upstreams.get(&name))
-            .filter(|p| p.settings == settings)
-            .cloned();
-        let upstream = kept.unwrap_or_else(|| Arc::new(Upstream::new(name.clone(), settings)));
+        let running = previous.and_then(|p| p.upstreams.get(&name));
+        let kept = running.filter(|p| p.settings == settings).cloned();
+        let upstream = kept.unwrap_or_else(|| {
+            let prev = running.map(|p| &**p);
+            Arc::new(Upstream::build(name.clone(), settings, prev, Some(metrics)))
+        });
         out.insert(name, upstream);
     }
     out

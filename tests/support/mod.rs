@@ -297,6 +297,9 @@ pub fn portico_cli(args: &[&str]) -> (i32, String, String) {
 // ---- TLS helpers (issue 4): rcgen CA and certificates, rustls clients, HTTPS backend ----
 pub mod tls;
 
+// ---- balancing and health helpers (issue 12): switchable backends, /admin/upstreams ----
+pub mod balance;
+
 // ---------------------------------------------------------------------------------------------
 // Reload, admin and lifecycle helpers (hot-reload branch).
 // ---------------------------------------------------------------------------------------------
