@@ -292,7 +292,7 @@ impl Balancer {
             return None;
         }
         let ramp = (snap.ramping && !self.settings.slow_start.is_zero())
-            .then(|| (now, self.settings.slow_start.as_millis() as u64));
+            .then_some((now, self.settings.slow_start.as_millis() as u64));
         let index = match (self.settings.policy, key, &self.maglev) {
             (Policy::ConsistentHash, Some(k), Some(m)) => walk(m, &snap, k, tried),
             (Policy::LeastRequest, ..) => least_request(&snap, eps, tried, rng, ramp),

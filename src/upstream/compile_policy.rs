@@ -93,7 +93,7 @@ fn endpoints(
                 continue;
             }
         };
-        if addrs.iter().any(|a: &(Scheme, Authority)| *a == parsed) {
+        if addrs.contains(&parsed) {
             d.error(
                 e.span(),
                 k,

@@ -119,7 +119,7 @@ mod tests {
         let three = Maglev::build(&names(3), &[1; 3]);
         let keys = 10_000u64;
         let moved = (0..keys)
-            .map(|k| super::super::hash::mix(k))
+            .map(super::super::hash::mix)
             .filter(|&k| {
                 let before = four.nth(k, 0);
                 before != 3 && three.nth(k, 0) != before

@@ -79,7 +79,7 @@ mod tests {
         assert_eq!(&*s, &[0, 0, 1, 0]);
         // Never a run of four of the same endpoint, even across the cycle boundary.
         let twice: Vec<u32> = s.iter().chain(s.iter()).copied().collect();
-        assert!(twice.windows(4).all(|w| w.iter().any(|&x| x == 1)));
+        assert!(twice.windows(4).all(|w| w.contains(&1)));
     }
 
     #[test]
