@@ -281,3 +281,43 @@ consecutive_gateway_errors = 3
     let (code, out) = check_text(&good);
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bff_part_calls_use_the_upstream_policy() {
+    let bs = [
+        Switchable::start("a").await,
+        Switchable::start("b").await,
+        Switchable::start("c").await,
+    ];
+    let all: Vec<&Switchable> = bs.iter().collect();
+    let text = gateway(&format!(
+        "{}\nlb = \"consistent_hash\"\nhash_key = \"header:x-user\"",
+        endpoints(&all)
+    ));
+    let profile = r#"
+mount = "/f"
+deadline = "2s"
+
+[[endpoints]]
+path = "/who"
+  [[endpoints.parts]]
+  name = "p"
+  upstream = "app"
+  path = "/p"
+  required = true
+  fields = ["backend"]
+"#;
+    let gw = TestGateway::start_with_files(&text, &[("bff/f.toml", profile)]).await;
+    let mut seen = std::collections::HashSet::new();
+    for user in 0..60 {
+        let id = format!("u{user}");
+        let who = |a: Answer| a.json()["p"]["backend"].as_str().unwrap().to_string();
+        let first = who(get_with(&gw.url("/f/who"), &[("x-user", &id)]).await);
+        for _ in 0..3 {
+            let again = who(get_with(&gw.url("/f/who"), &[("x-user", &id)]).await);
+            assert_eq!(again, first, "user {id} moved");
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 3, "keys spread over every endpoint: {seen:?}");
+}

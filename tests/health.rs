@@ -308,3 +308,46 @@ upstream = "other"
         "series of removed endpoints are dropped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_are_checked_over_tls() {
+    use support::tls::{Pki, TlsBackend, server_config};
+    let pki = Pki::new("Health CA");
+    let backend = TlsBackend::start(server_config(&pki.server(&["localhost"]), None)).await;
+    let address = format!("https://localhost:{}", backend.addr.port());
+    // The backend answers 200 everywhere; expecting 204 makes every check a bad status, which
+    // proves each one got an answer over TLS (a plain-HTTP attempt would be an error).
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+watch = false
+
+[upstreams.secure]
+endpoints = ["{address}"]
+ca_file = "ca.pem"
+[upstreams.secure.health]
+path = "/healthz"
+interval = "50ms"
+timeout = "40ms"
+expected_statuses = [204]
+
+[[routes]]
+id = "secure"
+match = {{ path_prefix = "/" }}
+upstream = "secure"
+"#
+    );
+    let gw = TestGateway::start_with_files(&text, &[("ca.pem", &pki.ca_pem)]).await;
+    let running = gw.running();
+    wait_endpoint(running, "secure", &address, Duration::from_secs(5), |e| {
+        e["health"] == "unhealthy"
+    })
+    .await;
+    let m = scrape(running).await;
+    let labels = |result| [("upstream", "secure"), ("endpoint", address.as_str()), ("result", result)];
+    assert!(metric(&m, "portico_health_checks_total", &labels("bad_status")).unwrap() >= 1.0);
+    assert_eq!(metric(&m, "portico_health_checks_total", &labels("error")), Some(0.0));
+    assert_eq!(metric(&m, "portico_health_checks_total", &labels("timeout")), Some(0.0));
+}

@@ -22,6 +22,7 @@ fn every_script_parses() {
         "plain",
         "jwt",
         "rate-limit",
+        "balance",
         "bff",
         "tls-keepalive",
         "tls-new",
