@@ -287,7 +287,7 @@ fn bff_work(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let dead: SocketAddr = "127.0.0.1:9".parse().unwrap();
     write_config(dir.path(), &[dead, dead, dead]);
-    let rt = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap();
+    let rt = portico::runtime::load(&dir.path().join("gateway.toml"), None).unwrap();
     let ep = &rt.bff.profile("bench").unwrap().endpoints[0];
     g.bench_function("respond_3x1kb", |b| {
         b.iter_batched(

@@ -29,7 +29,7 @@ fn reload(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let gateway = portico::Gateway::new(path.clone(), portico::config::load(&path, None).unwrap());
+    let gateway = portico::Gateway::new(path.clone(), portico::runtime::load(&path, None).unwrap());
     let _guard = rt.enter();
     c.bench_function("reload_1000_routes", |b| {
         b.iter(|| black_box(gateway.reload_by("bench").unwrap().generation))

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use portico::config::{self, Runtime};
+use portico::runtime::Runtime;
 
 /// A config with `n` routes: prefixes two and three segments deep, every 4th route exact,
 /// every 8th route on its own host, all on one upstream.
@@ -41,7 +41,7 @@ fn config_text(n: usize) -> String {
 fn load(dir: &Path, n: usize) -> Runtime {
     let path = dir.join(format!("gateway-{n}.toml"));
     std::fs::write(&path, config_text(n)).expect("write config");
-    config::load(&path, None).unwrap_or_else(|e| panic!("config with {n} routes: {e}"))
+    portico::runtime::load(&path, None).unwrap_or_else(|e| panic!("config with {n} routes: {e}"))
 }
 
 fn lookup(c: &mut Criterion) {
@@ -103,7 +103,7 @@ fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("config_load");
     group.sample_size(20);
     group.bench_function("routes_1000", |b| {
-        b.iter(|| black_box(config::load(&path, None).expect("valid config")))
+        b.iter(|| black_box(portico::runtime::load(&path, None).expect("valid config")))
     });
     group.finish();
 }

@@ -6,8 +6,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portico::server::tls::ClientCert;
-use portico::server::tls::sni::SniResolver;
+use portico::tls::ClientCert;
+use portico::tls::sni::SniResolver;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
@@ -46,7 +46,7 @@ fn setup() -> Setup {
          certificates = [{ cert = \"api.pem\", key = \"api.key\" }]\n",
     )
     .unwrap();
-    let rt = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap();
+    let rt = portico::runtime::load(&dir.path().join("gateway.toml"), None).unwrap();
     Setup {
         server: rt.tls.as_ref().unwrap().server_config.clone(),
         ca: ca.der().clone(),

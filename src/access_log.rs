@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::units::civil_from_days;
+
 static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Chooses JSON lines (`--log-format json`) or text; set once by `logging::init`.
@@ -208,20 +210,6 @@ fn date_time(secs: u64) -> [u8; 19] {
     out[16] = b':';
     put(&mut out[17..19], rem % 60);
     out
-}
-
-/// Proleptic Gregorian (year, month, day) for days since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u64, u64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u64;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! for `Authorization: Bearer TOKEN` when `server.admin_token_env` is set.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
@@ -15,13 +16,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::Body;
 use crate::config::ConfigErrors;
+use crate::config::units::rfc3339;
 use crate::gateway::Gateway;
 use crate::route::{HostPattern, PathPattern};
+use crate::server::{ConnTracker, accept_loop};
 
 /// Paths the admin API answers, with the methods each takes.
 const ENDPOINTS: [(&str, &str); 7] = [
@@ -34,47 +37,49 @@ const ENDPOINTS: [(&str, &str); 7] = [
     ("/admin/reload", "POST"),
 ];
 
-/// Serves the admin API until `stop` turns true.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+/// Serves the admin API until `stop` turns true, on the same accept loop as the public
+/// listeners (connection cap, TCP_NODELAY); its connections are not counted in the public drain.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) {
+    let tracker = Arc::new(ConnTracker::default());
+    let conn_stop = stop.clone();
+    accept_loop(listener, &gateway.clone(), tracker, stop, "admin", |a| {
+        let (gateway, stop) = (gateway.clone(), conn_stop.clone());
+        Some(async move {
+            serve_connection(a.stream, a.peer, gateway, stop).await;
+            drop(a.slot);
+        })
+    })
+    .await;
+}
+
+/// One admin connection: HTTP/1.1 or h2c, closed gracefully (within 5 s) at stop.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
         let gateway = gateway.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(handle(&gateway, req).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, error = %e, "admin connection ended with error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                }
+        async move { Ok::<_, Infallible>(handle(&gateway, req).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "admin connection ended with error");
             }
-        });
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }
 
@@ -141,7 +146,7 @@ pub async fn handle(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Response<
     }
 }
 
-fn authorized<B>(token: &Option<crate::config::lifecycle::AdminToken>, req: &Request<B>) -> bool {
+fn authorized<B>(token: &Option<crate::runtime::lifecycle::AdminToken>, req: &Request<B>) -> bool {
     token.as_ref().is_none_or(|t| {
         t.accepts(
             req.headers()
@@ -296,44 +301,4 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-/// `2024-05-01T12:34:56.789Z` (UTC) without a date crate.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let secs = d.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(at(1_714_566_896), "2024-05-01T12:34:56.000Z");
-    }
 }

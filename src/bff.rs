@@ -31,13 +31,13 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::body::Body;
-use crate::config::Runtime;
+use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::filter::headers::{
     self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::filter::{Guards, Identity};
-use crate::server::ConnInfo;
+use crate::net::Cidr;
 use crate::upstream::Upstream;
 
 pub use compile::{Sources, read_profiles};
@@ -201,9 +201,20 @@ pub struct Part {
     pub stats: metrics::PartStats,
 }
 
+/// What a BFF request reads besides its endpoint: process-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BffEnv<'a> {
+    /// Largest client body read (`limits.max_body_bytes`).
+    pub max_body_bytes: u64,
+    /// Peers whose forwarding headers are trusted.
+    pub trusted_proxies: &'a [Cidr],
+    /// Verified-claim headers the guards set, passed on to every part call.
+    pub forwarded_claims: &'a [HeaderName],
+}
+
 /// Serves a BFF request whose guards have passed: budget, fan-out, shaped answer.
 pub async fn serve(
-    rt: &Runtime,
+    env: BffEnv<'_>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     target: &Target<'_>,
@@ -214,7 +225,7 @@ pub async fn serve(
     let started = Instant::now();
     let ep = target.endpoint;
     let rate_limit_fields = identity.rate_limit.clone();
-    let result = aggregate(rt, conn, request_id, target, identity, parts, body)
+    let result = aggregate(env, conn, request_id, target, identity, parts, body)
         .await
         .and_then(|run| respond::respond(ep, run, started.elapsed()));
     match result {
@@ -233,7 +244,7 @@ pub async fn serve(
 }
 
 async fn aggregate(
-    rt: &Runtime,
+    env: BffEnv<'_>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     target: &Target<'_>,
@@ -245,11 +256,11 @@ async fn aggregate(
     let budget = budget(ep.deadline, &parts.headers)?;
     let deadline = tokio::time::Instant::now() + budget;
     let body = if ep.reads_body {
-        read_json_body(body, rt.limits.max_body_bytes, deadline).await?
+        read_json_body(body, env.max_body_bytes, deadline).await?
     } else {
         None
     };
-    let base = base_headers(rt, conn, request_id, &parts.headers);
+    let base = base_headers(env, conn, request_id, &parts.headers);
     let ctx = call::RequestCtx {
         client: template::Inputs {
             claims: identity.claims.as_deref(),
@@ -262,7 +273,7 @@ async fn aggregate(
         },
         base: &base,
         peer: conn.peer.ip(),
-        trusted: &rt.server.trusted_proxies,
+        trusted: env.trusted_proxies,
     };
     fanout::run(ep, &ctx, deadline).await
 }
@@ -287,7 +298,7 @@ pub fn budget(deadline: Duration, headers: &HeaderMap) -> Result<Duration, Gatew
 /// `accept: application/json`, and the verified-claim headers of `forward_claims` (the guards
 /// removed client-sent copies and set verified ones, as for routes).
 fn base_headers(
-    rt: &Runtime,
+    env: BffEnv<'_>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     client: &HeaderMap,
@@ -295,17 +306,14 @@ fn base_headers(
     let mut h = HeaderMap::with_capacity(8);
     h.insert(ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(&X_REQUEST_ID, request_id.clone());
-    let trusted = headers::is_trusted(&rt.server.trusted_proxies, conn.peer.ip());
-    if trusted {
-        for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
-            for v in client.get_all(name) {
-                h.append(name.clone(), v.clone());
-            }
+    // The client's forwarding values go in first; `forward` keeps them only from trusted proxies.
+    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
+        for v in client.get_all(name) {
+            h.append(name.clone(), v.clone());
         }
     }
-    let proto = if conn.tls { "https" } else { "http" };
-    headers::set_forwarded(&mut h, conn.peer.ip(), trusted, proto, client.get(HOST));
-    for name in rt.auth.forwarded_headers.iter() {
+    headers::forward(&mut h, conn, env.trusted_proxies, client.get(HOST));
+    for name in env.forwarded_claims {
         for v in client.get_all(name) {
             h.append(name.clone(), v.clone());
         }

@@ -90,7 +90,7 @@ pub enum GatewayError {
         /// Whole seconds until a retry can pass (at least 1).
         retry_after_secs: u64,
         /// `RateLimit-Policy` and `RateLimit` fields.
-        headers: crate::filter::rate_limit::RateLimitHeaders,
+        headers: RateLimitHeaders,
     },
     /// `x-client` named no BFF profile, there is no default profile, and no route matches.
     #[error("unknown BFF client")]
@@ -302,5 +302,27 @@ impl GatewayError {
             | GatewayError::BffMissingInput { .. } => {}
         }
         resp
+    }
+}
+
+/// The two RateLimit fields for one policy decision.
+#[derive(Debug, Clone)]
+pub struct RateLimitHeaders {
+    /// `RateLimit-Policy`.
+    pub policy: HeaderValue,
+    /// `RateLimit`.
+    pub state: HeaderValue,
+}
+
+/// `RateLimit-Policy`.
+pub static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
+impl RateLimitHeaders {
+    /// Adds both fields to a response.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(&RATELIMIT_POLICY, self.policy.clone());
+        headers.insert(&RATELIMIT, self.state.clone());
     }
 }

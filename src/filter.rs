@@ -13,12 +13,12 @@ use std::sync::Arc;
 use http::request::Parts;
 use toml::Spanned;
 
-use crate::config::Runtime;
 use crate::config::diag::Diagnostics;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::file::rate_limit::RateLimitRefFile;
+use crate::conn::ConnInfo;
 use crate::error::GatewayError;
-use crate::server::ConnInfo;
+use crate::net::Cidr;
 
 use self::auth::AuthRule;
 use self::auth::provider::Provider;
@@ -39,6 +39,18 @@ pub struct Guards {
     pub rate_limits: Box<[Arc<Policy>]>,
     /// Route id or BFF profile name: the bucket of `route` keys.
     pub scope: Arc<str>,
+}
+
+/// What the guards read besides a route's own [`Guards`]: process-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardEnv<'a> {
+    /// Peers whose forwarding headers are trusted (the client IP of `ip` rate-limit keys).
+    pub trusted_proxies: &'a [Cidr],
+    /// Identity headers only the gateway sets (forwarded claims): client copies are removed on
+    /// every route, authenticated or not.
+    pub forwarded_claims: &'a [http::HeaderName],
+    /// The header carrying the verified client certificate (`[server.tls]`), if configured.
+    pub forward_client_cert: Option<&'a http::HeaderName>,
 }
 
 /// What the guards learned about the caller.
@@ -96,14 +108,14 @@ pub fn compile_guards(
 /// `parts` is edited: spoofed identity headers are removed on every route, verified claims are
 /// forwarded, the token is stripped when the provider says so.
 pub async fn run_guards(
-    rt: &Runtime,
+    env: GuardEnv<'_>,
     guards: &Guards,
     conn: &ConnInfo,
     parts: &mut Parts,
 ) -> Result<Identity, GatewayError> {
-    client_cert::check(rt, guards.client_cert, conn, parts)?;
-    if !rt.auth.forwarded_headers.is_empty() {
-        rt.auth.strip_forwarded(&mut parts.headers);
+    client_cert::check(env.forward_client_cert, guards.client_cert, conn, parts)?;
+    for name in env.forwarded_claims {
+        parts.headers.remove(name);
     }
     let claims = match &guards.auth {
         Some(rule) => Some(rule.authenticate(parts).await?),
@@ -113,7 +125,7 @@ pub async fn run_guards(
     if !guards.rate_limits.is_empty() {
         let needs_ip = guards.rate_limits.iter().any(|p| p.needs_ip());
         let client_ip = if needs_ip {
-            rate_limit::client_ip(&rt.server.trusted_proxies, conn.peer.ip(), &parts.headers)
+            rate_limit::client_ip(env.trusted_proxies, conn.peer.ip(), &parts.headers)
         } else {
             conn.peer.ip()
         };

@@ -13,13 +13,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::bff;
 use crate::body::{Body, RequestBody};
-use crate::config::Runtime;
+use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
 use crate::route::Route;
-use crate::server::ConnInfo;
+use crate::runtime::Runtime;
 
 /// What the access log and metrics learn while a request runs.
 #[derive(Default)]
@@ -51,7 +51,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
     let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
     route_metrics.record(resp.status(), start.elapsed());
-    crate::server::tls::add_hsts(&rt, conn, resp.headers_mut());
+    crate::tls::add_hsts(rt.tls.as_ref(), conn, resp.headers_mut());
 
     if let Some((method, path)) = logged {
         crate::access_log::write(&crate::access_log::Entry {
@@ -88,7 +88,7 @@ async fn proxy<'a>(
     check_path(req.uri().path())?;
     let host = request_host(&req);
     if let Some(redirect) =
-        crate::server::tls::redirect_https(rt, conn, host.as_deref(), req.uri())?
+        crate::tls::redirect_https(rt.tls.as_ref(), conn, host.as_deref(), req.uri())?
     {
         return Ok(redirect);
     }
@@ -133,10 +133,19 @@ async fn proxy<'a>(
     let (mut parts, body) = req.into_parts();
 
     // Phase 4: guards (client certificate, auth, then rate limits).
-    let identity = filter::run_guards(rt, guards, conn, &mut parts).await?;
+    let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
     let route = match target {
         Target::Bff(endpoint) => {
-            return bff::serve(rt, conn, request_id, &endpoint, identity, parts, body).await;
+            return bff::serve(
+                rt.bff_env(),
+                conn,
+                request_id,
+                &endpoint,
+                identity,
+                parts,
+                body,
+            )
+            .await;
         }
         Target::Route(route) => route,
     };
@@ -206,13 +215,10 @@ fn prepare_request_head(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, upgrading);
-    let trusted = headers::is_trusted(&rt.server.trusted_proxies, conn.peer.ip());
-    let proto = if conn.tls { "https" } else { "http" };
-    headers::set_forwarded(
+    headers::forward(
         &mut parts.headers,
-        conn.peer.ip(),
-        trusted,
-        proto,
+        conn,
+        &rt.server.trusted_proxies,
         original_host.as_ref(),
     );
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());

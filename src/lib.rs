@@ -1,15 +1,17 @@
 //! Portico: a programmable API gateway and BFF reverse proxy.
 //!
-//! The request path lives in [`handler`]; the compiled, immutable config in [`config::Runtime`];
+//! The request path lives in [`handler`]; the compiled, immutable config in [`runtime::Runtime`];
 //! the process lifecycle in [`gateway`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod access_log;
 pub mod admin;
+pub mod app;
 pub mod bff;
 pub mod body;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod filter;
@@ -19,7 +21,10 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod route;
+pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
-pub use gateway::{Gateway, Running, StartError};
+pub use app::{Running, StartError};
+pub use gateway::Gateway;

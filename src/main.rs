@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use portico::config::{self, units::parse_duration};
+use portico::config::units::parse_duration;
 use portico::filter::auth;
 use portico::logging::{self, LogFormat};
 use portico::{Running, demo};
@@ -143,7 +143,7 @@ fn token(
         let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
         extra.push((k.to_string(), value));
     }
-    let rt = match config::load(path, None) {
+    let rt = match portico::runtime::load(path, None) {
         Ok(rt) => rt,
         Err(errors) => {
             eprintln!("{errors}");
@@ -178,7 +178,7 @@ fn token(
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path, None) {
+    match portico::runtime::load(path, None) {
         Ok(rt) => {
             println!(
                 "{}: ok ({} routes, {} upstreams); {} BFF profiles",
@@ -188,7 +188,7 @@ fn check(path: &Path) -> ExitCode {
                 rt.bff.profiles.len()
             );
             if let Some(tls) = &rt.tls {
-                print!("{}", portico::server::tls::describe(tls));
+                print!("{}", portico::tls::describe(tls));
             }
             ExitCode::SUCCESS
         }
@@ -201,7 +201,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn routes(path: &Path) -> ExitCode {
-    match config::load(path, None) {
+    match portico::runtime::load(path, None) {
         Ok(rt) => {
             print!("{}", portico::route::describe(&rt.routes));
             print!("{}", portico::bff::describe(&rt.bff));
@@ -215,7 +215,7 @@ fn routes(path: &Path) -> ExitCode {
 }
 
 fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
-    let runtime = match config::load(path, None) {
+    let runtime = match portico::runtime::load(path, None) {
         Ok(rt) => rt,
         Err(errors) => {
             eprintln!("{errors}");
@@ -286,7 +286,10 @@ fn announce_ready(running: &Running) {
     let _ = out.flush();
 }
 
-async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> std::io::Result<()> {
+async fn start_demo_upstreams(
+    runtime: &portico::runtime::Runtime,
+    latency: Duration,
+) -> std::io::Result<()> {
     for (name, upstream) in &runtime.upstreams {
         let Some(app) = demo::App::for_upstream(name) else {
             continue;
@@ -310,7 +313,7 @@ async fn start_demo_upstreams(runtime: &config::Runtime, latency: Duration) -> s
     Ok(())
 }
 
-fn print_tour(addr: std::net::SocketAddr, rt: &config::Runtime) {
+fn print_tour(addr: std::net::SocketAddr, rt: &portico::runtime::Runtime) {
     println!("Portico demo is up on http://{addr}. Try:");
     println!("  curl -s http://{addr}/api/users/42");
     println!(

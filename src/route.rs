@@ -7,6 +7,8 @@
 //! answer is 405 with `Allow`. Lookup walks the path's segments through a trie, so its cost
 //! depends on the path's depth, not on the number of routes.
 
+pub mod compile;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;

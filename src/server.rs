@@ -16,24 +16,10 @@ use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::config::runtime::Limits;
+use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::handler;
-
-/// What the request path knows about the connection a request came on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The client (or the last proxy before us).
-    pub peer: SocketAddr,
-    /// Our address the client connected to.
-    pub local: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The client certificate rustls verified during the handshake (mTLS), if any.
-    pub client_cert: Option<Arc<tls::ClientCert>>,
-    /// Port of this gateway's HTTPS listener, if any (where `redirect_https` points).
-    pub https_port: Option<u16>,
-}
+use crate::runtime::Limits;
 
 /// Counts open connections so shutdown can wait for them to drain.
 #[derive(Debug, Default)]

@@ -4,6 +4,7 @@
 //! refused. `transport` carries requests.
 
 pub mod balance;
+pub mod compile;
 pub mod compile_policy;
 pub mod health;
 pub mod outlier;

@@ -106,7 +106,7 @@ fn cache_settings_are_checked() {
     );
     write(dir.path(), "gateway.toml", &g);
     write(dir.path(), "bff/c.toml", &p);
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .unwrap_err()
         .to_string();
     assert!(

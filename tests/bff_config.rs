@@ -160,7 +160,7 @@ fn load_errors(profile: &str) -> String {
         "[upstreams.users]\nendpoints = [\"127.0.0.1:1\"]\n",
     );
     write(dir.path(), "bff/x.toml", profile);
-    match portico::config::load(&dir.path().join("gateway.toml"), None) {
+    match portico::runtime::load(&dir.path().join("gateway.toml"), None) {
         Ok(_) => String::from("loaded without errors"),
         Err(e) => e.to_string(),
     }
@@ -187,7 +187,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     write(dir.path(), "clients/c.toml", p);
     write(dir.path(), "clients/notes.txt", "not a profile");
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -200,7 +200,7 @@ fn duplicate_names_and_mounts_across_files() {
     );
     // A `dir` that does not exist is an error at the key.
     write(dir.path(), "gateway.toml", "[bff]\ndir = \"missing\"\n");
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .unwrap_err()
         .to_string();
     assert!(

@@ -311,7 +311,7 @@ async fn editing_a_bff_profile_changes_the_response() {
     assert_eq!(v["profile"].as_object().unwrap().len(), 2, "{v}");
 
     // Counters of an unchanged endpoint carry over the reload.
-    let part = |rt: &portico::config::Runtime| {
+    let part = |rt: &portico::runtime::Runtime| {
         rt.bff.profile("app").unwrap().endpoints[0].parts[0]
             .stats
             .clone()

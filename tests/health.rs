@@ -346,8 +346,20 @@ upstream = "secure"
     })
     .await;
     let m = scrape(running).await;
-    let labels = |result| [("upstream", "secure"), ("endpoint", address.as_str()), ("result", result)];
+    let labels = |result| {
+        [
+            ("upstream", "secure"),
+            ("endpoint", address.as_str()),
+            ("result", result),
+        ]
+    };
     assert!(metric(&m, "portico_health_checks_total", &labels("bad_status")).unwrap() >= 1.0);
-    assert_eq!(metric(&m, "portico_health_checks_total", &labels("error")), Some(0.0));
-    assert_eq!(metric(&m, "portico_health_checks_total", &labels("timeout")), Some(0.0));
+    assert_eq!(
+        metric(&m, "portico_health_checks_total", &labels("error")),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "portico_health_checks_total", &labels("timeout")),
+        Some(0.0)
+    );
 }

@@ -284,7 +284,7 @@ async fn a_file_edit_inside_a_watched_source_folder_reloads() {
     write(dir.path(), "gateway.toml", &config(backend.addr, "", ""));
     write(dir.path(), "bff/web.toml", "name = \"web\"\n");
     let path = dir.path().join("gateway.toml");
-    let mut rt = portico::config::load(&path, None).unwrap();
+    let mut rt = portico::runtime::load(&path, None).unwrap();
     rt.sources.push(dir.path().join("bff"));
     let running = portico::Running::start_with(path, rt).await.unwrap();
     let mut rx = running.gateway.reload_status();

@@ -537,7 +537,8 @@ async fn new_certificate_files_serve_new_handshakes_while_open_connections_go_on
 
     // A reload that changes no TLS input keeps the TLS config, so session tickets stay valid.
     let same = gw.running().gateway.reload().expect("unchanged reload");
-    let tls_config = |rt: &portico::config::Runtime| rt.tls.as_ref().unwrap().server_config.clone();
+    let tls_config =
+        |rt: &portico::runtime::Runtime| rt.tls.as_ref().unwrap().server_config.clone();
     assert!(std::sync::Arc::ptr_eq(&tls_config(&same), &tls_config(&rt)));
     let resumed = tls_connect(addr, "api.test", client.clone()).await.unwrap();
     assert_eq!(
@@ -686,7 +687,7 @@ upstream = "u"
 client_cert = "required"
 "#;
     write(dir.path(), "gateway.toml", toml);
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .expect_err("invalid")
         .to_string();
     let expect = [

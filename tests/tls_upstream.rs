@@ -159,7 +159,7 @@ endpoints = ["http://127.0.0.1:9", "https://127.0.0.1:10"]
 tls = false
 "#;
     write(dir.path(), "gateway.toml", toml);
-    let err = portico::config::load(&dir.path().join("gateway.toml"), None)
+    let err = portico::runtime::load(&dir.path().join("gateway.toml"), None)
         .expect_err("invalid")
         .to_string();
     let expect = [

@@ -1,7 +1,15 @@
 //! Config diagnostics: every problem names its file, line, column and key path.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Duration;
+
+use http::Method;
+use toml::Spanned;
+
+use super::file::Text;
+use super::units::{parse_duration, parse_method, parse_size};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -175,6 +183,95 @@ impl Diagnostics<'_> {
                 None
             }
         }
+    }
+}
+
+/// Typed readers for optional keys: each records its error and falls back to the default, so
+/// one pass over a file reports every bad value (the one home for these conversions).
+impl Diagnostics<'_> {
+    /// A duration key (`"250ms"`), or `default` when absent or bad.
+    pub fn duration_or(&mut self, value: &Option<Text>, key: &str, default: Duration) -> Duration {
+        value
+            .as_ref()
+            .and_then(|v| self.parse(v, key, parse_duration))
+            .unwrap_or(default)
+    }
+
+    /// Like [`Diagnostics::duration_or`], where 0 is an error too.
+    pub fn positive_duration_or(
+        &mut self,
+        value: &Option<Text>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(t) = value else { return default };
+        match self.parse(t, key, parse_duration) {
+            Some(x) if x.is_zero() => {
+                self.error(t.span(), key, "must be more than 0");
+                default
+            }
+            Some(x) => x,
+            None => default,
+        }
+    }
+
+    /// A byte size key (`"16KiB"`), or `default` when absent or bad.
+    pub fn size_or(&mut self, value: &Option<Text>, key: &str, default: u64) -> u64 {
+        value
+            .as_ref()
+            .and_then(|v| self.parse(v, key, parse_size))
+            .unwrap_or(default)
+    }
+
+    /// Like [`Diagnostics::size_or`], where 0 is an error too.
+    pub fn positive_size_or(&mut self, value: &Option<Text>, key: &str, default: u64) -> u64 {
+        let Some(t) = value else { return default };
+        match self.parse(t, key, parse_size) {
+            Some(0) => {
+                self.error(t.span(), key, "must be more than 0");
+                default
+            }
+            Some(x) => x,
+            None => default,
+        }
+    }
+
+    /// An integer key within `range` (inclusive), or `default` when absent or out of range.
+    pub fn count_or(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        range: (i64, i64),
+        default: usize,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(v) if (range.0..=range.1).contains(v.get_ref()) => *v.get_ref() as usize,
+            Some(v) => {
+                let message = format!(
+                    "must be between {} and {}, got {}",
+                    range.0,
+                    range.1,
+                    v.get_ref()
+                );
+                self.error(v.span(), key, message);
+                default
+            }
+        }
+    }
+
+    /// A socket address key (`"127.0.0.1:8080"`).
+    pub fn addr(&mut self, value: &Text, key: &str) -> Option<SocketAddr> {
+        self.parse(value, key, |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!("bad address \"{s}\": expected IP:PORT such as \"127.0.0.1:8080\"")
+            })
+        })
+    }
+
+    /// An HTTP method key (any case; only the standard methods).
+    pub fn method(&mut self, value: &Text, key: impl Into<String>) -> Option<Method> {
+        self.parse(value, key, parse_method)
     }
 }
 

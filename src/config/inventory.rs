@@ -71,7 +71,9 @@ pub fn fingerprint_value(v: &toml::Value) -> u64 {
     h.0
 }
 
-struct Fnv(u64);
+/// FNV-1a, 64 bits: the crate's one non-cryptographic content hash (config versions and
+/// fingerprints), stable across runs and builds.
+pub struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -80,7 +82,13 @@ impl Default for Fnv {
 }
 
 impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// Feeds bytes.
+    pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);

@@ -2,6 +2,24 @@
 
 use std::time::Duration;
 
+/// The standard HTTP methods a config may name.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// Parses a standard HTTP method name, in any case.
+pub fn parse_method(text: &str) -> Result<http::Method, String> {
+    let upper = text.to_ascii_uppercase();
+    if METHODS.contains(&upper.as_str()) {
+        http::Method::from_bytes(upper.as_bytes()).map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "unknown method \"{text}\" (use one of {})",
+            METHODS.join(", ")
+        ))
+    }
+}
+
 /// Parses "250ms", "2s", "1m", "1h", "1.5s" or "0" into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -95,9 +113,49 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
     Ok(Rate { count, per })
 }
 
+/// Proleptic Gregorian (year, month, day) for days since 1970-01-01 (H. Hinnant's algorithm):
+/// the one date conversion of the crate (access log, admin API), so no date crate is needed.
+pub fn civil_from_days(z: i64) -> (i64, u64, u64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `2024-05-01T12:34:56.789Z` (UTC).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (year, month, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s: u64| rfc3339(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_714_566_896), "2024-05-01T12:34:56.000Z");
+    }
 
     #[test]
     fn durations() {

@@ -95,15 +95,6 @@ pub struct AuthRuntime {
     pub files: Vec<std::path::PathBuf>,
 }
 
-impl AuthRuntime {
-    /// Removes client-sent copies of forwarded-claim headers.
-    pub fn strip_forwarded(&self, headers: &mut http::HeaderMap) {
-        for name in &self.forwarded_headers {
-            headers.remove(name);
-        }
-    }
-}
-
 /// A compiled `auth = {...}` of a route or BFF profile.
 #[derive(Debug)]
 pub struct AuthRule {

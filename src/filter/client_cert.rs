@@ -5,11 +5,10 @@
 use http::request::Parts;
 use toml::Spanned;
 
-use crate::config::Runtime;
 use crate::config::diag::Diagnostics;
 use crate::config::file::{RouteFile, Text, TlsFile};
+use crate::conn::ConnInfo;
 use crate::error::GatewayError;
-use crate::server::ConnInfo;
 
 /// What a route asks of the client's certificate.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +60,11 @@ pub fn check_routes(d: &mut Diagnostics, routes: &[RouteFile], tls: Option<&Span
 /// The guard step: removes client-sent copies of the forwarding header, refuses a request
 /// without a verified certificate when the route requires one, and forwards the certificate.
 pub fn check(
-    rt: &Runtime,
+    header: Option<&http::HeaderName>,
     rule: ClientCertRule,
     conn: &ConnInfo,
     parts: &mut Parts,
 ) -> Result<(), GatewayError> {
-    let header = rt.tls.as_ref().and_then(|t| t.forward_client_cert.as_ref());
     if let Some(h) = header {
         parts.headers.remove(h);
     }

@@ -1,10 +1,13 @@
 //! Header phase: hop-by-hop stripping, forwarding headers, request ids, per-route header edits.
 
+pub mod compile;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::conn::ConnInfo;
 use crate::net::{Cidr, canonical};
 
 /// `x-request-id`.
@@ -125,6 +128,20 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// Whether `peer` is one of `server.trusted_proxies`.
 pub fn is_trusted(trusted: &[Cidr], peer: IpAddr) -> bool {
     !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer))
+}
+
+/// Sets the forwarding headers for a request that came on `conn`: the client's own values
+/// in `headers` are kept only when the peer is one of `trusted_proxies`. Shared by the proxy
+/// path and BFF part calls, so both tell upstreams the same story.
+pub fn forward(
+    headers: &mut HeaderMap,
+    conn: &ConnInfo,
+    trusted_proxies: &[Cidr],
+    host: Option<&HeaderValue>,
+) {
+    let trusted = is_trusted(trusted_proxies, conn.peer.ip());
+    let proto = if conn.tls { "https" } else { "http" };
+    set_forwarded(headers, conn.peer.ip(), trusted, proto, host);
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host. A client's own values are kept (and appended to) only when

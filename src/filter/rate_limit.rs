@@ -103,27 +103,7 @@ struct Counters {
 
 type OutcomeFamily = Family<[(&'static str, String); 2], Counter>;
 
-/// The two RateLimit fields for one policy decision.
-#[derive(Debug, Clone)]
-pub struct RateLimitHeaders {
-    /// `RateLimit-Policy`.
-    pub policy: HeaderValue,
-    /// `RateLimit`.
-    pub state: HeaderValue,
-}
-
-/// `RateLimit-Policy`.
-pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit`.
-pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-impl RateLimitHeaders {
-    /// Adds both fields to a response.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(&RATELIMIT_POLICY, self.policy.clone());
-        headers.insert(&RATELIMIT, self.state.clone());
-    }
-}
+pub use crate::error::{RATELIMIT, RATELIMIT_POLICY, RateLimitHeaders};
 
 /// What the key of one request is made from.
 #[derive(Debug, Clone, Copy)]

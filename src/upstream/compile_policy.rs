@@ -17,7 +17,6 @@ use crate::config::diag::Diagnostics;
 use crate::config::file::Text;
 use crate::config::file::UpstreamFile;
 use crate::config::file::balance::{HealthFile, OutlierFile, StatusFile};
-use crate::config::units::parse_duration;
 use crate::filter::auth::claims::ClaimPath;
 
 /// Largest endpoint weight.
@@ -142,11 +141,7 @@ fn balance(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> BalanceSettings 
         ),
         _ => {}
     }
-    let slow_start = u
-        .slow_start
-        .as_ref()
-        .and_then(|t| d.parse(t, format!("{key}.slow_start"), parse_duration))
-        .unwrap_or(Duration::ZERO);
+    let slow_start = d.duration_or(&u.slow_start, &format!("{key}.slow_start"), Duration::ZERO);
     BalanceSettings {
         policy,
         hash_key,
@@ -201,9 +196,7 @@ fn count(
 }
 
 fn duration(d: &mut Diagnostics, v: &Option<Text>, key: String, default: Duration) -> Duration {
-    v.as_ref()
-        .and_then(|t| d.parse(t, key, parse_duration))
-        .unwrap_or(default)
+    d.duration_or(v, &key, default)
 }
 
 fn health(d: &mut Diagnostics, h: &HealthFile, key: &str) -> Option<Arc<HealthSettings>> {

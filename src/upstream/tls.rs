@@ -10,8 +10,8 @@ use rustls_pki_types::ServerName;
 
 use crate::config::diag::Diagnostics;
 use crate::config::file::UpstreamFile;
-use crate::server::tls::certs;
-use crate::server::tls::compile::{Fingerprint, provider, read_file};
+use crate::tls::certs;
+use crate::tls::compile::{Fingerprint, provider, read_file};
 
 /// The TLS side of an upstream's settings.
 #[derive(Clone)]

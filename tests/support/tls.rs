@@ -324,7 +324,7 @@ impl TlsBackend {
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .map(|c| portico::server::tls::ClientCert::from_der(c).subject);
+                        .map(|c| portico::tls::ClientCert::from_der(c).subject);
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let mut headers = serde_json::Map::new();
                         for (k, v) in req.headers() {

@@ -1,7 +1,6 @@
 //! `[server.tls]` validation and compilation into [`TlsSettings`]: every file is read, parsed
 //! and checked here, so a bad certificate fails the (re)load and the old one keeps serving.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +15,9 @@ use toml::Spanned;
 use super::certs::{self, LoadedCert};
 use super::sni::SniResolver;
 use super::{CertSummary, ClientAuth, TlsSettings};
-use crate::config::Runtime;
 use crate::config::diag::Diagnostics;
 use crate::config::file::{HstsFile, TlsFile};
 use crate::config::units::parse_duration;
-use crate::upstream::Upstream;
 
 const KEY: &str = "server.tls";
 
@@ -81,7 +78,7 @@ pub fn read_file(
 pub fn compile(
     d: &mut Diagnostics,
     file: Option<&Spanned<TlsFile>>,
-    previous: Option<&Runtime>,
+    previous: Option<&TlsSettings>,
 ) -> Option<TlsSettings> {
     let file = file?;
     let t = file.get_ref();
@@ -159,8 +156,8 @@ pub fn compile(
         return None;
     }
     let fingerprint = fp.finish();
+    // Same files and settings: keep the built rustls config (and its session cache).
     let kept = previous
-        .and_then(|p| p.tls.as_ref())
         .filter(|p| p.fingerprint == fingerprint)
         .map(|p| p.server_config.clone());
     let server_config = match kept {
@@ -369,19 +366,16 @@ fn server_config(
     Ok(config)
 }
 
-/// Adds every certificate, key and CA file of the listener and the upstreams to `sources`
-/// (so a change to any of them reloads), and returns a digest of their contents for the
-/// config version.
-pub fn add_sources(
+/// Adds every certificate, key and CA file of the listener and of each TLS client config
+/// (`clients`: the upstreams' files and fingerprints) to `sources`, so a change to any of them
+/// reloads, and returns a digest of their contents for the config version.
+pub fn add_sources<'a>(
     sources: &mut Vec<PathBuf>,
-    tls: Option<&TlsSettings>,
-    upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+    tls: Option<&'a TlsSettings>,
+    clients: impl Iterator<Item = (&'a Vec<PathBuf>, [u8; 32])>,
 ) -> [u8; 32] {
     let mut digest = Fingerprint::default();
     let listener = tls.map(|t| (&t.files, t.fingerprint));
-    let clients = upstreams
-        .values()
-        .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
     for (files, fingerprint) in listener.into_iter().chain(clients) {
         digest.add("tls", &fingerprint);
         for path in files {

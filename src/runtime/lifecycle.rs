@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::diag::Diagnostics;
-use super::file::{GatewayFile, ServerFile, Text};
-use super::runtime::{Limits, Runtime, ServerSettings};
-use super::units::parse_duration;
+use super::{Limits, Runtime, ServerSettings};
+use crate::config::Diagnostics;
+use crate::config::file::{GatewayFile, ServerFile, Text};
+use crate::config::units::parse_duration;
 
 /// Default admin listener address.
 pub const DEFAULT_ADMIN: SocketAddr =

@@ -20,7 +20,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::inventory::fingerprint_bytes;
+use crate::config::inventory::fingerprint_bytes;
 use crate::gateway::Gateway;
 
 /// How often folders that could not be watched (missing) are tried again.

@@ -1,4 +1,6 @@
-//! Validated, compiled configuration used at request time. Never sees TOML.
+//! The compiled config: one immutable `Runtime` swapped whole on reload. `load()` reads the
+//! files and runs each feature's compile step; state that must survive a reload is lent from
+//! the previous runtime to the parts whose settings did not change.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -6,12 +8,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::inventory::Inventory;
-use super::lifecycle::{AdminToken, WatchSettings};
+pub mod lifecycle;
+mod load;
+mod server;
+
+pub use load::load;
+
+use crate::config::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::net::Cidr;
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
+use lifecycle::{AdminToken, WatchSettings};
 
 /// Everything that changes with config, swapped whole on reload.
 #[derive(Debug)]
@@ -40,11 +48,34 @@ pub struct Runtime {
     /// Named parts with fingerprints, for the reload summary.
     pub inventory: Inventory,
     /// `[server.tls]`: the HTTPS listener's certificates and settings, if configured.
-    pub tls: Option<crate::server::tls::TlsSettings>,
+    pub tls: Option<crate::tls::TlsSettings>,
     /// JWT providers and the identity headers stripped from every request.
     pub auth: crate::filter::auth::AuthRuntime,
     /// Rate-limit policies (with their buckets) by name.
     pub rate_limits: crate::filter::rate_limit::compile::Policies,
+}
+
+impl Runtime {
+    /// The process-wide settings the guards read.
+    pub fn guard_env(&self) -> crate::filter::GuardEnv<'_> {
+        crate::filter::GuardEnv {
+            trusted_proxies: &self.server.trusted_proxies,
+            forwarded_claims: &self.auth.forwarded_headers,
+            forward_client_cert: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.forward_client_cert.as_ref()),
+        }
+    }
+
+    /// The process-wide settings a BFF request reads.
+    pub fn bff_env(&self) -> crate::bff::BffEnv<'_> {
+        crate::bff::BffEnv {
+            max_body_bytes: self.limits.max_body_bytes,
+            trusted_proxies: &self.server.trusted_proxies,
+            forwarded_claims: &self.auth.forwarded_headers,
+        }
+    }
 }
 
 /// `[server]`, compiled.

@@ -1,0 +1,215 @@
+//! One BFF endpoint: method and path, deadline, guards, its parts (each compiled by `part`)
+//! and the plan that orders them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::part::{PartContext, part};
+use super::{Context, duration, is_token, method};
+use crate::bff::file::{EndpointFile, PartFile};
+use crate::bff::metrics::EndpointStats;
+use crate::bff::plan::Plan;
+use crate::bff::select::EndpointPath;
+use crate::bff::template::{RESERVED_SOURCES, Scope, Source, Var};
+use crate::bff::{Endpoint, PARTIAL_KEY, Part};
+use crate::config::Diagnostics;
+use crate::config::file::auth::AuthRuleFile;
+use crate::config::file::rate_limit::RateLimitRefFile;
+use crate::filter::{GuardContext, Guards, compile_guards};
+
+/// Profile-level settings endpoints inherit.
+pub(super) struct Defaults<'a> {
+    pub(super) profile: &'a Arc<str>,
+    pub(super) deadline: Duration,
+    pub(super) max_part_bytes: usize,
+    pub(super) auth: &'a Option<Spanned<AuthRuleFile>>,
+    pub(super) rate_limit: &'a Option<Spanned<RateLimitRefFile>>,
+}
+
+pub(super) fn endpoint(
+    d: &mut Diagnostics,
+    e: &EndpointFile,
+    ei: usize,
+    defaults: &Defaults<'_>,
+    cx: &Context<'_>,
+) -> Option<Endpoint> {
+    let key = format!("endpoints[{ei}]");
+    let before = d.errors.len();
+    let method = method(d, &e.method, &format!("{key}.method"));
+    let path = match EndpointPath::parse(e.path.get_ref()) {
+        Ok(p) => Some(p),
+        Err(msg) => {
+            d.error(e.path.span(), format!("{key}.path"), msg);
+            None
+        }
+    };
+    let deadline = duration(
+        d,
+        &e.deadline,
+        &format!("{key}.deadline"),
+        defaults.deadline,
+    );
+    let parts_file = &e.parts;
+    if parts_file.is_empty() {
+        d.error(
+            e.path.span(),
+            format!("{key}.parts"),
+            "an endpoint needs at least one [[endpoints.parts]]",
+        );
+    }
+    // Names first: templates may refer to any part of the endpoint, in any order.
+    let names = part_names(d, parts_file, &key);
+    let path = path?;
+    let scope = Scope {
+        captures: &path.captures,
+        parts: &names,
+    };
+    let label: Arc<str> = Arc::from(format!("{method} {}", path.as_str()));
+    let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
+    let guards = endpoint_guards(d, e, &key, defaults, &id, cx.guards);
+    let mut parts = Vec::new();
+    let mut deps = Vec::new();
+    for (pi, p) in parts_file.iter().enumerate() {
+        let pkey = format!("{key}.parts[{pi}]");
+        let pc = PartContext {
+            key: &pkey,
+            scope: &scope,
+            max_part_bytes: defaults.max_part_bytes,
+            profile: defaults.profile,
+            label: &label,
+        };
+        if let Some((part, ds)) = part(d, p, &pc, cx) {
+            parts.push(part);
+            deps.push(ds);
+        }
+    }
+    if d.errors.len() > before {
+        return None;
+    }
+    project_for_templates(&mut parts);
+    let plan = plan(d, deps, &names, parts_file, &key)?;
+    let stats = EndpointStats::new(cx.metrics, defaults.profile, &label);
+    let metrics = cx.metrics.route(&id, None);
+    Some(Endpoint {
+        id,
+        method,
+        reads_body: parts
+            .iter()
+            .any(|p| part_vars(p).iter().any(|v| v.source == Source::Body)),
+        has_flatten: parts.iter().any(|p| p.flatten),
+        size_hint: 256 + 512 * parts.len(),
+        path,
+        deadline,
+        guards,
+        parts: parts.into(),
+        plan,
+        stats,
+        metrics,
+    })
+}
+
+/// Part names: tokens, unique, not a reserved template source.
+fn part_names<'f>(d: &mut Diagnostics, parts_file: &'f [PartFile], key: &str) -> Vec<&'f str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (pi, p) in parts_file.iter().enumerate() {
+        let n = p.name.get_ref().as_str();
+        let pkey = format!("{key}.parts[{pi}].name");
+        if !is_token(n) {
+            d.error(
+                p.name.span(),
+                pkey,
+                format!("bad part name \"{n}\": use letters, digits, `-` or `_`"),
+            );
+        } else if RESERVED_SOURCES.contains(&n) || n.starts_with('_') || n == PARTIAL_KEY {
+            d.error(
+                p.name.span(),
+                pkey,
+                format!("part name \"{n}\" is reserved (claims, path, query, header, body and names starting with `_`)"),
+            );
+        } else if names.contains(&n) {
+            d.error(p.name.span(), pkey, format!("duplicate part name `{n}`"));
+        }
+        names.push(n);
+    }
+    names
+}
+
+/// The order parts run in (a part that reads another's answer runs after it); a cycle is an
+/// error naming the chain.
+fn plan(
+    d: &mut Diagnostics,
+    deps: Vec<Vec<usize>>,
+    names: &[&str],
+    parts_file: &[PartFile],
+    key: &str,
+) -> Option<Plan> {
+    match Plan::new(deps) {
+        Ok(p) => Some(p),
+        Err(cycle) => {
+            let chain: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+            let first = &parts_file[cycle[0]];
+            d.error(
+                first.path.span(),
+                format!("{key}.parts[{}].path", cycle[0]),
+                format!(
+                    "parts depend on each other in a cycle: {}",
+                    chain.join(" -> ")
+                ),
+            );
+            return None;
+        }
+    }
+}
+
+/// Every template variable a part reads.
+pub(super) fn part_vars(p: &Part) -> Vec<&Var> {
+    let mut out: Vec<&Var> = p.path.vars().collect();
+    if let Some(b) = &p.body {
+        out.extend(b.vars());
+    }
+    for (_, t) in p.set_headers.iter() {
+        out.extend(t.vars());
+    }
+    out
+}
+
+/// Lets each part's parser keep what other parts' templates read from its answer.
+fn project_for_templates(parts: &mut [Part]) {
+    let mut reads: Vec<Vec<Box<[Box<str>]>>> = vec![Vec::new(); parts.len()];
+    for p in parts.iter() {
+        for v in part_vars(p) {
+            if let Source::Part(j) = v.source {
+                reads[j].push(v.path.clone());
+            }
+        }
+    }
+    for (p, r) in parts.iter_mut().zip(reads) {
+        let r: Vec<&[Box<str>]> = r.iter().map(|x| &**x).collect();
+        p.shape.keep_for_templates(&r);
+    }
+}
+
+/// The guards of one endpoint: its own `auth` / `rate_limit`, else its profile's.
+fn endpoint_guards(
+    d: &mut Diagnostics,
+    e: &EndpointFile,
+    key: &str,
+    defaults: &Defaults<'_>,
+    id: &str,
+    ctx: GuardContext<'_>,
+) -> Guards {
+    let auth = e.auth.as_ref().or(defaults.auth.as_ref());
+    let rate_limit = e.rate_limit.as_ref().or(defaults.rate_limit.as_ref());
+    if e.auth.is_none() && e.rate_limit.is_none() {
+        // All inherited: already reported once by `check_profile_guards`.
+        let mut found = Vec::new();
+        let mut quiet = Diagnostics {
+            source: d.source,
+            errors: &mut found,
+        };
+        return compile_guards(&mut quiet, key, auth, rate_limit, id, ctx);
+    }
+    compile_guards(d, key, auth, rate_limit, id, ctx)
+}

@@ -1,0 +1,147 @@
+//! `load()`: read gateway.toml and the BFF profiles, run each feature's compile step in
+//! dependency order (upstreams and guards before the routes and profiles that name them), and
+//! assemble the `Runtime`. Every step records its errors and carries on, so one pass reports
+//! every problem; any error refuses the whole config.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{Runtime, lifecycle, server};
+use crate::config::file::GatewayFile;
+use crate::config::inventory::Inventory;
+use crate::config::{ConfigErrors, Diagnostics, SourceFile, read_source, version_hash};
+use crate::route::RouteTable;
+
+/// Reads, validates and compiles the config rooted at `path` (gateway.toml and what it refers
+/// to). `previous` lends the state that must survive a reload (connection pools, rate-limit
+/// buckets, endpoint health) to the parts whose settings did not change. Nothing is changed on
+/// error: the caller keeps serving the previous runtime.
+pub fn load(path: &Path, previous: Option<&Runtime>) -> Result<Runtime, ConfigErrors> {
+    let source = read_source(path)?;
+    let file: GatewayFile =
+        toml::from_str(&source.text).map_err(|e| ConfigErrors(vec![source.toml_error(&e)]))?;
+    let profiles = crate::bff::read_profiles(&source, &file.bff);
+    compile(file, &source, &profiles, previous)
+}
+
+/// Compiles a parsed gateway.toml; `previous` lends state to unchanged parts.
+fn compile(
+    file: GatewayFile,
+    source: &SourceFile,
+    profiles: &crate::bff::Sources,
+    previous: Option<&Runtime>,
+) -> Result<Runtime, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut d = Diagnostics {
+        source,
+        errors: &mut errors,
+    };
+    // One registry per process: parts that register metric families get it from here.
+    let metrics = previous.map_or_else(Default::default, |p| p.metrics.clone());
+
+    let server = server::settings(&mut d, &file.server);
+    let limits = server::limits(&mut d, &file.limits);
+    let upstreams = crate::upstream::compile::compile(
+        &mut d,
+        &file.upstreams,
+        previous.map(|p| &p.upstreams),
+        &metrics,
+    );
+    let declared: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let auth = crate::filter::auth::compile_providers(
+        &mut d,
+        &file.auth,
+        previous.map(|p| &p.auth),
+        &metrics,
+    );
+    let rate_limits = crate::filter::rate_limit::compile_policies(
+        &mut d,
+        &file.rate_limits,
+        previous.map(|p| &p.rate_limits),
+        &metrics,
+    );
+    let guards = crate::filter::GuardContext {
+        providers: &auth.providers,
+        policies: &rate_limits,
+    };
+    let route_cx = crate::route::compile::Context {
+        upstreams: &upstreams,
+        declared: &declared,
+        guards,
+    };
+    let mut routes = crate::route::compile::compile(&mut d, &file.routes, route_cx);
+    let tls = crate::tls::compile::compile(
+        &mut d,
+        file.server.tls.as_ref(),
+        previous.and_then(|p| p.tls.as_ref()),
+    );
+    crate::filter::client_cert::check_routes(&mut d, &file.routes, file.server.tls.as_ref());
+    if let Some(s) = &server {
+        let tls_listen = tls.as_ref().map(|t| t.listen);
+        lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
+    }
+    let bff_cx = crate::bff::compile::Context {
+        upstreams: &upstreams,
+        declared: &declared,
+        metrics: &metrics,
+        guards,
+    };
+    let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_cx);
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let mut sources = vec![source.path.clone()];
+    sources.extend(crate::bff::compile::source_paths(profiles).map(Path::to_path_buf));
+    let clients = upstreams
+        .values()
+        .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
+    let tls_digest = crate::tls::compile::add_sources(&mut sources, tls.as_ref(), clients);
+    // Key files count toward the version like the config text: a rotated key is a new config.
+    let key_texts = add_key_files(&mut sources, &auth.files);
+    for r in &mut routes {
+        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
+    }
+    let mut inventory = Inventory::of_gateway(&source.text);
+    for p in bff.profiles.iter() {
+        inventory.insert("profiles", p.name.clone(), p.fingerprint);
+    }
+    let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
+    Ok(Runtime {
+        version: version_hash(
+            [source.text.as_bytes(), &tls_digest]
+                .into_iter()
+                .chain(profile_texts)
+                .chain(key_texts.iter().map(Vec::as_slice)),
+        ),
+        loaded_at: SystemTime::now(),
+        sources,
+        server: server.expect("no errors means settings compiled"),
+        limits,
+        access_log: file.log.access_log.unwrap_or(true),
+        routes: RouteTable::new(routes),
+        upstreams,
+        tls,
+        auth,
+        rate_limits,
+        metrics,
+        inventory,
+        bff,
+    })
+}
+
+/// Adds the auth key files to the watched sources and returns their contents for the version.
+fn add_key_files(sources: &mut Vec<PathBuf>, files: &[PathBuf]) -> Vec<Vec<u8>> {
+    let mut texts = Vec::new();
+    for path in files {
+        if !sources.contains(path) {
+            sources.push(path.clone());
+            texts.push(std::fs::read(path).unwrap_or_default());
+        }
+    }
+    texts
+}

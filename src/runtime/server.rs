@@ -1,0 +1,95 @@
+//! `[server]` and `[limits]` -> the process settings: listeners, workers, trusted proxies,
+//! shutdown grace, the admin token and file watching; client protection limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::lifecycle;
+use super::{Limits, ServerSettings};
+use crate::config::Diagnostics;
+use crate::config::file::{LimitsFile, ServerFile};
+use crate::net::Cidr;
+
+/// Compiles `[server]`; `None` only when `listen` is bad (reported).
+pub fn settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings> {
+    let listen = match &s.listen {
+        Some(v) => d.addr(v, "server.listen"),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    };
+    let admin_listen = match &s.admin_listen {
+        // An empty string turns the admin listener off.
+        Some(v) if v.get_ref().is_empty() => None,
+        Some(v) => d.addr(v, "server.admin_listen"),
+        None => Some(lifecycle::default_admin(listen)),
+    };
+    let workers = s
+        .workers
+        .as_ref()
+        .map(|_| d.count_or(&s.workers, "server.workers", (1, 1024), 1));
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| d.parse(t, format!("server.trusted_proxies[{i}]"), Cidr::parse))
+        .collect();
+    let shutdown_grace = d.duration_or(
+        &s.shutdown_grace,
+        "server.shutdown_grace",
+        Duration::from_secs(30),
+    );
+    Some(ServerSettings {
+        listen: listen?,
+        admin_listen,
+        workers,
+        trusted_proxies,
+        shutdown_grace,
+        admin_token: lifecycle::admin_token(d, &s.admin_token_env),
+        watch: lifecycle::watch(d, s),
+    })
+}
+
+/// Compiles `[limits]`; absent keys take [`Limits::default`].
+pub fn limits(d: &mut Diagnostics, l: &LimitsFile) -> Limits {
+    let def = Limits::default();
+    let max_header_bytes = d.size_or(
+        &l.max_header_bytes,
+        "limits.max_header_bytes",
+        def.max_header_bytes as u64,
+    );
+    if let Some(v) = &l.max_header_bytes {
+        if max_header_bytes < 8192 {
+            // hyper's HTTP/1 read buffer cannot be smaller, so a lower cap could not hold.
+            d.error(
+                v.span(),
+                "limits.max_header_bytes",
+                "must be at least 8KiB (hyper's smallest read buffer)",
+            );
+        }
+    }
+    Limits {
+        header_read_timeout: d.duration_or(
+            &l.header_read_timeout,
+            "limits.header_read_timeout",
+            def.header_read_timeout,
+        ),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: d.count_or(
+            &l.max_headers,
+            "limits.max_headers",
+            (1, 10_000),
+            def.max_headers,
+        ),
+        max_body_bytes: d.size_or(
+            &l.max_body_bytes,
+            "limits.max_body_bytes",
+            def.max_body_bytes,
+        ),
+        idle_timeout: d.duration_or(&l.idle_timeout, "limits.idle_timeout", def.idle_timeout),
+        max_connections: d.count_or(
+            &l.max_connections,
+            "limits.max_connections",
+            (1, 10_000_000),
+            def.max_connections,
+        ),
+    }
+}
