@@ -432,6 +432,10 @@ pub fn activate(
 ) {
     for (name, u) in upstreams {
         u.start_health_checks();
+        if u.settings.health.is_none() {
+            // Checks were removed: nothing would ever bring a failing endpoint back.
+            u.endpoints.iter().for_each(|e| e.state.forget_checks());
+        }
         let Some(old) = previous.and_then(|p| p.get(name)) else {
             continue;
         };

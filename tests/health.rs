@@ -363,3 +363,28 @@ upstream = "secure"
         Some(0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_health_checks_brings_failing_endpoints_back() {
+    let a = Switchable::start("a").await;
+    let b = Switchable::start("b").await;
+    let gw = TestGateway::start(&gateway(&[&a, &b], CHECKS, "")).await;
+    let running = gw.running();
+    let a_addr = a.addr().to_string();
+    a.health.store(500, Ordering::SeqCst);
+    wait_endpoint(running, "app", &a_addr, Duration::from_secs(5), |e| {
+        e["health"] == "unhealthy"
+    })
+    .await;
+    write(gw.dir.path(), "gateway.toml", &gateway(&[&a, &b], "", ""));
+    running.gateway.reload().unwrap();
+    let e = endpoint_status(running, "app", &a_addr).await;
+    assert_eq!(
+        (e["health"].as_str(), e["usable"].as_bool()),
+        (Some("unchecked"), Some(true)),
+        "{e}"
+    );
+    let before = a.served();
+    sequential(&gw.url("/n"), 20, &[], 200).await;
+    assert_eq!(a.served(), before + 10);
+}

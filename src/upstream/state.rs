@@ -306,6 +306,17 @@ impl EndpointState {
         });
     }
 
+    /// Drops the active checks' verdict (when an upstream no longer has checks).
+    pub fn forget_checks(&self) {
+        self.checked.store(false, Ordering::Relaxed);
+        self.pass_streak.store(0, Ordering::Relaxed);
+        self.fail_streak.store(0, Ordering::Relaxed);
+        if self.unhealthy.swap(false, Ordering::AcqRel) {
+            self.refresh_gauge();
+            self.board.bump();
+        }
+    }
+
     /// Sets the healthy gauge from the current state.
     pub fn refresh_gauge(&self) {
         self.metrics.healthy.set(i64::from(self.usable(clock_ms())));
