@@ -1,28 +1,29 @@
 //! Portico: a programmable API gateway and BFF reverse proxy.
 //!
-//! The request path lives in [`handler`]; the compiled, immutable config in [`runtime::Runtime`];
-//! the process lifecycle in [`gateway`].
+//! The request path lives in `handler`; the compiled, immutable config in [`runtime::Runtime`];
+//! reload in [`gateway`]; process wiring in `app` ([`Running`]). Modules that neither the
+//! binary, the tests nor the benches use are private to the crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod access_log;
-pub mod admin;
-pub mod app;
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod app;
 pub mod bff;
-pub mod body;
+pub(crate) mod body;
 pub mod config;
-pub mod conn;
+pub(crate) mod conn;
 pub mod demo;
-pub mod error;
+pub(crate) mod error;
 pub mod filter;
 pub mod gateway;
-pub mod handler;
+pub(crate) mod handler;
 pub mod logging;
 pub mod metrics;
-pub mod net;
+pub(crate) mod net;
 pub mod route;
 pub mod runtime;
-pub mod server;
+pub(crate) mod server;
 pub mod tls;
 pub mod upstream;
 

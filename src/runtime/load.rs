@@ -95,14 +95,8 @@ fn compile(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let mut sources = vec![source.path.clone()];
-    sources.extend(crate::bff::compile::source_paths(profiles).map(Path::to_path_buf));
-    let clients = upstreams
-        .values()
-        .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
-    let tls_digest = crate::tls::compile::add_sources(&mut sources, tls.as_ref(), clients);
-    // Key files count toward the version like the config text: a rotated key is a new config.
-    let key_texts = add_key_files(&mut sources, &auth.files);
+    let (version, sources) =
+        versioned_sources(source, profiles, tls.as_ref(), &upstreams, &auth.files);
     for r in &mut routes {
         r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
     }
@@ -110,14 +104,8 @@ fn compile(
     for p in bff.profiles.iter() {
         inventory.insert("profiles", p.name.clone(), p.fingerprint);
     }
-    let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
     Ok(Runtime {
-        version: version_hash(
-            [source.text.as_bytes(), &tls_digest]
-                .into_iter()
-                .chain(profile_texts)
-                .chain(key_texts.iter().map(Vec::as_slice)),
-        ),
+        version,
         loaded_at: SystemTime::now(),
         sources,
         server: server.expect("no errors means settings compiled"),
@@ -132,6 +120,33 @@ fn compile(
         inventory,
         bff,
     })
+}
+
+/// Every file the runtime is built from (watched for changes) and the config version: a hash
+/// of their contents, so an edited profile, certificate or key file is a new version.
+fn versioned_sources(
+    source: &SourceFile,
+    profiles: &crate::bff::Sources,
+    tls: Option<&crate::tls::TlsSettings>,
+    upstreams: &crate::upstream::compile::Upstreams,
+    key_files: &[PathBuf],
+) -> (String, Vec<PathBuf>) {
+    let mut sources = vec![source.path.clone()];
+    sources.extend(crate::bff::compile::source_paths(profiles).map(Path::to_path_buf));
+    let clients = upstreams
+        .values()
+        .map(|u| (&u.settings.tls.files, u.settings.tls.fingerprint));
+    let tls_digest = crate::tls::compile::add_sources(&mut sources, tls, clients);
+    // Key files count toward the version like the config text: a rotated key is a new config.
+    let key_texts = add_key_files(&mut sources, key_files);
+    let profile_texts = profiles.files.iter().map(|(s, _)| s.text.as_bytes());
+    let version = version_hash(
+        [source.text.as_bytes(), &tls_digest]
+            .into_iter()
+            .chain(profile_texts)
+            .chain(key_texts.iter().map(Vec::as_slice)),
+    );
+    (version, sources)
 }
 
 /// Adds the auth key files to the watched sources and returns their contents for the version.

@@ -95,61 +95,19 @@ pub fn compile(
     let loaded = certificates(d, t, strict_sni, &mut files, &mut fp);
 
     let (client_auth, verifier) = client_auth(d, t, &mut files, &mut fp);
-    let forward_client_cert = t.forward_client_cert.as_ref().and_then(|h| {
-        let key = format!("{KEY}.forward_client_cert");
-        let name = d.parse(h, key.clone(), |s| {
-            HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("bad header name \"{s}\""))
-        })?;
-        if client_auth == ClientAuth::Off {
-            d.error(
-                h.span(),
-                key,
-                "needs `client_ca`: without it no client certificate is verified",
-            );
-        }
-        Some(name)
-    });
-
-    let tls13_only = match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
-        None | Some((_, "1.2")) => false,
-        Some((_, "1.3")) => true,
-        Some((v, other)) => {
-            d.error(
-                v.span(),
-                format!("{KEY}.min_version"),
-                format!("unknown TLS version \"{other}\" (use \"1.2\" or \"1.3\")"),
-            );
-            false
-        }
-    };
+    let forward_client_cert = forward_client_cert(d, t, client_auth);
+    let tls13_only = tls13_only(d, t);
     fp.add(
         "settings",
         format!("{strict_sni} {client_auth:?} {tls13_only}").as_bytes(),
     );
 
-    let handshake_timeout = match &t.handshake_timeout {
-        None => Some(Duration::from_secs(10)),
-        Some(v) => {
-            let key = format!("{KEY}.handshake_timeout");
-            d.parse(v, key.clone(), parse_duration).filter(|dur| {
-                if dur.is_zero() {
-                    d.error(v.span(), key, "must be more than 0");
-                }
-                !dur.is_zero()
-            })
-        }
-    };
-    let redirect_port = t.redirect_port.as_ref().and_then(|p| {
-        let port = u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0);
-        if port.is_none() {
-            d.error(
-                p.span(),
-                format!("{KEY}.redirect_port"),
-                format!("must be a port between 1 and 65535, got {}", p.get_ref()),
-            );
-        }
-        port
-    });
+    let handshake_timeout = d.positive_duration_or(
+        &t.handshake_timeout,
+        &format!("{KEY}.handshake_timeout"),
+        Duration::from_secs(10),
+    );
+    let redirect_port = t.redirect_port.as_ref().and_then(|p| redirect_port(d, p));
     let hsts = t.hsts.as_ref().and_then(|h| hsts(d, h));
 
     if d.errors.len() > before {
@@ -177,7 +135,7 @@ pub fn compile(
     Some(TlsSettings {
         listen: listen?,
         server_config,
-        handshake_timeout: handshake_timeout?,
+        handshake_timeout,
         client_auth,
         forward_client_cert,
         redirect_https: t.redirect_https.unwrap_or(false),
@@ -190,6 +148,58 @@ pub fn compile(
         files,
         fingerprint,
     })
+}
+
+/// `forward_client_cert`: the header that carries the verified client certificate upstream;
+/// only meaningful when client certificates are verified.
+fn forward_client_cert(
+    d: &mut Diagnostics,
+    t: &TlsFile,
+    client_auth: ClientAuth,
+) -> Option<HeaderName> {
+    let h = t.forward_client_cert.as_ref()?;
+    let key = format!("{KEY}.forward_client_cert");
+    let name = d.parse(h, key.clone(), |s| {
+        HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("bad header name \"{s}\""))
+    })?;
+    if client_auth == ClientAuth::Off {
+        d.error(
+            h.span(),
+            key,
+            "needs `client_ca`: without it no client certificate is verified",
+        );
+    }
+    Some(name)
+}
+
+/// `min_version`: "1.2" (default) or "1.3".
+fn tls13_only(d: &mut Diagnostics, t: &TlsFile) -> bool {
+    match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "1.2")) => false,
+        Some((_, "1.3")) => true,
+        Some((v, other)) => {
+            d.error(
+                v.span(),
+                format!("{KEY}.min_version"),
+                format!("unknown TLS version \"{other}\" (use \"1.2\" or \"1.3\")"),
+            );
+            false
+        }
+    }
+}
+
+/// `redirect_port`: where `redirect_https` points when the HTTPS port seen by clients differs
+/// from the one bound (a port mapping in front).
+fn redirect_port(d: &mut Diagnostics, p: &Spanned<i64>) -> Option<u16> {
+    let port = u16::try_from(*p.get_ref()).ok().filter(|&p| p > 0);
+    if port.is_none() {
+        d.error(
+            p.span(),
+            format!("{KEY}.redirect_port"),
+            format!("must be a port between 1 and 65535, got {}", p.get_ref()),
+        );
+    }
+    port
 }
 
 fn certificates(

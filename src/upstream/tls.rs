@@ -82,43 +82,8 @@ pub fn compile(
     key: &str,
     endpoints: &mut [(Scheme, Authority)],
 ) -> UpstreamTls {
-    if let Some(flag) = &u.tls {
-        for (i, text) in u.endpoints.get_ref().iter().enumerate() {
-            let t = text.get_ref().address();
-            let clash = if *flag.get_ref() {
-                t.starts_with("http://")
-                    .then_some("tls = true but this endpoint is http://")
-            } else {
-                t.starts_with("https://")
-                    .then_some("tls = false but this endpoint is https://")
-            };
-            if let Some(msg) = clash {
-                d.error(text.span(), format!("{key}.endpoints[{i}]"), msg);
-            }
-        }
-        if *flag.get_ref() {
-            endpoints.iter_mut().for_each(|(s, _)| *s = Scheme::HTTPS);
-        }
-    }
-    let uses_tls = endpoints.iter().any(|(s, _)| *s == Scheme::HTTPS);
-    let unused = |d: &mut Diagnostics, span, name: &str| {
-        d.error(
-            span,
-            format!("{key}.{name}"),
-            "has no effect: no endpoint uses TLS (use https:// endpoints or tls = true)",
-        );
-    };
-    if !uses_tls {
-        if let Some(v) = &u.ca_file {
-            unused(d, v.span(), "ca_file");
-        }
-        if let Some(v) = &u.client_cert {
-            unused(d, v.span(), "client_cert");
-        }
-        if let Some(v) = &u.server_name {
-            unused(d, v.span(), "server_name");
-        }
-    }
+    apply_tls_flag(d, u, key, endpoints);
+    check_unused(d, u, key, endpoints);
     let server_name = u.server_name.as_ref().and_then(|v| {
         d.parse(v, format!("{key}.server_name"), |s| {
             ServerName::try_from(s)
@@ -135,39 +100,8 @@ pub fn compile(
 
     let mut files = Vec::new();
     let mut fp = Fingerprint::default();
-    let roots = match &u.ca_file {
-        None => Some(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        }),
-        Some(ca) => {
-            let k = format!("{key}.ca_file");
-            read_file(d, ca, &k, &mut files, &mut fp).and_then(|(path, bytes)| {
-                certs::load_roots(&path, &bytes)
-                    .map_err(|msg| d.error(ca.span(), k, msg))
-                    .ok()
-            })
-        }
-    };
-    let identity = u.client_cert.as_ref().and_then(|entry| {
-        let k = format!("{key}.client_cert");
-        let e = entry.get_ref();
-        let (cert_path, cert_bytes) =
-            read_file(d, &e.cert, &format!("{k}.cert"), &mut files, &mut fp)?;
-        let (key_path, key_bytes) = match &e.key {
-            None => (cert_path.clone(), cert_bytes.clone()),
-            Some(kv) => read_file(d, kv, &format!("{k}.key"), &mut files, &mut fp)?,
-        };
-        let checked =
-            certs::load_certified(&cert_path, &cert_bytes, &key_path, &key_bytes, &provider())
-                .and_then(|_| certs::parse_key(&key_path, &key_bytes));
-        match checked {
-            Ok(key_der) => Some((certs::parse_certs(&cert_path, &cert_bytes).ok()?, key_der)),
-            Err(msg) => {
-                d.error(entry.span(), k, msg);
-                None
-            }
-        }
-    });
+    let roots = roots(d, u, key, &mut files, &mut fp);
+    let identity = identity(d, u, key, &mut files, &mut fp);
     let Some(roots) = roots else {
         return UpstreamTls::default();
     };
@@ -197,3 +131,116 @@ pub fn compile(
         fingerprint: fp.finish(),
     }
 }
+
+/// `tls = true` makes every endpoint HTTPS; an endpoint whose scheme says otherwise is an error.
+fn apply_tls_flag(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    endpoints: &mut [(Scheme, Authority)],
+) {
+    if let Some(flag) = &u.tls {
+        for (i, text) in u.endpoints.get_ref().iter().enumerate() {
+            let t = text.get_ref().address();
+            let clash = if *flag.get_ref() {
+                t.starts_with("http://")
+                    .then_some("tls = true but this endpoint is http://")
+            } else {
+                t.starts_with("https://")
+                    .then_some("tls = false but this endpoint is https://")
+            };
+            if let Some(msg) = clash {
+                d.error(text.span(), format!("{key}.endpoints[{i}]"), msg);
+            }
+        }
+        if *flag.get_ref() {
+            endpoints.iter_mut().for_each(|(s, _)| *s = Scheme::HTTPS);
+        }
+    }
+}
+
+/// TLS settings on an upstream with no TLS endpoint would silently do nothing.
+fn check_unused(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    endpoints: &[(Scheme, Authority)],
+) {
+    let uses_tls = endpoints.iter().any(|(s, _)| *s == Scheme::HTTPS);
+    let unused = |d: &mut Diagnostics, span, name: &str| {
+        d.error(
+            span,
+            format!("{key}.{name}"),
+            "has no effect: no endpoint uses TLS (use https:// endpoints or tls = true)",
+        );
+    };
+    if !uses_tls {
+        if let Some(v) = &u.ca_file {
+            unused(d, v.span(), "ca_file");
+        }
+        if let Some(v) = &u.client_cert {
+            unused(d, v.span(), "client_cert");
+        }
+        if let Some(v) = &u.server_name {
+            unused(d, v.span(), "server_name");
+        }
+    }
+}
+
+/// Trusted roots: `ca_file`, else the webpki roots.
+fn roots(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    files: &mut Vec<PathBuf>,
+    fp: &mut Fingerprint,
+) -> Option<rustls::RootCertStore> {
+    match &u.ca_file {
+        None => Some(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
+        Some(ca) => {
+            let k = format!("{key}.ca_file");
+            read_file(d, ca, &k, files, fp).and_then(|(path, bytes)| {
+                certs::load_roots(&path, &bytes)
+                    .map_err(|msg| d.error(ca.span(), k, msg))
+                    .ok()
+            })
+        }
+    }
+}
+
+/// `client_cert = { cert, key }`: the certificate chain and key presented to the upstream
+/// (key and certificate checked to match).
+fn identity(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    files: &mut Vec<PathBuf>,
+    fp: &mut Fingerprint,
+) -> Option<ClientIdentity> {
+    let entry = u.client_cert.as_ref()?;
+    let k = format!("{key}.client_cert");
+    let e = entry.get_ref();
+    let (cert_path, cert_bytes) = read_file(d, &e.cert, &format!("{k}.cert"), files, fp)?;
+    let (key_path, key_bytes) = match &e.key {
+        None => (cert_path.clone(), cert_bytes.clone()),
+        Some(kv) => read_file(d, kv, &format!("{k}.key"), files, fp)?,
+    };
+    let checked =
+        certs::load_certified(&cert_path, &cert_bytes, &key_path, &key_bytes, &provider())
+            .and_then(|_| certs::parse_key(&key_path, &key_bytes));
+    match checked {
+        Ok(key_der) => Some((certs::parse_certs(&cert_path, &cert_bytes).ok()?, key_der)),
+        Err(msg) => {
+            d.error(entry.span(), k, msg);
+            None
+        }
+    }
+}
+
+/// A client certificate chain and its private key.
+type ClientIdentity = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);

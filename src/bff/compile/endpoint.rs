@@ -158,7 +158,7 @@ fn plan(
                     chain.join(" -> ")
                 ),
             );
-            return None;
+            None
         }
     }
 }
