@@ -27,12 +27,13 @@ use crate::route::{HostPattern, PathPattern};
 use crate::server::{ConnTracker, accept_loop};
 
 /// Paths the admin API answers, with the methods each takes.
-const ENDPOINTS: [(&str, &str); 6] = [
+const ENDPOINTS: [(&str, &str); 7] = [
     ("/healthz", "GET, HEAD"),
     ("/readyz", "GET, HEAD"),
     ("/metrics", "GET"),
     ("/admin/config", "GET"),
     ("/admin/routes", "GET"),
+    ("/admin/upstreams", "GET"),
     ("/admin/reload", "POST"),
 ];
 
@@ -136,6 +137,10 @@ pub async fn handle(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Response<
         }
         "/admin/config" => json_response(StatusCode::OK, &config_json(gateway)),
         "/admin/routes" => json_response(StatusCode::OK, &routes_json(gateway)),
+        "/admin/upstreams" => json_response(
+            StatusCode::OK,
+            &crate::upstream::status::json(&rt.upstreams),
+        ),
         "/admin/reload" => reload(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }

@@ -274,6 +274,8 @@ async fn aggregate(
             parts: &[],
         },
         base: &base,
+        peer: conn.peer.ip(),
+        trusted: env.trusted_proxies,
     };
     fanout::run(ep, &ctx, deadline).await
 }

@@ -60,6 +60,13 @@ pub enum GatewayError {
         /// Underlying error (logs only).
         reason: String,
     },
+    /// No endpoint of the upstream is usable (failing health checks or ejected) and panic
+    /// mode is off (`panic_threshold = 0`).
+    #[error("upstream `{upstream}` has no healthy endpoint")]
+    NoHealthyUpstream {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+    },
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
@@ -216,6 +223,12 @@ impl GatewayError {
                 "Bad Gateway",
                 "The upstream service sent an invalid response.",
             ),
+            E::NoHealthyUpstream { .. } => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-healthy-upstream",
+                "Service Unavailable",
+                "No healthy instance of the upstream service is available.",
+            ),
             E::ShuttingDown => p(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",
@@ -346,13 +359,14 @@ impl GatewayError {
             | GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::NoHealthyUpstream { .. }
             | GatewayError::ClientCertRequired
             | GatewayError::BffUnknownClient
             | GatewayError::BffPartFailed { .. }
             | GatewayError::BffPartTimeout { .. }
             | GatewayError::BffMissingInput { .. }
             | GatewayError::FaultInjected { .. } => {}
-            | GatewayError::ScriptError { .. } => {}
+            GatewayError::ScriptError { .. } => {}
         }
         resp
     }

@@ -55,6 +55,7 @@ pub struct Reloaded {
 impl Gateway {
     /// Wraps a compiled runtime.
     pub fn new(config_path: PathBuf, runtime: Runtime) -> Arc<Gateway> {
+        crate::upstream::activate(None, &runtime.upstreams);
         let (status, _) = watch::channel(ReloadStatus {
             attempts: 0,
             generation: 1,
@@ -148,6 +149,7 @@ impl Gateway {
             }
         };
         self.runtime.store(next.clone());
+        crate::upstream::activate(Some(&current.upstreams), &next.upstreams);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let summary = ReloadSummary::between(&current.inventory, &next.inventory);
         let metrics = &next.metrics;

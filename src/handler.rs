@@ -173,7 +173,8 @@ async fn proxy<'a>(
         Target::Route(route) => route,
     };
 
-    // Phase 5: traffic (an injected fault, the split side), then request headers.
+    // Phase 5: traffic (an injected fault, the split side), then request headers (a
+    // consistent-hash key is read from the client's head first).
     let client = route::traffic::Client {
         peer: conn.peer.ip(),
         tls: conn.tls,
@@ -185,6 +186,13 @@ async fn proxy<'a>(
     // A script's pick (one of the route's upstreams) overrides the split.
     let upstream = picked.as_ref().unwrap_or(dispatch.upstream);
     trace.upstream = Some(upstream.name.clone());
+    let key = upstream.key(&crate::upstream::balance::KeySource {
+        headers: &parts.headers,
+        path: parts.uri.path(),
+        peer: conn.peer.ip(),
+        trusted: &rt.server.trusted_proxies,
+        claims: identity.claims.as_deref(),
+    });
     let offered = upgrading.then(|| parts.headers.clone());
     prepare_request_head(rt, conn, route, request_id, &mut parts);
 
@@ -192,7 +200,7 @@ async fn proxy<'a>(
     let action = &route.proxy;
     let mut resp = match route.mirror.as_deref() {
         Some(m) if m.wants(&parts, &body, upgrading) => {
-            m.forward(upstream, parts, body, limit, dispatch.timeout)
+            m.forward(upstream, parts, body, limit, dispatch.timeout, key)
                 .await?
         }
         _ => {
@@ -202,7 +210,12 @@ async fn proxy<'a>(
                 (RequestBody::stream(body, limit), None)
             };
             upstream
-                .forward(Request::from_parts(parts, body), reclaim, dispatch.timeout)
+                .forward(
+                    Request::from_parts(parts, body),
+                    reclaim,
+                    dispatch.timeout,
+                    key,
+                )
                 .await?
         }
     };

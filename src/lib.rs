@@ -27,7 +27,7 @@ pub mod runtime;
 pub mod script;
 pub(crate) mod server;
 pub mod tls;
-pub(crate) mod upstream;
+pub mod upstream;
 
 pub use app::{Running, StartError};
 pub use gateway::Gateway;

@@ -1,27 +1,43 @@
-//! Upstream clusters: endpoints, round-robin with passive ejection, and the send loop that
-//! fails over to the next endpoint when a connection is refused. `transport` carries requests.
+//! Upstream clusters: endpoints, their selection (`balance`), health (`health`, `outlier`,
+//! `state`), and the send loop shared by proxied routes and BFF part calls: pick an endpoint
+//! not tried yet, send, report the outcome, fail over to another endpoint when a connection is
+//! refused. `transport` carries requests.
 
+pub mod balance;
 pub mod compile;
+pub mod compile_policy;
+pub mod health;
+pub mod outlier;
+pub mod state;
+pub mod status;
 pub mod tls;
 pub mod transport;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::time::Instant as Deadline;
 
 use crate::body::{Reclaim, RequestBody};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
+use health::{Checker, HealthSettings};
+use outlier::{Outcome, OutlierSettings};
+use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
 use transport::Transport;
 
 /// Settings that define an upstream; equal settings across a reload keep the same `Upstream`
-/// (its pooled connections, round-robin position and endpoint health).
+/// (its pooled connections, round-robin position and endpoint health). Changed settings build
+/// a new one that still keeps the state of the endpoints it shares with the old.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     /// Endpoint addresses as `scheme://host:port`.
@@ -38,10 +54,26 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// Roots, client certificate and SNI for `https` endpoints.
     pub tls: tls::UpstreamTls,
+    /// `lb`, `hash_key`, weights, `slow_start`, panic threshold.
+    pub balance: BalanceSettings,
+    /// `[upstreams.NAME.health]`.
+    pub health: Option<Arc<HealthSettings>>,
+    /// `[upstreams.NAME.outlier]`.
+    pub outlier: Option<OutlierSettings>,
+}
+
+impl UpstreamSettings {
+    /// Whether connections made under `self` can serve `other` (same pool settings and TLS).
+    fn same_transport(&self, other: &UpstreamSettings) -> bool {
+        self.connect_timeout == other.connect_timeout
+            && self.max_idle_per_endpoint == other.max_idle_per_endpoint
+            && self.pool_idle_timeout == other.pool_idle_timeout
+            && self.tls == other.tls
+    }
 }
 
 /// One address of an upstream.
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// `http` or `https`.
     pub scheme: Scheme,
@@ -50,8 +82,31 @@ pub struct Endpoint {
     /// The `Host` sent when the route does not preserve the client's: the authority without a
     /// default port, made once here instead of formatted on every request.
     host_header: HeaderValue,
-    /// Skipped until this many ms after process start (0: healthy).
-    down_until_ms: AtomicU64,
+    /// Relative share of traffic.
+    pub weight: u32,
+    /// Health, ejection, counts: kept across reloads while the endpoint stays.
+    pub state: Arc<EndpointState>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Endpoint {
+    /// The endpoint as an operator wrote it: `host:port`, or `https://host:port`.
+    pub fn label(&self) -> String {
+        label(&self.scheme, &self.authority)
+    }
+}
+
+fn label(scheme: &Scheme, authority: &Authority) -> String {
+    if *scheme == Scheme::HTTPS {
+        format!("https://{authority}")
+    } else {
+        authority.to_string()
+    }
 }
 
 /// A named upstream cluster.
@@ -61,8 +116,11 @@ pub struct Upstream {
     /// Its settings (compared on reload).
     pub settings: UpstreamSettings,
     endpoints: Vec<Endpoint>,
-    next: AtomicUsize,
-    transport: Transport,
+    transport: Arc<Transport>,
+    balancer: Balancer,
+    board: Arc<Board>,
+    checkers: Vec<Arc<Checker>>,
+    panics: Counter,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -72,12 +130,6 @@ impl std::fmt::Debug for Upstream {
             .field("settings", &self.settings)
             .finish()
     }
-}
-
-fn clock_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Parses an endpoint: `host:port`, `http://host:port` or `https://host:port`.
@@ -108,25 +160,93 @@ pub fn parse_endpoint(text: &str) -> Result<(Scheme, Authority), String> {
 }
 
 impl Upstream {
-    /// Builds an upstream with a fresh connection pool.
+    /// Builds an upstream with a fresh connection pool and fresh endpoint state, registered
+    /// in no metrics registry (tests, benchmarks).
     pub fn new(name: Arc<str>, settings: UpstreamSettings) -> Upstream {
-        let transport = Transport::new(&settings);
-        let endpoints = settings
+        Upstream::build(name, settings, None, None)
+    }
+
+    /// Builds an upstream; from `previous` (the same upstream in the running config) it keeps
+    /// the connection pool when the transport settings are unchanged, the state of endpoints
+    /// still listed, and their health checkers when the check settings are unchanged. An
+    /// endpoint that joins a running upstream ramps up under `slow_start`.
+    pub fn build(
+        name: Arc<str>,
+        settings: UpstreamSettings,
+        previous: Option<&Upstream>,
+        metrics: Option<&Metrics>,
+    ) -> Upstream {
+        let transport = previous
+            .filter(|p| p.settings.same_transport(&settings))
+            .map_or_else(
+                || Arc::new(Transport::new(&settings)),
+                |p| p.transport.clone(),
+            );
+        let board = previous.map_or_else(Default::default, |p| p.board.clone());
+        let families = metrics.map(Families::of);
+        let ramp = previous.is_some() && !settings.balance.slow_start.is_zero();
+        let endpoints: Vec<Endpoint> = settings
             .endpoints
             .iter()
-            .map(|(scheme, authority)| Endpoint {
-                scheme: scheme.clone(),
-                authority: authority.clone(),
-                host_header: host_header(scheme, authority),
-                down_until_ms: AtomicU64::new(0),
+            .enumerate()
+            .map(|(i, (scheme, authority))| {
+                let label = label(scheme, authority);
+                let kept = previous.and_then(|p| p.endpoints.iter().find(|e| e.label() == label));
+                let state = match kept {
+                    Some(old) => old.state.clone(),
+                    None => {
+                        let m = families
+                            .as_ref()
+                            .map_or_else(EndpointMetrics::detached, |f| {
+                                EndpointMetrics::new(f, &name, &label)
+                            });
+                        Arc::new(EndpointState::new(board.clone(), m, ramp))
+                    }
+                };
+                Endpoint {
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                    host_header: host_header(scheme, authority),
+                    weight: settings.balance.weights.get(i).copied().unwrap_or(1),
+                    state,
+                }
             })
             .collect();
+        let checkers = match &settings.health {
+            Some(h) => endpoints
+                .iter()
+                .map(|ep| {
+                    let kept = previous
+                        .and_then(|p| p.checkers.iter().find(|c| c.same(ep, h, &transport)));
+                    kept.cloned().unwrap_or_else(|| {
+                        let c =
+                            Checker::new(name.clone(), ep.clone(), h.clone(), transport.clone());
+                        Arc::new(c)
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let panics = metrics.map_or_else(Counter::default, |m| {
+            let family: Family<[(&'static str, String); 1], Counter> = m.family(
+                "portico_upstream_panic",
+                "Endpoint choices made in panic mode (too few usable endpoints, so all were candidates)",
+                Family::default,
+            );
+            family.get_or_create_owned(&[("upstream", name.to_string())])
+        });
+        // Endpoints that left or joined change who is usable.
+        board.bump();
+        let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
         Upstream {
             name,
             settings,
             endpoints,
-            next: AtomicUsize::new(0),
             transport,
+            balancer,
+            board,
+            checkers,
+            panics,
         }
     }
 
@@ -135,39 +255,63 @@ impl Upstream {
         &self.endpoints
     }
 
-    /// Round-robin start index, skipping endpoints ejected after a refused connection (when all
-    /// are ejected, all are tried: a down cluster should fail fast, not stay dark).
-    fn pick(&self) -> usize {
-        let n = self.endpoints.len();
-        let start = if n == 1 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
-        };
-        let now = clock_ms();
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| self.endpoints[i].down_until_ms.load(Ordering::Relaxed) <= now)
-            .unwrap_or(start)
+    /// The endpoint selector.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
     }
 
-    fn eject(&self, i: usize) {
-        let until = clock_ms().saturating_add(self.settings.fail_timeout.as_millis() as u64);
-        self.endpoints[i]
-            .down_until_ms
-            .store(until, Ordering::Relaxed);
+    /// Starts the active health checks that are not running yet (idempotent; needs a tokio
+    /// runtime). Checkers carried over from the previous config keep their schedule.
+    pub fn start_health_checks(&self) {
+        for c in &self.checkers {
+            c.start();
+        }
+    }
+
+    /// The request's consistent-hash key (`None` unless `lb = "consistent_hash"` and the
+    /// request carries the key).
+    #[inline]
+    pub fn key(&self, src: &KeySource<'_>) -> Option<u64> {
+        self.balancer.key(src)
+    }
+
+    /// Chooses an endpoint that is not in `tried` (see [`Balancer::pick`]); counts panic-mode
+    /// choices.
+    #[inline]
+    pub fn select(&self, key: Option<u64>, tried: &Tried) -> Option<Pick> {
+        let pick =
+            balance::rng::with_thread(|rng| self.balancer.pick(&self.endpoints, key, tried, rng))?;
+        if pick.panic {
+            self.panics.inc();
+        }
+        Some(pick)
+    }
+
+    /// Records how an attempt on endpoint `index` ended (counts, outlier ejection, the
+    /// refused-connection skip).
+    #[inline]
+    pub fn report(&self, index: usize, outcome: Outcome) {
+        outlier::report(
+            &self.endpoints,
+            index,
+            outcome,
+            self.settings.outlier.as_ref(),
+            self.settings.fail_timeout,
+        );
     }
 
     /// Proxies a client request (its URI holds only path and query); `reclaim` gets the body
-    /// back for another endpoint if the first refused the connection before reading it.
+    /// back for another endpoint if the first refused the connection before reading it. `key`
+    /// is the request's consistent-hash key ([`Upstream::key`]).
     pub async fn forward(
         &self,
         req: Request<RequestBody>,
         reclaim: Option<Reclaim>,
         timeout: Duration,
+        key: Option<u64>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.send(req, replay, Deadline::now() + timeout).await
+        self.send(req, replay, Deadline::now() + timeout, key).await
     }
 
     /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a
@@ -179,6 +323,7 @@ impl Upstream {
         headers: HeaderMap,
         body: Bytes,
         until: Deadline,
+        key: Option<u64>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let first = if body.is_empty() {
             RequestBody::empty()
@@ -189,7 +334,7 @@ impl Upstream {
         *req.method_mut() = method.clone();
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
-        self.send(req, Replay::Bytes(body), until).await
+        self.send(req, Replay::Bytes(body), until, key).await
     }
 
     /// Sends a mirror copy (body in memory, see `route::mirror`): like [`Upstream::call`], but
@@ -212,20 +357,21 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         req.extensions_mut().insert(Shadow);
-        self.send(req, Replay::Bytes(body), until).await
+        self.send(req, Replay::Bytes(body), until, None).await
     }
 
-    /// Sends to the next endpoint and waits for the response head until `deadline`. A refused
-    /// connection ejects that endpoint and, when the body can be sent again, tries the next.
+    /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
+    /// connection skips that endpoint for `fail_timeout` and, when the body can be sent again,
+    /// tries another endpoint not tried yet.
     async fn send(
         &self,
         mut req: Request<RequestBody>,
         replay: Replay,
         deadline: Deadline,
+        key: Option<u64>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
         let n = self.endpoints.len();
-        let mut index = self.pick();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
         let shadow = req.extensions().get::<Shadow>().is_some();
@@ -237,8 +383,22 @@ impl Upstream {
                 req.headers().clone(),
             )
         });
-        for attempt in 0..n {
-            let ep = &self.endpoints[index];
+        let mut tried = Tried::default();
+        let mut refused: Option<String> = None;
+        loop {
+            let Some(pick) = self.select(key, &tried) else {
+                return Err(match refused {
+                    Some(reason) => GatewayError::UpstreamUnreachable {
+                        upstream: self.name.clone(),
+                        reason,
+                    },
+                    None => GatewayError::NoHealthyUpstream {
+                        upstream: self.name.clone(),
+                    },
+                });
+            };
+            tried.add(pick.index);
+            let ep = &self.endpoints[pick.index];
             if set_host {
                 let host = if shadow {
                     shadow_host(&ep.host_header)
@@ -247,10 +407,17 @@ impl Upstream {
                 };
                 req.headers_mut().insert(HOST, host);
             }
-            let err = match tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await {
-                Ok(Ok(resp)) => return Ok(resp),
+            let in_flight = InFlight::start(&ep.state);
+            let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
+            drop(in_flight);
+            let err = match sent {
+                Ok(Ok(resp)) => {
+                    self.report(pick.index, Outcome::Status(resp.status()));
+                    return Ok(resp);
+                }
                 Ok(Err(e)) => e,
                 Err(_) => {
+                    self.report(pick.index, Outcome::Timeout);
                     return Err(GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
                         timeout: deadline.saturating_duration_since(started),
@@ -258,36 +425,62 @@ impl Upstream {
                 }
             };
             if let Some(limit) = err.body_too_large {
+                // The client's body, not the endpoint, is at fault.
                 return Err(GatewayError::PayloadTooLarge { limit });
             }
             if err.client_body {
                 return Err(GatewayError::ClientBody { reason: err.detail });
             }
             if !err.connect {
+                self.report(pick.index, Outcome::Reset);
                 return Err(GatewayError::UpstreamProtocol {
                     upstream: self.name.clone(),
                     reason: err.detail,
                 });
             }
-            self.eject(index);
+            self.report(pick.index, Outcome::ConnectFailed);
             tracing::warn!(upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
-            let body = if attempt + 1 < n { replay.body() } else { None };
+            let body = if tried.len() < n { replay.body() } else { None };
             let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: self.name.clone(),
                     reason: err.detail,
                 });
             };
+            refused = Some(err.detail);
             req = Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
-            index = (index + 1) % n;
         }
-        Err(GatewayError::UpstreamUnreachable {
-            upstream: self.name.clone(),
-            reason: "no endpoints".into(),
-        })
+    }
+}
+
+/// Runs once a config serves (at start and after each reload): starts the health checks that
+/// are not running yet and logs the endpoints each kept upstream gained or lost.
+pub fn activate(
+    previous: Option<&BTreeMap<Arc<str>, Arc<Upstream>>>,
+    upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
+) {
+    for (name, u) in upstreams {
+        u.start_health_checks();
+        if u.settings.health.is_none() {
+            // Checks were removed: nothing would ever bring a failing endpoint back.
+            u.endpoints.iter().for_each(|e| e.state.forget_checks());
+        }
+        let Some(old) = previous.and_then(|p| p.get(name)) else {
+            continue;
+        };
+        if Arc::ptr_eq(old, u) {
+            continue;
+        }
+        let labels = |x: &Upstream| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
+        let (before, after) = (labels(old), labels(u));
+        let added: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+        let removed: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(upstream = %name, ?added, ?removed, "upstream endpoints changed");
+        }
     }
 }
 

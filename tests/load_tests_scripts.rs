@@ -24,6 +24,7 @@ fn every_script_parses() {
         "rate-limit",
         "traffic",
         "cluster-rate-limit",
+        "balance",
         "bff",
         "script",
         "tls-keepalive",

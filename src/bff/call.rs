@@ -92,7 +92,9 @@ impl Failure {
     fn from_gateway(e: &GatewayError) -> Failure {
         Failure::new(match e {
             GatewayError::UpstreamTimeout { .. } => Reason::Timeout,
-            GatewayError::UpstreamUnreachable { .. } => Reason::Unreachable,
+            GatewayError::UpstreamUnreachable { .. } | GatewayError::NoHealthyUpstream { .. } => {
+                Reason::Unreachable
+            }
             _ => Reason::UpstreamError,
         })
     }
@@ -119,6 +121,10 @@ pub struct RequestCtx<'a> {
     pub client: Inputs<'a>,
     /// Headers every backend call gets (request id, forwarding headers, accept).
     pub base: &'a HeaderMap,
+    /// The client connection's peer (for `hash_key = "ip"`).
+    pub peer: std::net::IpAddr,
+    /// `server.trusted_proxies` (for `hash_key = "ip"`).
+    pub trusted: &'a [crate::net::Cidr],
 }
 
 impl<'a> RequestCtx<'a> {
@@ -138,6 +144,8 @@ pub struct Prepared {
     body: Bytes,
     until: Instant,
     cache_key: Option<String>,
+    /// The upstream's consistent-hash key for this request, if it uses one.
+    hash_key: Option<u64>,
 }
 
 /// Where a part's answer came from.
@@ -218,12 +226,20 @@ pub fn prepare(
         .cache
         .as_ref()
         .map(|_| cache_key(part, &path, &headers, &body));
+    let hash_key = part.upstream.key(&crate::upstream::balance::KeySource {
+        headers: ctx.client.headers,
+        path: ctx.client.path,
+        peer: ctx.peer,
+        trusted: ctx.trusted,
+        claims: ctx.client.claims,
+    });
     Ok(Prepared {
         path,
         headers,
         body,
         until,
         cache_key,
+        hash_key,
     })
 }
 
@@ -285,7 +301,7 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
     let until = p.until;
     let resp = part
         .upstream
-        .call(&part.method, p.path, p.headers, p.body, until)
+        .call(&part.method, p.path, p.headers, p.body, until, p.hash_key)
         .await
         .map_err(|e| {
             tracing::debug!(part = %part.name, error = %e, "part call failed");

@@ -3,10 +3,11 @@
 //! nothing here is used at request time (see `config::runtime`).
 
 pub mod auth;
+pub mod balance;
 pub mod cluster;
 pub mod rate_limit;
-pub mod traffic;
 pub mod script;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -119,8 +120,8 @@ pub struct LogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    /// `host:port` or `http://host:port` entries, used round-robin.
-    pub endpoints: Spanned<Vec<Text>>,
+    /// `host:port` or `http://host:port` entries, or `{ address, weight }` tables.
+    pub endpoints: Spanned<Vec<Spanned<balance::EndpointFile>>>,
     /// Time to the response head; default `30s`.
     pub timeout: Option<Text>,
     /// Time to open a TCP connection; default `2s`.
@@ -140,6 +141,16 @@ pub struct UpstreamFile {
     /// Name to send as SNI and verify the endpoints' certificates against; default: each
     /// endpoint's host.
     pub server_name: Option<Text>,
+    /// `round_robin` (default, weighted), `least_request`, `consistent_hash` or `random`.
+    pub lb: Option<Text>,
+    /// `consistent_hash` key: `header:NAME`, `cookie:NAME`, `claim:NAME`, `ip` or `path`.
+    pub hash_key: Option<Text>,
+    /// Ramp a joining endpoint's weight up over this window; default: off.
+    pub slow_start: Option<Text>,
+    /// `[upstreams.NAME.health]`: active health checks; default: none.
+    pub health: Option<Spanned<balance::HealthFile>>,
+    /// `[upstreams.NAME.outlier]`: passive ejection; default: none.
+    pub outlier: Option<Spanned<balance::OutlierFile>>,
 }
 
 /// `[[routes]]`.

@@ -146,6 +146,7 @@ impl Mirror {
         body: Incoming,
         limit: u64,
         timeout: Duration,
+        key: Option<u64>,
     ) -> Result<http::Response<Incoming>, GatewayError> {
         let body = read_body(body, limit).await?;
         self.send(&parts, body.clone());
@@ -156,7 +157,7 @@ impl Mirror {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let until = tokio::time::Instant::now() + timeout;
         upstream
-            .call(&parts.method, path, parts.headers, body, until)
+            .call(&parts.method, path, parts.headers, body, until, key)
             .await
     }
 }

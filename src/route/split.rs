@@ -196,6 +196,12 @@ mod tests {
             max_idle_per_endpoint: 1,
             pool_idle_timeout: Duration::from_secs(1),
             tls: Default::default(),
+            balance: crate::upstream::balance::BalanceSettings {
+                weights: vec![1],
+                ..Default::default()
+            },
+            health: None,
+            outlier: None,
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

@@ -41,8 +41,12 @@ fn compile(
 
     let server = server::settings(&mut d, &file.server);
     let limits = server::limits(&mut d, &file.limits);
-    let upstreams =
-        crate::upstream::compile::compile(&mut d, &file.upstreams, previous.map(|p| &p.upstreams));
+    let upstreams = crate::upstream::compile::compile(
+        &mut d,
+        &file.upstreams,
+        previous.map(|p| &p.upstreams),
+        &metrics,
+    );
     let declared: Vec<&str> = file
         .upstreams
         .keys()

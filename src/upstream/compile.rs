@@ -1,5 +1,7 @@
-//! `[upstreams.NAME]` -> `Upstream`: endpoints, TLS, timeouts and pool sizes. An upstream whose
-//! settings did not change keeps its `Upstream` (pools, health) across a reload.
+//! `[upstreams.NAME]` -> `Upstream`: endpoints, TLS, timeouts and pool sizes (balancing and
+//! health keys: `compile_policy`). An upstream whose settings did not change keeps its
+//! `Upstream` (pools, health) across a reload; a changed one keeps the state of the endpoints
+//! it still lists.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,19 +9,22 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Upstream, UpstreamSettings, parse_endpoint};
+use super::{Upstream, UpstreamSettings};
 use crate::config::Diagnostics;
 use crate::config::file::UpstreamFile;
+use crate::metrics::Metrics;
 
 /// Upstreams by name, as the runtime holds them.
 pub type Upstreams = BTreeMap<Arc<str>, Arc<Upstream>>;
 
 /// Compiles every upstream; `previous` lends unchanged upstreams (with their connection pools and
-/// endpoint health) to the new runtime. An upstream with errors is left out (and reported).
+/// endpoint health) to the new runtime, and the endpoint state of changed ones. An upstream with
+/// errors is left out (and reported). Endpoint series are registered in `metrics`.
 pub fn compile(
     d: &mut Diagnostics,
     files: &BTreeMap<Spanned<String>, UpstreamFile>,
     previous: Option<&Upstreams>,
+    metrics: &Metrics,
 ) -> Upstreams {
     let mut out = BTreeMap::new();
     for (name, u) in files {
@@ -32,36 +37,28 @@ pub fn compile(
         let name: Arc<str> = Arc::from(name.get_ref().as_str());
         // Same settings: the running upstream goes on, so pooled connections and the health it
         // learned survive the reload.
-        let kept = previous
-            .and_then(|p| p.get(&name))
-            .filter(|p| p.settings == settings)
-            .cloned();
-        let upstream = kept.unwrap_or_else(|| Arc::new(Upstream::new(name.clone(), settings)));
+        let running = previous.and_then(|p| p.get(&name));
+        let kept = running.filter(|p| p.settings == settings).cloned();
+        let upstream = kept.unwrap_or_else(|| {
+            let prev = running.map(|p| &**p);
+            Arc::new(Upstream::build(name.clone(), settings, prev, Some(metrics)))
+        });
         out.insert(name, upstream);
     }
     out
 }
 
 fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSettings {
-    if u.endpoints.get_ref().is_empty() {
-        d.error(
-            u.endpoints.span(),
-            format!("{key}.endpoints"),
-            "needs at least one endpoint",
-        );
-    }
-    let mut endpoints: Vec<_> = u
-        .endpoints
-        .get_ref()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| d.parse(e, format!("{key}.endpoints[{i}]"), parse_endpoint))
-        .collect();
+    let policy = super::compile_policy::compile(d, u, key);
+    let mut endpoints = policy.endpoints;
     let tls = super::tls::compile(d, u, key, &mut endpoints);
     let k = |name: &str| format!("{key}.{name}");
     UpstreamSettings {
         tls,
         endpoints,
+        balance: policy.balance,
+        health: policy.health,
+        outlier: policy.outlier,
         timeout: d.duration_or(&u.timeout, &k("timeout"), Duration::from_secs(30)),
         connect_timeout: d.duration_or(
             &u.connect_timeout,

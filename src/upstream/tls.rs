@@ -141,7 +141,7 @@ fn apply_tls_flag(
 ) {
     if let Some(flag) = &u.tls {
         for (i, text) in u.endpoints.get_ref().iter().enumerate() {
-            let t = text.get_ref();
+            let t = text.get_ref().address();
             let clash = if *flag.get_ref() {
                 t.starts_with("http://")
                     .then_some("tls = true but this endpoint is http://")

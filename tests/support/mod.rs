@@ -3,7 +3,9 @@
 //! so a test writes `use support::*;`.
 #![allow(dead_code, unused_imports)]
 
+pub mod attack;
 pub mod backend;
+pub mod balance;
 pub mod check;
 pub mod child;
 pub mod client;
@@ -14,7 +16,6 @@ pub mod jwt;
 pub mod metrics;
 pub mod profile;
 pub mod redis;
-pub mod attack;
 pub mod tls;
 pub mod traffic;
 
