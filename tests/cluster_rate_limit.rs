@@ -163,11 +163,11 @@ async fn keys_are_independent_and_refill_at_the_rate_across_instances() {
         waited >= Duration::from_millis(490),
         "no cell before the interval: {waited:?}"
     );
-    assert_eq!(
-        get_user(&a, "u1").await.status,
-        429,
-        "only one cell came back"
-    );
+    // The second cell is due 1 s after t0; on a loaded box the poll may see the refill late.
+    let second = get_user(&a, "u1").await.status;
+    if t0.elapsed() < Duration::from_millis(950) {
+        assert_eq!(second, 429, "only one cell came back");
+    }
 }
 
 /// Kills Redis mid-run under `mode`, checks what requests get, restarts it and waits for
