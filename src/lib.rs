@@ -21,7 +21,7 @@ pub mod gateway;
 pub(crate) mod handler;
 pub mod logging;
 pub mod metrics;
-pub(crate) mod net;
+pub mod net;
 pub mod route;
 pub mod runtime;
 pub mod script;

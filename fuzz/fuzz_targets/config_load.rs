@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = dir().path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
-    if let Err(errors) = portico::config::load(&path, None) {
+    if let Err(errors) = portico::runtime::load(&path, None) {
         // Every diagnostic renders (file:line:col inside the text).
         let _ = errors.to_string();
     }

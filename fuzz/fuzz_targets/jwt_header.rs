@@ -36,7 +36,7 @@ secret_file = "hs.secret"
 "#,
         )
         .unwrap();
-        let rt = portico::config::load(&dir.path().join("gateway.toml"), None).unwrap();
+        let rt = portico::runtime::load(&dir.path().join("gateway.toml"), None).unwrap();
         let provider = rt.auth.providers.values().next().unwrap().clone();
         World {
             _dir: dir,

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portico::config::Runtime;
+use portico::runtime::Runtime;
 use portico::route::{HostPattern, PathPattern, prefix_matches};
 
 const CONFIG: &str = r#"[server]
@@ -44,7 +44,7 @@ fn runtime() -> &'static Runtime {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, CONFIG).unwrap();
-        let rt = portico::config::load(&path, None).unwrap();
+        let rt = portico::runtime::load(&path, None).unwrap();
         (dir, rt)
     })
     .1
