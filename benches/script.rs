@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
                             with_claims.then_some(&claims),
                         )
                     };
-                    let up = Some((&r.proxy.upstream, &rt.upstreams));
+                    let up = r.upstream().map(|u| (u, &rt.upstreams));
                     match script::begin(r.scripts.as_ref(), info, p, up).unwrap() {
                         script::Begin::Go(s, picked) => black_box((s.is_some(), picked.is_none())),
                         script::Begin::Respond(_) => panic!("answered"),

@@ -66,7 +66,8 @@ fn traffic(c: &mut Criterion) {
                     .unwrap();
                 let mut h = black_box(&headers).clone();
                 let mut fault = None;
-                let d = tokio.block_on(dispatch(route, client, &mut h, &mut fault));
+                let action = route.proxy().expect("a proxy route");
+                let d = tokio.block_on(dispatch(route, action, client, &mut h, &mut fault));
                 black_box(d.unwrap().upstream.name.len())
             })
         });

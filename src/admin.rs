@@ -23,7 +23,8 @@ use crate::body::Body;
 use crate::config::ConfigErrors;
 use crate::config::units::rfc3339;
 use crate::gateway::Gateway;
-use crate::route::{HostPattern, PathPattern};
+use crate::route::answer::Kind as AnswerKind;
+use crate::route::{Action, HostPattern, PathPattern};
 use crate::server::{ConnTracker, accept_loop};
 
 /// Paths the admin API answers, with the methods each takes.
@@ -275,10 +276,11 @@ fn routes_json(gateway: &Gateway) -> Value {
                 kind: &**path,
                 "methods": r.methods.as_ref().map(|m| m.iter().map(Method::as_str).collect::<Vec<_>>()),
                 "headers": r.headers.iter().map(|(n, v)| json!({"name": n.as_str(), "value": v.to_str().unwrap_or("?")})).collect::<Vec<_>>(),
-                "upstream": &*r.proxy.upstream.name,
-                "strip_prefix": r.proxy.strip_prefix.as_deref(),
-                "rewrite_prefix": r.proxy.rewrite_prefix.as_deref(),
-                "timeout_ms": r.proxy.timeout.as_millis() as u64,
+                "action": match &r.action { Action::Proxy(_) => "proxy", Action::Answer(a) => match a.kind { AnswerKind::Redirect { .. } => "redirect", AnswerKind::Respond { .. } => "respond" } },
+                "upstream": r.upstream().map(|u| &*u.name),
+                "strip_prefix": r.proxy().and_then(|p| p.strip_prefix.as_deref()),
+                "rewrite_prefix": r.proxy().and_then(|p| p.rewrite_prefix.as_deref()),
+                "timeout_ms": r.proxy().map(|p| p.timeout.as_millis() as u64),
             })
         })
         .collect();

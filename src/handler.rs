@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::filter;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
-use crate::route::{self, Route};
+use crate::route::{self, ProxyAction, Route};
 use crate::runtime::Runtime;
 use crate::script;
 
@@ -91,7 +91,7 @@ async fn proxy<'a>(
 ) -> Result<Response<Body>, GatewayError> {
     // Phase 1: reject what must never reach routing; one checked Host, one normalized path.
     admit::admit(&rt.server, |name| gateway_set(rt, name), &mut req)?;
-    let host = request_host(&req);
+    let host = request_host(req.uri(), req.headers());
     if let Some(redirect) =
         crate::tls::redirect_https(rt.tls.as_ref(), conn, host.as_deref(), req.uri())?
     {
@@ -121,7 +121,7 @@ async fn proxy<'a>(
         }
         Target::Route(r) => {
             trace.route = Some(r.id.clone());
-            trace.upstream = Some(r.proxy.upstream.name.clone());
+            trace.upstream = r.upstream().map(|u| u.name.clone());
             trace.metrics = Some(&r.metrics);
             &r.guards
         }
@@ -137,7 +137,7 @@ async fn proxy<'a>(
         Target::Route(r) => {
             req.version() == Version::HTTP_11
                 && headers::wants_upgrade(req.headers())
-                && r.proxy.upgrades.allows(req.headers())
+                && r.proxy().is_some_and(|p| p.upgrades.allows(req.headers()))
         }
         Target::Bff(_) => false,
     };
@@ -153,7 +153,7 @@ async fn proxy<'a>(
     // Phase 4b: scripts (on_request) may edit the request, pick an upstream, or answer it.
     let (chain, route_upstreams) = match &target {
         Target::Bff(t) => (t.endpoint.scripts.as_ref(), None),
-        Target::Route(r) => (r.scripts.as_ref(), Some((&r.proxy.upstream, &rt.upstreams))),
+        Target::Route(r) => (r.scripts.as_ref(), r.upstream().map(|u| (u, &rt.upstreams))),
     };
     let claims = identity.claims.as_ref();
     let info = || script::RequestInfo::new(&trace.route, request_id, conn.peer.ip(), claims);
@@ -172,6 +172,28 @@ async fn proxy<'a>(
         }
         Target::Route(route) => route,
     };
+    let action = match &route.action {
+        route::Action::Proxy(action) => action,
+        route::Action::Answer(answer) => {
+            // Phase 5 for a route the gateway answers itself (redirect, static answer).
+            let host = request_host(&parts.uri, &parts.headers);
+            let inputs = route::answer::Inputs {
+                scheme: if conn.tls { "https" } else { "http" },
+                host: host.as_deref(),
+                uri: &parts.uri,
+                headers: &parts.headers,
+                claims: identity.claims.as_ref(),
+            };
+            let mut resp = answer.respond(&parts.method, &inputs);
+            if let Some(fields) = &identity.rate_limit {
+                fields.apply(resp.headers_mut());
+            }
+            return match &mut scripts {
+                Some(s) => s.on_response(resp).await,
+                None => Ok(resp),
+            };
+        }
+    };
 
     // Phase 5: traffic (an injected fault, the split side), then request headers (a
     // consistent-hash key is read from the client's head first).
@@ -182,7 +204,8 @@ async fn proxy<'a>(
         claims: identity.claims.as_ref(),
     };
     let dispatch =
-        route::traffic::dispatch(route, client, &mut parts.headers, &mut trace.fault).await?;
+        route::traffic::dispatch(route, action, client, &mut parts.headers, &mut trace.fault)
+            .await?;
     // A script's pick (one of the route's upstreams) overrides the split.
     let upstream = picked.as_ref().unwrap_or(dispatch.upstream);
     trace.upstream = Some(upstream.name.clone());
@@ -194,10 +217,9 @@ async fn proxy<'a>(
         claims: identity.claims.as_deref(),
     });
     let offered = upgrading.then(|| parts.headers.clone());
-    prepare_request_head(rt, conn, route, request_id, &mut parts);
+    prepare_request_head(rt, conn, action, request_id, &mut parts);
 
     // Phase 6: forward (and mirror).
-    let action = &route.proxy;
     let mut resp = match route.mirror.as_deref() {
         Some(m) if m.wants(&parts, &body, upgrading) => {
             m.forward(upstream, parts, body, limit, dispatch.timeout, key)
@@ -260,11 +282,10 @@ async fn proxy<'a>(
 fn prepare_request_head(
     rt: &Runtime,
     conn: &ConnInfo,
-    route: &Route,
+    action: &ProxyAction,
     request_id: &HeaderValue,
     parts: &mut http::request::Parts,
 ) {
-    let action = &route.proxy;
     let original_host = parts.headers.get(HOST).cloned().or_else(|| {
         parts
             .uri
@@ -295,10 +316,7 @@ fn prepare_request_head(
 }
 
 /// The path and query sent upstream after `strip_prefix` and `rewrite_prefix`.
-pub fn upstream_path(
-    action: &crate::route::ProxyAction,
-    pq: Option<&PathAndQuery>,
-) -> PathAndQuery {
+pub fn upstream_path(action: &ProxyAction, pq: Option<&PathAndQuery>) -> PathAndQuery {
     let original = pq
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -353,10 +371,10 @@ fn gateway_set(rt: &Runtime, name: &str) -> bool {
 }
 
 /// The host the client asked for: lowercase, without port.
-fn request_host(req: &Request<Incoming>) -> Option<Cow<'_, str>> {
-    let raw = match req.uri().authority() {
+fn request_host<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<Cow<'a, str>> {
+    let raw = match uri.authority() {
         Some(a) => a.as_str(),
-        None => req.headers().get(HOST)?.to_str().ok()?,
+        None => headers.get(HOST)?.to_str().ok()?,
     };
     let host = if let Some(v6) = raw.strip_prefix('[') {
         v6.split(']').next().unwrap_or(v6)

@@ -10,6 +10,7 @@
 //! fail, and the lookup goes on in the same order. Lookup walks the path's segments through a
 //! trie, so its cost depends on the path's depth, not on the number of routes.
 
+pub mod answer;
 pub mod chance;
 pub mod compile;
 pub mod conditions;
@@ -67,9 +68,9 @@ pub struct Route {
     pub conditions: Option<Box<conditions::Conditions>>,
     /// Filters run before the action (auth, rate limits).
     pub guards: Guards,
-    /// Where and how the request is forwarded.
-    pub proxy: ProxyAction,
-    /// Weighted split over upstreams; when set, `proxy.upstream` is its heaviest side.
+    /// What the route does: forward, or answer itself.
+    pub action: Action,
+    /// Weighted split over upstreams; when set, the proxy action's upstream is its heaviest side.
     pub split: Option<Box<split::Split>>,
     /// Copies of requests to a shadow upstream.
     pub mirror: Option<Box<mirror::Mirror>>,
@@ -79,6 +80,18 @@ pub struct Route {
     pub metrics: crate::metrics::RouteMetrics,
     /// `scripts = [...]`: run after the guards; `None` costs nothing.
     pub scripts: Option<crate::script::Chain>,
+}
+
+/// What a matched route does.
+// The proxy variant is the one nearly every request takes: kept inline (no pointer chase on
+// the hot path), the rare answer boxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to an upstream (or one side of a split).
+    Proxy(ProxyAction),
+    /// Answer at the gateway: `redirect` or `respond`.
+    Answer(Box<answer::Answer>),
 }
 
 /// Forwarding settings of a route.
@@ -103,6 +116,19 @@ pub struct ProxyAction {
 }
 
 impl Route {
+    /// The forwarding settings; `None` for a route the gateway answers itself.
+    pub fn proxy(&self) -> Option<&ProxyAction> {
+        match &self.action {
+            Action::Proxy(p) => Some(p),
+            Action::Answer(_) => None,
+        }
+    }
+
+    /// The upstream a proxy route forwards to by default (a split's heaviest side).
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        self.proxy().map(|p| &p.upstream)
+    }
+
     fn takes_headers(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
         self.headers
             .iter()
@@ -384,27 +410,31 @@ pub fn describe(table: &RouteTable) -> String {
         let methods = r.methods.as_ref().map_or("*".to_string(), |m| {
             m.iter().map(Method::as_str).collect::<Vec<_>>().join(",")
         });
-        let rewrite = format!(
-            "{}{}",
-            r.proxy
-                .strip_prefix
-                .as_deref()
-                .map(|s| format!("-{s}"))
-                .unwrap_or_default(),
-            r.proxy
-                .rewrite_prefix
-                .as_deref()
-                .map(|s| format!(" +{s}"))
-                .unwrap_or_default()
-        );
-        let upstream = match &r.split {
-            None => r.proxy.upstream.name.to_string(),
-            Some(split) => split
-                .sides()
-                .iter()
-                .map(|s| format!("{}:{}", s.upstream.name, s.weight))
-                .collect::<Vec<_>>()
-                .join(","),
+        let (upstream, rewrite) = match &r.action {
+            Action::Answer(a) => (answer_label(a), String::new()),
+            Action::Proxy(p) => {
+                let rewrite = format!(
+                    "{}{}",
+                    p.strip_prefix
+                        .as_deref()
+                        .map(|s| format!("-{s}"))
+                        .unwrap_or_default(),
+                    p.rewrite_prefix
+                        .as_deref()
+                        .map(|s| format!(" +{s}"))
+                        .unwrap_or_default()
+                );
+                let upstream = match &r.split {
+                    None => p.upstream.name.to_string(),
+                    Some(split) => split
+                        .sides()
+                        .iter()
+                        .map(|s| format!("{}:{}", s.upstream.name, s.weight))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                (upstream, rewrite)
+            }
         };
         let _ = writeln!(
             out,
@@ -414,4 +444,12 @@ pub fn describe(table: &RouteTable) -> String {
         );
     }
     out
+}
+
+/// How `portico routes` shows a route the gateway answers itself.
+fn answer_label(a: &answer::Answer) -> String {
+    match &a.kind {
+        answer::Kind::Redirect { status, .. } => format!("(redirect {})", status.as_u16()),
+        answer::Kind::Respond { status, .. } => format!("(respond {})", status.as_u16()),
+    }
 }

@@ -70,7 +70,7 @@ fn bad_traffic_keys_are_each_reported_with_their_place() {
         "gateway.toml:38:41: routes[3].fault.delay_percent: must be a percent between 0 and 100, got -1",
         "gateway.toml:38:60: routes[3].fault.abort_status: must be a status between 200 and 599, got 600",
         "gateway.toml:44:10: routes[4].sticky: `sticky` needs a `split` on the same route",
-        "gateway.toml:47:6: routes[5]: needs `upstream` or `split`",
+        "gateway.toml:47:6: routes[5]: needs `upstream`, `split`, `redirect` or `respond`",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 /// Everything but RFC 3986 unreserved characters is encoded, in path segments and queries alike:
 /// a value can never add a segment, a parameter or a fragment.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -344,7 +344,7 @@ pub fn json_at<'a>(mut value: &'a Value, path: &[Box<str>]) -> Option<&'a Value>
 }
 
 /// The first value of a query parameter, decoded (`+` is a space, as in HTML forms).
-fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
     let raw = query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)

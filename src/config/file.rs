@@ -2,6 +2,7 @@
 //! Values that need checking keep their span (`Spanned`) so errors can point at them;
 //! nothing here is used at request time (see `config::runtime`).
 
+pub mod answer;
 pub mod auth;
 pub mod balance;
 pub mod cluster;
@@ -162,8 +163,13 @@ pub struct RouteFile {
     /// What requests this route takes.
     #[serde(rename = "match")]
     pub matcher: Spanned<MatchFile>,
-    /// Upstream name from `[upstreams]`; exactly one of `upstream` and `split`.
+    /// Upstream name from `[upstreams]`; exactly one of `upstream`, `split`, `redirect` and
+    /// `respond`.
     pub upstream: Option<Text>,
+    /// Answer with a redirect instead of forwarding.
+    pub redirect: Option<Spanned<answer::RedirectFile>>,
+    /// Answer with a fixed status and body instead of forwarding.
+    pub respond: Option<Spanned<answer::RespondFile>>,
     /// Weighted split over upstreams (canary), instead of `upstream`.
     pub split: Option<Spanned<Vec<SplitSideFile>>>,
     /// What keeps a client on its split side: `cookie:NAME`, `header:NAME`, `claim:NAME`, `ip`.

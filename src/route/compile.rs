@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
-use super::{HostPattern, PathPattern, ProxyAction, Route};
+use super::{Action, HostPattern, PathPattern, ProxyAction, Route};
 use crate::config::Diagnostics;
 use crate::config::file::{MatchFile, RouteFile, Text};
 use crate::config::units::parse_duration;
@@ -74,13 +74,76 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
     let id = r.id.get_ref();
     let before = d.errors.len();
     let (host, path, methods, headers) = matcher(d, &r.matcher, key);
-    let traffic = traffic(d, key, r, cx);
+    let mut guards = crate::filter::compile_guards(
+        d,
+        key,
+        r.auth.as_ref(),
+        r.rate_limit.as_ref(),
+        id,
+        cx.guards,
+    );
+    guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, key);
+    let place = crate::script::compile::Place::Route;
+    let scripts = crate::script::compile::chain(d, r.scripts.as_ref(), key, cx.scripts, place);
+    let response_headers =
+        compile_header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
+    let answers = r.redirect.is_some() || r.respond.is_some();
+    let (action, traffic) = if answers {
+        only_forwarding_keys_absent(d, r, key);
+        let prefix_len = match &path {
+            Some(PathPattern::Prefix(p)) => Some(p.len()),
+            _ => None,
+        };
+        let answer = super::answer::compile::compile(d, r, key, prefix_len, response_headers);
+        (
+            answer.map(|a| Action::Answer(Box::new(a))),
+            Traffic::default(),
+        )
+    } else {
+        let traffic = traffic(d, key, r, cx);
+        let proxy = proxy_action(d, r, key, &traffic, response_headers, cx);
+        (proxy.map(Action::Proxy), traffic)
+    };
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(Route {
+        id: Arc::from(id.as_str()),
+        host,
+        path: path?,
+        methods,
+        headers,
+        conditions: traffic.conditions,
+        split: traffic.split,
+        mirror: traffic.mirror,
+        fault: traffic.fault,
+        guards,
+        metrics: Default::default(),
+        scripts,
+        action: action?,
+    })
+}
+
+/// The forwarding half of a route: its upstream (or split), path rewrites, timeout, headers.
+fn proxy_action(
+    d: &mut Diagnostics,
+    r: &RouteFile,
+    key: &str,
+    traffic: &Traffic,
+    response_headers: crate::filter::headers::HeaderOps,
+    cx: Context<'_>,
+) -> Option<ProxyAction> {
+    let id = r.id.get_ref();
     let upstream = match (&r.upstream, &traffic.split) {
         (Some(u), _) => upstream_ref(d, u, &format!("{key}.upstream"), id, cx),
         (None, Some(split)) => Some(split.main().clone()),
         (None, None) => {
             if r.split.is_none() {
-                d.error(r.id.span(), key, "needs `upstream` or `split`");
+                d.error(
+                    r.id.span(),
+                    key,
+                    "needs `upstream`, `split`, `redirect` or `respond`",
+                );
             }
             None
         }
@@ -93,48 +156,56 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
         .and_then(|t| d.parse(t, format!("{key}.timeout"), parse_duration));
     let request_headers =
         compile_header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
-    let response_headers =
-        compile_header_ops(d, &r.response_headers, &format!("{key}.response_headers"));
-    let mut guards = crate::filter::compile_guards(
-        d,
-        key,
-        r.auth.as_ref(),
-        r.rate_limit.as_ref(),
-        id,
-        cx.guards,
-    );
-    guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, key);
-    let place = crate::script::compile::Place::Route;
-    let scripts = crate::script::compile::chain(d, r.scripts.as_ref(), key, cx.scripts, place);
     let upgrades = super::upgrades::compile(d, r.upgrades.as_ref(), key);
-    if d.errors.len() > before {
-        return None;
-    }
-    let (upstream, path) = (upstream?, path?);
-    Some(Route {
-        id: Arc::from(id.as_str()),
-        host,
-        path,
-        methods,
-        headers,
-        conditions: traffic.conditions,
-        split: traffic.split,
-        mirror: traffic.mirror,
-        fault: traffic.fault,
-        guards,
-        metrics: Default::default(),
-        scripts,
-        proxy: ProxyAction {
-            timeout: timeout.unwrap_or(upstream.settings.timeout),
-            upstream,
-            strip_prefix,
-            rewrite_prefix,
-            preserve_host: r.preserve_host.unwrap_or(false),
-            request_headers,
-            response_headers,
-            upgrades,
-        },
+    let upstream = upstream?;
+    Some(ProxyAction {
+        timeout: timeout.unwrap_or(upstream.settings.timeout),
+        upstream,
+        strip_prefix,
+        rewrite_prefix,
+        preserve_host: r.preserve_host.unwrap_or(false),
+        request_headers,
+        response_headers,
+        upgrades,
     })
+}
+
+/// A route the gateway answers itself forwards nothing: every forwarding key is a mistake.
+fn only_forwarding_keys_absent(d: &mut Diagnostics, r: &RouteFile, key: &str) {
+    let action = if r.redirect.is_some() {
+        "redirect"
+    } else {
+        "respond"
+    };
+    let span = |t: &Option<crate::config::file::Text>| t.as_ref().map(|t| t.span());
+    let present = [
+        ("upstream", span(&r.upstream)),
+        ("split", r.split.as_ref().map(|s| s.span())),
+        ("mirror", r.mirror.as_ref().map(|s| s.span())),
+        ("fault", r.fault.as_ref().map(|s| s.span())),
+        ("strip_prefix", span(&r.strip_prefix)),
+        ("rewrite_prefix", span(&r.rewrite_prefix)),
+        ("timeout", span(&r.timeout)),
+        ("sticky", span(&r.sticky)),
+        ("upgrades", r.upgrades.as_ref().map(|s| s.span())),
+    ];
+    for (name, at) in present {
+        if let Some(at) = at {
+            d.error(
+                at,
+                format!("{key}.{name}"),
+                format!("`{name}` has no effect on a route that answers with `{action}`"),
+            );
+        }
+    }
+    let edits = &r.request_headers;
+    if !edits.add.is_empty() || !edits.set.is_empty() || !edits.remove.is_empty() {
+        d.error(
+            r.id.span(),
+            format!("{key}.request_headers"),
+            format!("`request_headers` has no effect on a route that answers with `{action}`"),
+        );
+    }
 }
 
 /// Resolves an upstream a route names (`upstream`, a split side, a mirror); an unknown name is

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::Route;
 use super::split::Caller;
+use super::{ProxyAction, Route};
 use crate::error::GatewayError;
 use crate::filter::Claims;
 use crate::net::Cidr;
@@ -43,23 +43,22 @@ pub struct Dispatch<'r> {
 /// the access-log label of an injected fault.
 pub async fn dispatch<'r>(
     route: &'r Route,
+    action: &'r ProxyAction,
     client: Client<'_>,
     headers: &mut HeaderMap,
     fault: &mut Option<&'static str>,
 ) -> Result<Dispatch<'r>, GatewayError> {
-    let mut timeout = route.proxy.timeout;
+    let mut timeout = action.timeout;
     if let Some(f) = &route.fault {
         let injection = f.decide(headers);
         *fault = injection.label();
         if fault.is_some() {
-            timeout = f
-                .inject(injection, timeout, &route.proxy.upstream.name)
-                .await?;
+            timeout = f.inject(injection, timeout, &action.upstream.name).await?;
         }
     }
     let Some(split) = &route.split else {
         return Ok(Dispatch {
-            upstream: &route.proxy.upstream,
+            upstream: &action.upstream,
             timeout,
             set_cookie: None,
         });

@@ -120,7 +120,7 @@ fn compile(
         &scripts,
     );
     for r in &mut routes {
-        r.metrics = metrics.route(&r.id, Some(&r.proxy.upstream.name));
+        r.metrics = metrics.route(&r.id, r.upstream().map(|u| &*u.name));
     }
     let mut inventory = Inventory::of_gateway(&source.text);
     for p in bff.profiles.iter() {
