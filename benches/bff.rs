@@ -3,7 +3,7 @@
 //! `gateway_cpu/*` measures the CPU time the gateway's own thread spends per request (read
 //! from `/proc/self/task/TID/schedstat`, so the client and the backends, which run on other
 //! threads, are not counted): a plain proxied request versus BFF endpoints fanning out to
-//! three backends with ~1 KB JSON parts. The DESIGN target is `bff_3way` <= 2.5x `plain`.
+//! three backends with ~1 KB JSON parts. The target is `bff_3way` <= 2.5x `plain`.
 //! The other groups time the BFF-specific CPU work in isolation.
 //!
 //! Run: `cargo bench --bench bff` (or `-- gateway_cpu` for the ratio alone).

@@ -9,7 +9,7 @@
 
 source "$LT_DIR/lib/tls.sh"
 
-# The HMAC secret for the `dev` provider, as DESIGN.md's `secret_env` reads it.
+# The HMAC secret for the `dev` provider, as gateway.toml's `secret_env` reads it.
 export PORTICO_DEV_SECRET=${PORTICO_DEV_SECRET:-load-test-secret-0123456789abcdef0123456789abcdef}
 
 # [server] + [log] for a one-worker gateway on 127.0.0.1:PORT. Usage: gateway_conf_head PORT
@@ -25,7 +25,7 @@ access_log = ${ACCESS_LOG:-false}
 CONF
 }
 
-# The `dev` JWT provider of DESIGN.md (HS256, secret from the environment).
+# The `dev` JWT provider of the shipped gateway.toml (HS256, secret from the environment).
 auth_dev_provider() {
     cat <<'CONF'
 
@@ -43,7 +43,7 @@ CONF
 mint_token() {
     local config=$1 sub=$2 scopes=$3 out
     "$PORTICO" token --help >/dev/null 2>&1 \
-        || die "this Portico build has no 'portico token' (JWT, issue 5, not merged yet)"
+        || die "this Portico build has no 'portico token' (built without JWT support)"
     if ! out=$("$PORTICO" token --config "$config" --provider dev --sub "$sub" --scope "$scopes" --ttl 1h 2>&1); then
         out=$("$PORTICO" token --provider dev --sub "$sub" --scope "$scopes" --ttl 1h 2>&1) \
             || die "portico token failed: $out"

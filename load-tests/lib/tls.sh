@@ -17,7 +17,7 @@ make_cert() {
     cat "$CERT" "$KEY" >"$CERT_BUNDLE"
 }
 
-# Fails fast when this build of Portico has no `[server.tls]` (issue 4 not merged yet).
+# Fails fast when this build of Portico has no `[server.tls]` (a build without HTTPS support).
 # Usage: require_portico_feature WHAT CONFIG
 require_portico_feature() {
     local what=$1 config=$2 out
@@ -57,6 +57,6 @@ id = "fixed"
 match = { path_prefix = "/" }
 upstream = "fixed"
 CONF
-    require_portico_feature "[server.tls] (issue 4)" "$WORK/$name.toml"
+    require_portico_feature "[server.tls]" "$WORK/$name.toml"
     start_portico "$name" "$WORK/$name.toml" "$PORTICO_TLS_PORT"
 }
