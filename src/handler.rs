@@ -31,6 +31,8 @@ struct Trace<'a> {
     upstream: Option<Arc<str>>,
     metrics: Option<&'a RouteMetrics>,
     fault: Option<&'static str>,
+    /// The matched route opted out of compression (`compress = false`).
+    uncompressed: bool,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -41,6 +43,11 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     let logged = (rt.access_log && crate::access_log::enabled())
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut trace = Trace::default();
+    // The coding is chosen from the request's head before the request moves on.
+    let coding = rt
+        .compression
+        .as_deref()
+        .and_then(|c| c.choose(req.method(), req.headers()));
 
     let mut resp = match proxy(&rt, conn, &request_id, &mut trace, req).await {
         Ok(resp) => resp,
@@ -53,6 +60,9 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         }
     };
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    if let Some(c) = rt.compression.as_deref().filter(|_| !trace.uncompressed) {
+        resp = c.apply(coding, resp);
+    }
     let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
     route_metrics.record(resp.status(), start.elapsed());
     crate::tls::add_hsts(rt.tls.as_ref(), conn, resp.headers_mut());
@@ -122,6 +132,7 @@ async fn proxy<'a>(
         Target::Route(r) => {
             trace.route = Some(r.id.clone());
             trace.upstream = r.upstream().map(|u| u.name.clone());
+            trace.uncompressed = !r.compress;
             trace.metrics = Some(&r.metrics);
             &r.guards
         }

@@ -12,6 +12,7 @@ pub(crate) mod app;
 pub mod bff;
 pub(crate) mod body;
 pub mod cluster;
+pub mod compress;
 pub mod config;
 pub(crate) mod conn;
 pub mod demo;

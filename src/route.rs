@@ -80,6 +80,8 @@ pub struct Route {
     pub metrics: crate::metrics::RouteMetrics,
     /// `scripts = [...]`: run after the guards; `None` costs nothing.
     pub scripts: Option<crate::script::Chain>,
+    /// Whether `[compression]` may compress this route's answers (`compress = false` opts out).
+    pub compress: bool,
 }
 
 /// What a matched route does.

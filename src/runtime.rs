@@ -57,6 +57,8 @@ pub struct Runtime {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
     pub scripts: crate::script::Scripts,
+    /// `[compression]`: response compression; `None` when not configured.
+    pub compression: Option<Arc<crate::compress::Compression>>,
 }
 
 impl Runtime {

@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 /// The first ```sh block after `## HTTPS` in the README.
 fn https_block(readme: &str) -> String {
-    let section = &readme[readme.find("## HTTPS").expect("README has an HTTPS section")..];
-    let start = section.find("```sh\n").expect("the HTTPS section has a sh block") + 6;
+    let section = &readme[readme
+        .find("## HTTPS")
+        .expect("README has an HTTPS section")..];
+    let start = section
+        .find("```sh\n")
+        .expect("the HTTPS section has a sh block")
+        + 6;
     let len = section[start..].find("```").unwrap();
     section[start..start + len].to_string()
 }
@@ -77,10 +82,8 @@ fn https_walkthrough_works_as_written() {
     std::fs::write(root.join("gateway.toml"), move_ports(&config)).unwrap();
 
     let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
-    let block = move_ports(&https_block(&readme)).replace(
-        "cargo run --release --",
-        env!("CARGO_BIN_EXE_portico"),
-    );
+    let block = move_ports(&https_block(&readme))
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_portico"));
     // Everything before the line that starts the gateway runs as one script; the gateway and
     // the curl after it run below, so the test can wait for the gateway to be ready.
     let (setup, rest) = block

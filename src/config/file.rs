@@ -6,6 +6,7 @@ pub mod answer;
 pub mod auth;
 pub mod balance;
 pub mod cluster;
+pub mod compression;
 pub mod rate_limit;
 pub mod script;
 pub mod traffic;
@@ -58,6 +59,8 @@ pub struct GatewayFile {
     /// `[scripts.NAME]`: sandboxed Luau scripts that routes and BFF endpoints run.
     #[serde(default)]
     pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
+    /// `[compression]`: response compression; off when absent.
+    pub compression: Option<Spanned<compression::CompressionFile>>,
 }
 
 /// `[server]`.
@@ -205,6 +208,8 @@ pub struct RouteFile {
     pub scripts: Option<script::ScriptRefs>,
     /// Protocols a client may switch to (`Upgrade`); default `["websocket"]`; never `h2c`.
     pub upgrades: Option<Spanned<Vec<Text>>>,
+    /// `false` sends this route's answers uncompressed even with `[compression]`; default `true`.
+    pub compress: Option<Spanned<bool>>,
 }
 
 /// `match = { ... }` of a route.

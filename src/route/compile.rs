@@ -120,6 +120,7 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
         guards,
         metrics: Default::default(),
         scripts,
+        compress: r.compress.as_ref().is_none_or(|c| *c.get_ref()),
         action: action?,
     })
 }

@@ -104,6 +104,11 @@ fn compile(
         scripts: script_cx,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_cx);
+    let mut d = Diagnostics {
+        source,
+        errors: &mut errors,
+    };
+    let compression = crate::compress::compile::compile(&mut d, file.compression.as_ref());
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -146,6 +151,7 @@ fn compile(
         inventory,
         bff,
         scripts,
+        compression,
     })
 }
 
