@@ -10,7 +10,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod app;
 pub mod bff;
-pub(crate) mod body;
+pub mod body;
 pub mod cluster;
 pub mod compress;
 pub mod config;
