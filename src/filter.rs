@@ -1,9 +1,13 @@
 //! Request filters ("guards"), run in a fixed order before a route's action:
-//! authentication (JWT) → rate limits. Routes and BFF endpoints share them.
+//! IP list → CORS preflight → client certificate → authentication → rate limits. Routes and
+//! BFF endpoints share them.
 
 pub mod auth;
 pub mod client_cert;
+pub mod cors;
+pub mod edge;
 pub mod headers;
+pub mod ip_list;
 pub mod prehashed;
 pub mod rate_limit;
 
@@ -14,6 +18,7 @@ use http::request::Parts;
 use toml::Spanned;
 
 use crate::config::diag::Diagnostics;
+use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::file::rate_limit::RateLimitRefFile;
 use crate::conn::ConnInfo;
@@ -39,6 +44,10 @@ pub struct Guards {
     pub rate_limits: Box<[Arc<Policy>]>,
     /// Route id or BFF profile name: the bucket of `route` keys.
     pub scope: Arc<str>,
+    /// `ip_list = "NAME"`: checked on the client address before anything else.
+    pub ip_list: Option<Arc<ip_list::IpList>>,
+    /// `cors = "NAME"`: answers preflights and decorates answers.
+    pub cors: Option<Arc<cors::Cors>>,
 }
 
 /// What the guards read besides a route's own [`Guards`]: process-wide settings.
@@ -69,19 +78,41 @@ pub struct GuardContext<'a> {
     pub providers: &'a BTreeMap<Arc<str>, Arc<Provider>>,
     /// Rate-limit policies by name.
     pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
+    /// IP lists and CORS policies by name.
+    pub edge: &'a edge::EdgePolicies,
 }
 
-/// Compiles the `auth = {...}` table and `rate_limit = ...` reference of a route or BFF
-/// profile. `key` is the config key path of the owner (e.g. `routes[3]`), `scope` its id (the
-/// bucket of `route` rate-limit keys). Problems are recorded in `d`.
+/// The guard keys of a route, BFF profile or endpoint, as written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardRefs<'f> {
+    /// `auth = {...}`.
+    pub auth: Option<&'f Spanned<AuthRuleFile>>,
+    /// `rate_limit = ...`.
+    pub rate_limit: Option<&'f Spanned<RateLimitRefFile>>,
+    /// `ip_list = "NAME"`.
+    pub ip_list: Option<&'f Text>,
+    /// `cors = "NAME"`.
+    pub cors: Option<&'f Text>,
+}
+
+/// Compiles the `auth = {...}` table and the `rate_limit`, `ip_list` and `cors` references of
+/// a route or BFF profile. `key` is the config key path of the owner (e.g. `routes[3]`),
+/// `scope` its id (the bucket of `route` rate-limit keys). Problems are recorded in `d`.
 pub fn compile_guards(
     d: &mut Diagnostics,
     key: &str,
-    auth: Option<&Spanned<AuthRuleFile>>,
-    rate_limit: Option<&Spanned<RateLimitRefFile>>,
+    refs: GuardRefs<'_>,
     scope: &str,
     ctx: GuardContext<'_>,
 ) -> Guards {
+    let GuardRefs {
+        auth,
+        rate_limit,
+        ip_list,
+        cors,
+    } = refs;
+    let ip_list = ctx.edge.ip_list(d, ip_list, &format!("{key}.ip_list"));
+    let cors = ctx.edge.cors(d, cors, &format!("{key}.cors"));
     let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.providers));
     let rate_limits = rate_limit
         .map(|r| {
@@ -100,6 +131,26 @@ pub fn compile_guards(
         auth,
         rate_limits: rate_limits.into_boxed_slice(),
         scope: Arc::from(scope),
+        ip_list,
+        cors,
+    }
+}
+
+/// The IP list of a route or BFF endpoint, on the real client address (`X-Forwarded-For`
+/// counts only through `trusted_proxies`): 403 when it does not pass.
+pub fn check_ip_list(
+    list: &ip_list::IpList,
+    trusted_proxies: &[Cidr],
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+) -> Result<(), GatewayError> {
+    let client = rate_limit::client_ip(trusted_proxies, conn.peer.ip(), headers);
+    if list.admits(client) {
+        Ok(())
+    } else {
+        Err(GatewayError::IpDenied {
+            list: list.name.clone(),
+        })
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Runtime {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
     pub scripts: crate::script::Scripts,
+    /// `[server] admin_ip_list`: the admin listener's peers must pass it.
+    pub admin_ip_list: Option<Arc<crate::filter::ip_list::IpList>>,
 }
 
 impl Runtime {

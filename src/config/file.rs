@@ -6,6 +6,7 @@ pub mod answer;
 pub mod auth;
 pub mod balance;
 pub mod cluster;
+pub mod edge;
 pub mod rate_limit;
 pub mod script;
 pub mod traffic;
@@ -58,6 +59,12 @@ pub struct GatewayFile {
     /// `[scripts.NAME]`: sandboxed Luau scripts that routes and BFF endpoints run.
     #[serde(default)]
     pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
+    /// `[ip_lists.NAME]`: named client address allow/deny lists.
+    #[serde(default)]
+    pub ip_lists: BTreeMap<Spanned<String>, edge::IpListFile>,
+    /// `[cors.NAME]`: named cross-origin policies.
+    #[serde(default)]
+    pub cors: BTreeMap<Spanned<String>, edge::CorsFile>,
 }
 
 /// `[server]`.
@@ -87,6 +94,8 @@ pub struct ServerFile {
     pub underscores_in_headers: Option<Text>,
     /// `%2F` in request paths: `"reject"` (default) or `"keep"`.
     pub encoded_slashes: Option<Text>,
+    /// `[ip_lists.NAME]` the admin listener's clients must pass (the peer address).
+    pub admin_ip_list: Option<Text>,
 }
 
 /// `[limits]`.
@@ -205,6 +214,10 @@ pub struct RouteFile {
     pub scripts: Option<script::ScriptRefs>,
     /// Protocols a client may switch to (`Upgrade`); default `["websocket"]`; never `h2c`.
     pub upgrades: Option<Spanned<Vec<Text>>>,
+    /// `[ip_lists.NAME]` the client address must pass.
+    pub ip_list: Option<Text>,
+    /// `[cors.NAME]` policy answering preflights and adding CORS headers.
+    pub cors: Option<Text>,
 }
 
 /// `match = { ... }` of a route.
