@@ -35,7 +35,10 @@ fn lookups(c: &mut Criterion) {
         let probes: Vec<(&str, IpAddr)> = vec![
             ("v4_inside", inside),
             ("v4_outside", IpAddr::from(Ipv4Addr::new(198, 51, 100, 1))),
-            ("v6", IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1))),
+            (
+                "v6",
+                IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1)),
+            ),
         ];
         assert!(list.admits(inside));
         for (name, ip) in probes {

@@ -26,7 +26,6 @@ use crate::error::GatewayError;
 use crate::net::Cidr;
 
 use self::auth::AuthRule;
-use self::auth::provider::Provider;
 use self::rate_limit::{KeyInput, Policy, RateLimitHeaders};
 
 /// Verified JWT claims (a JSON object), shared by later phases: rate-limit keys, claim
@@ -67,6 +66,8 @@ pub struct GuardEnv<'a> {
 pub struct Identity {
     /// Claims of a verified token, when the route asks for authentication.
     pub claims: Option<Claims>,
+    /// The consumer of a verified API key.
+    pub consumer: Option<Arc<str>>,
     /// RateLimit fields for the response, from policies with `headers = "always"`.
     pub rate_limit: Option<RateLimitHeaders>,
 }
@@ -74,8 +75,8 @@ pub struct Identity {
 /// The compiled parts guards refer to.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardContext<'a> {
-    /// Auth providers by name.
-    pub providers: &'a BTreeMap<Arc<str>, Arc<Provider>>,
+    /// Auth providers (JWT and API key) by name.
+    pub auth: &'a auth::AuthRuntime,
     /// Rate-limit policies by name.
     pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
     /// IP lists and CORS policies by name.
@@ -113,7 +114,7 @@ pub fn compile_guards(
     } = refs;
     let ip_list = ctx.edge.ip_list(d, ip_list, &format!("{key}.ip_list"));
     let cors = ctx.edge.cors(d, cors, &format!("{key}.cors"));
-    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.providers));
+    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.auth));
     let rate_limits = rate_limit
         .map(|r| {
             rate_limit::compile::compile_refs(
@@ -168,9 +169,12 @@ pub async fn run_guards(
     for name in env.forwarded_claims {
         parts.headers.remove(name);
     }
-    let claims = match &guards.auth {
-        Some(rule) => Some(rule.authenticate(parts).await?),
-        None => None,
+    let (claims, consumer) = match &guards.auth {
+        Some(rule) => {
+            let v = rule.authenticate(parts).await?;
+            (v.claims, v.consumer)
+        }
+        None => (None, None),
     };
     let mut shown: Option<RateLimitHeaders> = None;
     if !guards.rate_limits.is_empty() {
@@ -185,6 +189,7 @@ pub async fn run_guards(
             client_ip,
             headers: &parts.headers,
             claims: claims.as_ref(),
+            consumer: consumer.as_deref(),
         };
         for policy in guards.rate_limits.iter() {
             let fields = match policy.cluster() {
@@ -198,6 +203,7 @@ pub async fn run_guards(
     }
     Ok(Identity {
         claims,
+        consumer,
         rate_limit: shown,
     })
 }

@@ -49,7 +49,10 @@ async fn etag_and_304_follow_the_body() {
     assert_eq!(first.status, 200);
     assert_eq!(first.json()["p"]["v"], 1);
     let etag = first.header("etag").unwrap().to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10, "{etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+        "{etag}"
+    );
     assert_eq!(first.header("cache-control"), Some("private, max-age=10"));
     // Same body, same tag; the default Cache-Control is per caller.
     let other = get(&gw.url("/web/other")).await;
@@ -63,9 +66,24 @@ async fn etag_and_304_follow_the_body() {
     assert_eq!(a.header("cache-control"), Some("private, max-age=10"));
     // A list, a weak form of the tag, and `*` match too; HEAD behaves like GET.
     let list = format!("\"nope\", W/{etag}");
-    assert_eq!(send(req(Method::GET, &gw.url("/web/home"), Some(&list))).await.status, 304);
-    assert_eq!(send(req(Method::GET, &gw.url("/web/home"), Some("*"))).await.status, 304);
-    assert_eq!(send(req(Method::HEAD, &gw.url("/web/home"), Some(&etag))).await.status, 304);
+    assert_eq!(
+        send(req(Method::GET, &gw.url("/web/home"), Some(&list)))
+            .await
+            .status,
+        304
+    );
+    assert_eq!(
+        send(req(Method::GET, &gw.url("/web/home"), Some("*")))
+            .await
+            .status,
+        304
+    );
+    assert_eq!(
+        send(req(Method::HEAD, &gw.url("/web/home"), Some(&etag)))
+            .await
+            .status,
+        304
+    );
     let head = send(req(Method::HEAD, &gw.url("/web/home"), None)).await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());

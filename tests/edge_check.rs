@@ -43,10 +43,18 @@ fn every_bad_edge_policy_is_reported_where_it_is() {
         &[
             ("4:17", "server.admin_ip_list", "unknown IP list `nowhere`"),
             ("10:24", "ip_lists.office.allow[1]", "host bits set"),
-            ("10:38", "ip_lists.office.allow[2]", "bad address \"300.1.2.3\""),
+            (
+                "10:38",
+                "ip_lists.office.allow[2]",
+                "bad address \"300.1.2.3\"",
+            ),
             ("10:51", "ip_lists.office.allow[3]", "bad address"),
             ("14:8", "ip_lists.both", "`allow` or `deny`, not both"),
-            ("17:12", "cors.web.origins[0]", "cannot be used with `credentials = true`"),
+            (
+                "17:12",
+                "cors.web.origins[0]",
+                "cannot be used with `credentials = true`",
+            ),
             ("17:17", "cors.web.origins[1]", "bad origin"),
             ("17:49", "cors.web.origins[2]", "bad origin"),
             ("19:11", "cors.web.max_age", ""),
@@ -83,7 +91,8 @@ ip_list = "office"
 
 #[test]
 fn bad_bff_edge_keys_point_into_the_profile() {
-    let g = "[server]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.echo]\nendpoints = [\"127.0.0.1:9\"]\n";
+    let g =
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[upstreams.echo]\nendpoints = [\"127.0.0.1:9\"]\n";
     let p = "mount = \"/web\"\ncors = \"nope\"\n[[endpoints]]\npath = \"/home\"\nip_list = \"gone\"\ncache_control = \"\"\n  [[endpoints.parts]]\n  name = \"p\"\n  upstream = \"echo\"\n  path = \"/x\"\n";
     let (code, _, err) = check_config(g, &[("bff/web.toml", p)]);
     assert_eq!(code, 1, "{err}");

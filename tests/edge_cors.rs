@@ -64,7 +64,12 @@ async fn start(backend: &Backend) -> TestGateway {
     TestGateway::start_with_files(&gateway_toml(backend), &[("hs.secret", SECRET)]).await
 }
 
-fn preflight(url: &str, origin: &str, method: &str, headers: Option<&str>) -> Request<Full<bytes::Bytes>> {
+fn preflight(
+    url: &str,
+    origin: &str,
+    method: &str,
+    headers: Option<&str>,
+) -> Request<Full<bytes::Bytes>> {
     let mut b = Request::builder()
         .method(Method::OPTIONS)
         .uri(url)
@@ -109,7 +114,13 @@ async fn preflight_is_answered_without_auth_or_upstream() {
     assert_eq!(a.header("access-control-max-age"), Some("600"));
     assert!(a.header("vary").unwrap().contains("Origin"));
     // A one-label wildcard origin passes too; the route's `methods` match the asked method.
-    let a = send(preflight(&gw.url("/api/x"), "https://shop.example.com", "GET", None)).await;
+    let a = send(preflight(
+        &gw.url("/api/x"),
+        "https://shop.example.com",
+        "GET",
+        None,
+    ))
+    .await;
     assert_eq!(a.status, 204);
     assert_eq!(
         a.header("access-control-allow-origin"),
@@ -129,16 +140,30 @@ async fn preflight_refusals_are_403_without_cors_fields() {
         ("/api/orders", "http://app.example.com", "GET", None),
         // The route takes DELETE, the policy does not.
         ("/status.txt", "https://app.example.com", "DELETE", None),
-        ("/api/orders", "https://app.example.com", "GET", Some("x-secret")),
+        (
+            "/api/orders",
+            "https://app.example.com",
+            "GET",
+            Some("x-secret"),
+        ),
     ] {
         let a = send(preflight(&gw.url(path), origin, method, headers)).await;
         assert_eq!(a.status, 403, "{origin} {method} {headers:?}");
         assert_eq!(a.header("content-type"), Some("application/problem+json"));
-        assert_eq!(a.json()["type"], "https://portico.dev/problems/cors-rejected");
+        assert_eq!(
+            a.json()["type"],
+            "https://portico.dev/problems/cors-rejected"
+        );
         assert!(a.header("access-control-allow-origin").is_none());
     }
     // A method no route takes: routed as a plain OPTIONS, which the route refuses (405).
-    let a = send(preflight(&gw.url("/api/orders"), "https://app.example.com", "DELETE", None)).await;
+    let a = send(preflight(
+        &gw.url("/api/orders"),
+        "https://app.example.com",
+        "DELETE",
+        None,
+    ))
+    .await;
     assert_eq!(a.status, 405);
     assert!(a.header("access-control-allow-origin").is_none());
     assert_eq!(backend.hits(), 0);
@@ -150,14 +175,22 @@ async fn actual_requests_get_cors_fields_and_vary() {
     let gw = start(&backend).await;
     let t = token();
 
-    let a = get_with_token(&gw.url("/api/o"), &t, &[("origin", "https://app.example.com")]).await;
+    let a = get_with_token(
+        &gw.url("/api/o"),
+        &t,
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
     assert_eq!(a.header("access-control-allow-credentials"), Some("true"));
-    assert_eq!(a.header("access-control-expose-headers"), Some("x-request-id"));
+    assert_eq!(
+        a.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
     assert!(vary(&a).contains(&"Origin".to_string()));
 
     // A disallowed origin is still served (CORS is the browser's check) but gets no fields.
@@ -176,7 +209,11 @@ async fn actual_requests_get_cors_fields_and_vary() {
     );
 
     // A route the gateway answers itself.
-    let a = get_with(&gw.url("/status.txt"), &[("origin", "https://x.example.com")]).await;
+    let a = get_with(
+        &gw.url("/status.txt"),
+        &[("origin", "https://x.example.com")],
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("access-control-allow-origin"),
@@ -190,10 +227,20 @@ async fn actual_requests_get_cors_fields_and_vary() {
     assert!(!vary(&a).contains(&"Origin".to_string()));
 
     // A route without a policy: untouched, and its OPTIONS goes upstream like any request.
-    let a = get_with(&gw.url("/plain/x"), &[("origin", "https://app.example.com")]).await;
+    let a = get_with(
+        &gw.url("/plain/x"),
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
     assert!(a.header("access-control-allow-origin").is_none());
     let before = backend.hits();
-    let a = send(preflight(&gw.url("/plain/x"), "https://app.example.com", "GET", None)).await;
+    let a = send(preflight(
+        &gw.url("/plain/x"),
+        "https://app.example.com",
+        "GET",
+        None,
+    ))
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["method"], "OPTIONS");
     assert_eq!(backend.hits(), before + 1);
@@ -213,14 +260,24 @@ async fn bff_profile_cors_applies_to_its_endpoints() {
         .part("me", "echo", "/me", "required = true")
         .build();
     let gw = TestGateway::start_with_files(&g, &[("bff/web.toml", &p)]).await;
-    let a = send(preflight(&gw.url("/web/home"), "https://app.example.com", "GET", None)).await;
+    let a = send(preflight(
+        &gw.url("/web/home"),
+        "https://app.example.com",
+        "GET",
+        None,
+    ))
+    .await;
     assert_eq!(a.status, 204);
     assert_eq!(
         a.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
     assert_eq!(backend.hits(), 0);
-    let a = get_with(&gw.url("/web/home"), &[("origin", "https://app.example.com")]).await;
+    let a = get_with(
+        &gw.url("/web/home"),
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("access-control-allow-origin"),

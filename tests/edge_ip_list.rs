@@ -53,7 +53,11 @@ async fn peer_address_decides_without_a_trusted_proxy() {
     let gw2 = TestGateway::start(&gateway_toml(&backend2, "", r#"["10.0.0.0/8", "::1"]"#)).await;
     assert_denied(&get(&gw2.url("/office/a")).await);
     assert_eq!(get(&gw2.url("/open/a")).await.status, 200);
-    assert_eq!(backend2.hits(), 1, "a refused request never reaches the upstream");
+    assert_eq!(
+        backend2.hits(),
+        1,
+        "a refused request never reaches the upstream"
+    );
     assert_eq!(backend.hits(), hits);
 }
 

@@ -78,7 +78,7 @@ fn compile(
         "server.admin_ip_list",
     );
     let guards = crate::filter::GuardContext {
-        providers: &auth.providers,
+        auth: &auth,
         policies: &rate_limits,
         edge: &edge,
     };

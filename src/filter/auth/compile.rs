@@ -1,6 +1,7 @@
 //! Compiling `[auth.providers.*]` and `auth = {...}` tables, with every problem reported at its
 //! file:line:col.
 
+mod api_key;
 mod key_source;
 mod rule;
 
@@ -27,7 +28,7 @@ use crate::config::file::auth::{AuthFile, ProviderFile};
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Headers a claim may never be forwarded as.
-const RESERVED_HEADERS: [&str; 8] = [
+pub(super) const RESERVED_HEADERS: [&str; 8] = [
     "host",
     "authorization",
     "cookie",
@@ -75,10 +76,37 @@ pub fn compile_providers(
     metrics: &crate::metrics::Metrics,
 ) -> AuthRuntime {
     let mut providers = BTreeMap::new();
+    let mut api_keys = BTreeMap::new();
     let mut forwarded: Vec<HeaderName> = Vec::new();
     let mut files = Vec::new();
     for (name, f) in &file.providers {
         let key = format!("auth.providers.{}", name.get_ref());
+        match f.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("jwt") => api_key::api_key_keys_absent(d, &key, f),
+            Some("api_key") => {
+                if let Some(path) = &f.keys_file {
+                    files.push(crate::config::resolve(&d.source.path, path.get_ref()));
+                }
+                if let Some(p) = api_key::compile(d, &key, name, f) {
+                    if let Some(h) = &p.forward_consumer {
+                        if !forwarded.contains(h) {
+                            forwarded.push(h.clone());
+                        }
+                    }
+                    api_keys.insert(Arc::from(name.get_ref().as_str()), Arc::new(p));
+                }
+                continue;
+            }
+            Some(other) => {
+                let span = f.kind.as_ref().map(|k| k.span()).unwrap_or(name.span());
+                d.error(
+                    span,
+                    format!("{key}.kind"),
+                    format!("unknown provider kind \"{other}\" (use \"jwt\" or \"api_key\")"),
+                );
+                continue;
+            }
+        }
         let referenced = [
             &f.secret_file,
             &f.public_key_file,
@@ -110,6 +138,7 @@ pub fn compile_providers(
     }
     AuthRuntime {
         providers,
+        api_keys,
         forwarded_headers: forwarded.into_boxed_slice(),
         files,
     }
@@ -133,11 +162,7 @@ fn settings(d: &mut Diagnostics, key: &str, name: &Text, f: &ProviderFile) -> Op
         return None;
     };
     if issuer.get_ref().is_empty() {
-        d.error(
-            issuer.span(),
-            format!("{key}.issuer"),
-            "must not be empty",
-        );
+        d.error(issuer.span(), format!("{key}.issuer"), "must not be empty");
     }
     if audiences.get_ref().is_empty() {
         d.error(
@@ -161,7 +186,14 @@ fn settings(d: &mut Diagnostics, key: &str, name: &Text, f: &ProviderFile) -> Op
 
     let (key_config, static_keys, secret) = key_source::select(d, key, f, issuer.span());
     if let Some(algs) = &algorithms {
-        key_source::check_algorithms(d, key, listed.get_ref(), algs, key_config.as_ref(), static_keys.as_ref());
+        key_source::check_algorithms(
+            d,
+            key,
+            listed.get_ref(),
+            algs,
+            key_config.as_ref(),
+            static_keys.as_ref(),
+        );
     }
     let (private_key, signer) = signer(d, key, f, algorithms.as_deref(), secret.as_deref());
     let cookie = f.cookie.as_ref().and_then(|c| cookie_name(d, key, c));
@@ -279,7 +311,11 @@ fn forward_claims(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Vec<(Stri
     forward_claims
 }
 
-fn algorithms(d: &mut Diagnostics, key: &str, listed: &Spanned<Vec<Text>>) -> Option<Vec<Algorithm>> {
+fn algorithms(
+    d: &mut Diagnostics,
+    key: &str,
+    listed: &Spanned<Vec<Text>>,
+) -> Option<Vec<Algorithm>> {
     if listed.get_ref().is_empty() {
         d.error(
             listed.span(),

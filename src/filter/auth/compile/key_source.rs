@@ -17,7 +17,12 @@ use crate::filter::auth::provider::{KeyConfig, Secret};
 
 /// Reads the provider's one key source; none or several is an error.
 /// `at` is where a missing key source is reported (the provider's `issuer`).
-pub(super) fn select(d: &mut Diagnostics, key: &str, f: &ProviderFile, at: std::ops::Range<usize>) -> Source {
+pub(super) fn select(
+    d: &mut Diagnostics,
+    key: &str,
+    f: &ProviderFile,
+    at: std::ops::Range<usize>,
+) -> Source {
     let sources: Vec<(&str, &Text)> = [
         ("secret_env", &f.secret_env),
         ("secret_file", &f.secret_file),
