@@ -104,3 +104,42 @@ fn bad_bff_edge_keys_point_into_the_profile() {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
 }
+
+#[test]
+fn bad_api_key_providers_and_key_files() {
+    let g = r#"[server]
+listen = "127.0.0.1:0"
+
+[auth.providers.partners]
+kind = "api_key"
+keys_file = "keys.txt"
+issuer = "https://x.test"
+header = "host"
+
+[auth.providers.other]
+kind = "apikey"
+
+[auth.providers.nofile]
+kind = "api_key"
+"#;
+    let keys = "acme key-1\nglobex sha256:1234\nbroken\nacme2 key-1\n";
+    let (code, _, err) = check_config(g, &[("keys.txt", keys)]);
+    assert_eq!(code, 1, "{err}");
+    assert_errors_at(
+        &err,
+        &[
+            ("7:10", "auth.providers.partners.issuer", "is a JWT key"),
+            ("8:10", "auth.providers.partners.header", "`host` cannot be used"),
+            ("11:8", "auth.providers.other.kind", "unknown provider kind"),
+            ("13:17", "auth.providers.nofile", "needs `keys_file"),
+        ],
+    );
+    for want in [
+        "keys.txt:2:8: auth.providers.partners.keys_file: expected sha256: and 64 hex digits",
+        "keys.txt:3:1: auth.providers.partners.keys_file: expected `CONSUMER KEY`",
+        "keys.txt:4:7: auth.providers.partners.keys_file: this key is already given to consumer \"acme\"",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    assert!(!err.contains("key-1"), "a key never appears in a message:\n{err}");
+}
