@@ -62,7 +62,7 @@ async fn serve_connection(
 ) {
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(handle(&gateway, req).await) }
+        async move { Ok::<_, Infallible>(handle(&gateway, peer, req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -84,8 +84,22 @@ async fn serve_connection(
     }
 }
 
-/// Answers one admin request.
-pub async fn handle(gateway: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+/// Answers one admin request from `peer`.
+pub async fn handle(
+    gateway: &Arc<Gateway>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    // `[server] admin_ip_list` is checked on the peer itself: the admin listener trusts no
+    // forwarding header.
+    if let Some(list) = &gateway.runtime().admin_ip_list {
+        if !list.admits(peer.ip()) {
+            let err = crate::error::GatewayError::IpDenied {
+                list: list.name.clone(),
+            };
+            return err.into_response("");
+        }
+    }
     let path = req.uri().path();
     let Some(&(_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return json_response(

@@ -164,6 +164,8 @@ pub struct Endpoint {
     pub metrics: crate::metrics::RouteMetrics,
     /// `scripts = [...]` (the endpoint's, else its profile's); `None` costs nothing.
     pub scripts: Option<crate::script::Chain>,
+    /// `Cache-Control` of the answers (`cache_control`, default `private, no-store`).
+    pub cache_control: HeaderValue,
 }
 
 /// One backend call of an endpoint.
@@ -227,6 +229,9 @@ pub async fn serve(
     let started = Instant::now();
     let ep = target.endpoint;
     let rate_limit_fields = identity.rate_limit.clone();
+    let if_none_match = matches!(parts.method, Method::GET | Method::HEAD)
+        .then(|| parts.headers.get(http::header::IF_NONE_MATCH).cloned())
+        .flatten();
     let result = aggregate(env, conn, request_id, target, identity, parts, body)
         .await
         .and_then(|run| respond::respond(ep, run, started.elapsed()));
@@ -235,6 +240,12 @@ pub async fn serve(
             metrics::record_endpoint(&ep.stats, completion);
             if let Some(fields) = &rate_limit_fields {
                 fields.apply(resp.headers_mut());
+            }
+            let etag = resp.headers().get(http::header::ETAG);
+            if let (Some(inm), Some(etag)) = (&if_none_match, etag) {
+                if respond::not_modified(inm, etag) {
+                    return Ok(respond::into_not_modified(resp));
+                }
             }
             Ok(resp)
         }

@@ -89,6 +89,18 @@ pub enum GatewayError {
         /// Short reason.
         detail: &'static str,
     },
+    /// The client address did not pass the route's IP list: 403.
+    #[error("client address refused by IP list `{list}`")]
+    IpDenied {
+        /// List name (logs only).
+        list: std::sync::Arc<str>,
+    },
+    /// A CORS preflight asked for an origin, method or header the policy does not allow: 403.
+    #[error("CORS preflight refused: {detail}")]
+    CorsRejected {
+        /// Short reason.
+        detail: &'static str,
+    },
     /// A rate-limit policy refused the request: 429.
     #[error("rate limited by policy `{policy}`")]
     RateLimited {
@@ -250,6 +262,15 @@ impl GatewayError {
             E::Forbidden { detail, .. } => {
                 p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
             }
+            E::IpDenied { .. } => p(
+                StatusCode::FORBIDDEN,
+                "ip-denied",
+                "Forbidden",
+                "Requests from this address are not allowed here.",
+            ),
+            E::CorsRejected { detail } => {
+                p(StatusCode::FORBIDDEN, "cors-rejected", "Forbidden", detail)
+            }
             E::RateLimited {
                 retry_after_secs, ..
             } => Problem {
@@ -361,6 +382,8 @@ impl GatewayError {
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::NoHealthyUpstream { .. }
             | GatewayError::ClientCertRequired
+            | GatewayError::IpDenied { .. }
+            | GatewayError::CorsRejected { .. }
             | GatewayError::BffUnknownClient
             | GatewayError::BffPartFailed { .. }
             | GatewayError::BffPartTimeout { .. }

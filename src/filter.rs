@@ -1,9 +1,13 @@
 //! Request filters ("guards"), run in a fixed order before a route's action:
-//! authentication (JWT) → rate limits. Routes and BFF endpoints share them.
+//! IP list → CORS preflight → client certificate → authentication → rate limits. Routes and
+//! BFF endpoints share them.
 
 pub mod auth;
 pub mod client_cert;
+pub mod cors;
+pub mod edge;
 pub mod headers;
+pub mod ip_list;
 pub mod prehashed;
 pub mod rate_limit;
 
@@ -14,6 +18,7 @@ use http::request::Parts;
 use toml::Spanned;
 
 use crate::config::diag::Diagnostics;
+use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::file::rate_limit::RateLimitRefFile;
 use crate::conn::ConnInfo;
@@ -21,7 +26,6 @@ use crate::error::GatewayError;
 use crate::net::Cidr;
 
 use self::auth::AuthRule;
-use self::auth::provider::Provider;
 use self::rate_limit::{KeyInput, Policy, RateLimitHeaders};
 
 /// Verified JWT claims (a JSON object), shared by later phases: rate-limit keys, claim
@@ -39,6 +43,10 @@ pub struct Guards {
     pub rate_limits: Box<[Arc<Policy>]>,
     /// Route id or BFF profile name: the bucket of `route` keys.
     pub scope: Arc<str>,
+    /// `ip_list = "NAME"`: checked on the client address before anything else.
+    pub ip_list: Option<Arc<ip_list::IpList>>,
+    /// `cors = "NAME"`: answers preflights and decorates answers.
+    pub cors: Option<Arc<cors::Cors>>,
 }
 
 /// What the guards read besides a route's own [`Guards`]: process-wide settings.
@@ -58,6 +66,8 @@ pub struct GuardEnv<'a> {
 pub struct Identity {
     /// Claims of a verified token, when the route asks for authentication.
     pub claims: Option<Claims>,
+    /// The consumer of a verified API key.
+    pub consumer: Option<Arc<str>>,
     /// RateLimit fields for the response, from policies with `headers = "always"`.
     pub rate_limit: Option<RateLimitHeaders>,
 }
@@ -65,24 +75,46 @@ pub struct Identity {
 /// The compiled parts guards refer to.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardContext<'a> {
-    /// Auth providers by name.
-    pub providers: &'a BTreeMap<Arc<str>, Arc<Provider>>,
+    /// Auth providers (JWT and API key) by name.
+    pub auth: &'a auth::AuthRuntime,
     /// Rate-limit policies by name.
     pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
+    /// IP lists and CORS policies by name.
+    pub edge: &'a edge::EdgePolicies,
 }
 
-/// Compiles the `auth = {...}` table and `rate_limit = ...` reference of a route or BFF
-/// profile. `key` is the config key path of the owner (e.g. `routes[3]`), `scope` its id (the
-/// bucket of `route` rate-limit keys). Problems are recorded in `d`.
+/// The guard keys of a route, BFF profile or endpoint, as written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardRefs<'f> {
+    /// `auth = {...}`.
+    pub auth: Option<&'f Spanned<AuthRuleFile>>,
+    /// `rate_limit = ...`.
+    pub rate_limit: Option<&'f Spanned<RateLimitRefFile>>,
+    /// `ip_list = "NAME"`.
+    pub ip_list: Option<&'f Text>,
+    /// `cors = "NAME"`.
+    pub cors: Option<&'f Text>,
+}
+
+/// Compiles the `auth = {...}` table and the `rate_limit`, `ip_list` and `cors` references of
+/// a route or BFF profile. `key` is the config key path of the owner (e.g. `routes[3]`),
+/// `scope` its id (the bucket of `route` rate-limit keys). Problems are recorded in `d`.
 pub fn compile_guards(
     d: &mut Diagnostics,
     key: &str,
-    auth: Option<&Spanned<AuthRuleFile>>,
-    rate_limit: Option<&Spanned<RateLimitRefFile>>,
+    refs: GuardRefs<'_>,
     scope: &str,
     ctx: GuardContext<'_>,
 ) -> Guards {
-    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.providers));
+    let GuardRefs {
+        auth,
+        rate_limit,
+        ip_list,
+        cors,
+    } = refs;
+    let ip_list = ctx.edge.ip_list(d, ip_list, &format!("{key}.ip_list"));
+    let cors = ctx.edge.cors(d, cors, &format!("{key}.cors"));
+    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.auth));
     let rate_limits = rate_limit
         .map(|r| {
             rate_limit::compile::compile_refs(
@@ -100,6 +132,26 @@ pub fn compile_guards(
         auth,
         rate_limits: rate_limits.into_boxed_slice(),
         scope: Arc::from(scope),
+        ip_list,
+        cors,
+    }
+}
+
+/// The IP list of a route or BFF endpoint, on the real client address (`X-Forwarded-For`
+/// counts only through `trusted_proxies`): 403 when it does not pass.
+pub fn check_ip_list(
+    list: &ip_list::IpList,
+    trusted_proxies: &[Cidr],
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+) -> Result<(), GatewayError> {
+    let client = rate_limit::client_ip(trusted_proxies, conn.peer.ip(), headers);
+    if list.admits(client) {
+        Ok(())
+    } else {
+        Err(GatewayError::IpDenied {
+            list: list.name.clone(),
+        })
     }
 }
 
@@ -117,9 +169,12 @@ pub async fn run_guards(
     for name in env.forwarded_claims {
         parts.headers.remove(name);
     }
-    let claims = match &guards.auth {
-        Some(rule) => Some(rule.authenticate(parts).await?),
-        None => None,
+    let (claims, consumer) = match &guards.auth {
+        Some(rule) => {
+            let v = rule.authenticate(parts).await?;
+            (v.claims, v.consumer)
+        }
+        None => (None, None),
     };
     let mut shown: Option<RateLimitHeaders> = None;
     if !guards.rate_limits.is_empty() {
@@ -134,6 +189,7 @@ pub async fn run_guards(
             client_ip,
             headers: &parts.headers,
             claims: claims.as_ref(),
+            consumer: consumer.as_deref(),
         };
         for policy in guards.rate_limits.iter() {
             let fields = match policy.cluster() {
@@ -147,6 +203,7 @@ pub async fn run_guards(
     }
     Ok(Identity {
         claims,
+        consumer,
         rate_limit: shown,
     })
 }

@@ -18,6 +18,7 @@ use crate::body::{Body, RequestBody};
 use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::filter;
+use crate::filter::cors::Cors;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
 use crate::route::{self, ProxyAction, Route};
@@ -33,6 +34,9 @@ struct Trace<'a> {
     fault: Option<&'static str>,
     /// The matched route opted out of compression (`compress = false`).
     uncompressed: bool,
+    /// The target's CORS policy and the request's `Origin`: every answer (errors included)
+    /// gets the policy's fields in `handle`.
+    cors: Option<(&'a Cors, Option<HeaderValue>)>,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -59,6 +63,9 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             err.into_response(request_id.to_str().unwrap_or(""))
         }
     };
+    if let Some((cors, origin)) = &trace.cors {
+        cors.decorate(origin.as_ref(), resp.headers_mut());
+    }
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
     if let Some(c) = rt.compression.as_deref().filter(|_| !trace.uncompressed) {
         resp = c.apply(coding, resp);
@@ -91,6 +98,34 @@ enum Target<'a> {
     Route(&'a Arc<Route>),
 }
 
+impl Target<'_> {
+    fn guards(&self) -> &crate::filter::Guards {
+        match self {
+            Target::Bff(t) => &t.endpoint.guards,
+            Target::Route(r) => &r.guards,
+        }
+    }
+}
+
+/// Phase 2's lookup for one method: a BFF endpoint first, else a route.
+async fn find_target<'a>(
+    rt: &'a Runtime,
+    host: Option<&str>,
+    method: &http::Method,
+    req: &Request<Incoming>,
+) -> Result<Target<'a>, GatewayError> {
+    Ok(
+        match rt.bff.find(method, req.uri().path(), req.headers())? {
+            bff::Lookup::Hit(endpoint) => Target::Bff(endpoint),
+            miss => Target::Route(
+                route::conditions::find(&rt.routes, host, method, req.uri(), req.headers())
+                    .await
+                    .map_err(|e| miss.explain_miss(e))?,
+            ),
+        },
+    )
+}
+
 /// The phases, in their fixed order.
 async fn proxy<'a>(
     rt: &'a Runtime,
@@ -109,19 +144,15 @@ async fn proxy<'a>(
     }
 
     // Phase 2: route. A BFF endpoint first (a mounted profile owns its prefix), else a route.
-    let target = match rt.bff.find(req.method(), req.uri().path(), req.headers())? {
-        bff::Lookup::Hit(endpoint) => Target::Bff(endpoint),
-        miss => Target::Route(
-            route::conditions::find(
-                &rt.routes,
-                host.as_deref(),
-                req.method(),
-                req.uri(),
-                req.headers(),
-            )
-            .await
-            .map_err(|e| miss.explain_miss(e))?,
-        ),
+    // A CORS preflight is routed by the method it asks about, to the target that would serve
+    // the actual request (when that target has no CORS policy, as a plain OPTIONS request).
+    let preflight = filter::cors::preflight_method(req.method(), req.headers());
+    let target = match &preflight {
+        Some(asked) => match find_target(rt, host.as_deref(), asked, &req).await {
+            Ok(t) if t.guards().cors.is_some() => t,
+            _ => find_target(rt, host.as_deref(), req.method(), &req).await?,
+        },
+        None => find_target(rt, host.as_deref(), req.method(), &req).await?,
     };
     let guards = match &target {
         Target::Bff(t) => {
@@ -137,6 +168,18 @@ async fn proxy<'a>(
             &r.guards
         }
     };
+
+    // Phase 2b: edge policies, before anything else reads the request: the IP list on the real
+    // client address, then the CORS preflight (answered here: no auth, never forwarded).
+    if let Some(list) = &guards.ip_list {
+        filter::check_ip_list(list, &rt.server.trusted_proxies, conn, req.headers())?;
+    }
+    if let Some(cors) = guards.cors.as_deref() {
+        if let Some(asked) = &preflight {
+            return cors.preflight(asked, req.headers());
+        }
+        trace.cors = Some((cors, req.headers().get(http::header::ORIGIN).cloned()));
+    }
 
     // Phase 3: body limit known up front.
     let limit = rt.limits.max_body_bytes;

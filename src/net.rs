@@ -51,6 +51,27 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// The first and last address of the network as 128-bit numbers, IPv4 networks in the
+    /// IPv4-mapped space (`::ffff:0:0/96`), so one sorted list holds both families.
+    pub fn range(&self) -> (u128, u128) {
+        let (start, prefix) = match self.addr {
+            IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), u32::from(self.prefix) + 96),
+            IpAddr::V6(v6) => (u128::from(v6), u32::from(self.prefix)),
+        };
+        let host_bits = u128::MAX.checked_shr(prefix).unwrap_or(0);
+        (start & !host_bits, start | host_bits)
+    }
+}
+
+/// An address as a 128-bit number, IPv4 in the IPv4-mapped space (see [`Cidr::range`]).
+pub fn ip_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

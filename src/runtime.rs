@@ -59,6 +59,8 @@ pub struct Runtime {
     pub scripts: crate::script::Scripts,
     /// `[compression]`: response compression; `None` when not configured.
     pub compression: Option<Arc<crate::compress::Compression>>,
+    /// `[server] admin_ip_list`: the admin listener's peers must pass it.
+    pub admin_ip_list: Option<Arc<crate::filter::ip_list::IpList>>,
 }
 
 impl Runtime {

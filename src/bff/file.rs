@@ -30,6 +30,12 @@ pub struct ProfileFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Rate-limit policy name(s) for every endpoint.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// `[ip_lists.NAME]` (in gateway.toml) every endpoint's clients must pass.
+    pub ip_list: Option<Text>,
+    /// `[cors.NAME]` (in gateway.toml) for every endpoint.
+    pub cors: Option<Text>,
+    /// `Cache-Control` of every endpoint's answers; default `private, no-store`.
+    pub cache_control: Option<Text>,
     /// Script names from gateway.toml's `[scripts]` for every endpoint, run in order.
     pub scripts: Option<ScriptRefs>,
     /// `[[endpoints]]`.
@@ -51,6 +57,12 @@ pub struct EndpointFile {
     pub auth: Option<Spanned<AuthRuleFile>>,
     /// Overrides the profile's `rate_limit`.
     pub rate_limit: Option<Spanned<RateLimitRefFile>>,
+    /// Overrides the profile's `ip_list`.
+    pub ip_list: Option<Text>,
+    /// Overrides the profile's `cors`.
+    pub cors: Option<Text>,
+    /// Overrides the profile's `cache_control`.
+    pub cache_control: Option<Text>,
     /// Overrides the profile's `scripts`.
     pub scripts: Option<ScriptRefs>,
     /// `[[endpoints.parts]]`: the backend calls whose answers make up the response.

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::Value;
 
@@ -115,12 +115,14 @@ pub fn respond(
     }
     out.push(b'}');
 
+    let etag = etag(&out);
     let mut resp = Response::new(Body::full(out));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Answers are per caller: never let a shared cache keep one.
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // `private, no-store` unless the endpoint says otherwise: answers are per caller.
+    h.insert(CACHE_CONTROL, ep.cache_control.clone());
+    h.insert(ETAG, etag);
     if let Ok(v) = HeaderValue::try_from(server_timing(ep, &took, &failures, &origins, total)) {
         h.insert(&SERVER_TIMING, v);
     }
@@ -133,6 +135,36 @@ pub fn respond(
         Completion::Partial
     };
     Ok((resp, completion))
+}
+
+/// A strong validator: the first 128 bits of the body's SHA-256, base64url, quoted.
+fn etag(body: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(body);
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+    HeaderValue::from_str(&format!("\"{text}\"")).expect("base64url is a valid header value")
+}
+
+/// Whether `If-None-Match` names the answer's entity tag (weak comparison, RFC 9110 §13.1.2).
+pub fn not_modified(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let tag = etag.as_bytes();
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == tag)
+}
+
+/// Turns a 200 answer into its 304: no body and no content fields; the validator, caching and
+/// `Vary` fields stay.
+pub fn into_not_modified(resp: Response<Body>) -> Response<Body> {
+    let (mut head, _) = resp.into_parts();
+    head.status = StatusCode::NOT_MODIFIED;
+    head.headers.remove(CONTENT_TYPE);
+    head.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(head, Body::Empty)
 }
 
 fn unexpected_shape(part: &super::Part) -> GatewayError {

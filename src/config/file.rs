@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod cluster;
 pub mod compression;
+pub mod edge;
 pub mod rate_limit;
 pub mod script;
 pub mod traffic;
@@ -61,6 +62,12 @@ pub struct GatewayFile {
     pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
     /// `[compression]`: response compression; off when absent.
     pub compression: Option<Spanned<compression::CompressionFile>>,
+    /// `[ip_lists.NAME]`: named client address allow/deny lists.
+    #[serde(default)]
+    pub ip_lists: BTreeMap<Spanned<String>, edge::IpListFile>,
+    /// `[cors.NAME]`: named cross-origin policies.
+    #[serde(default)]
+    pub cors: BTreeMap<Spanned<String>, edge::CorsFile>,
 }
 
 /// `[server]`.
@@ -90,6 +97,8 @@ pub struct ServerFile {
     pub underscores_in_headers: Option<Text>,
     /// `%2F` in request paths: `"reject"` (default) or `"keep"`.
     pub encoded_slashes: Option<Text>,
+    /// `[ip_lists.NAME]` the admin listener's clients must pass (the peer address).
+    pub admin_ip_list: Option<Text>,
 }
 
 /// `[limits]`.
@@ -210,6 +219,10 @@ pub struct RouteFile {
     pub upgrades: Option<Spanned<Vec<Text>>>,
     /// `false` sends this route's answers uncompressed even with `[compression]`; default `true`.
     pub compress: Option<Spanned<bool>>,
+    /// `[ip_lists.NAME]` the client address must pass.
+    pub ip_list: Option<Text>,
+    /// `[cors.NAME]` policy answering preflights and adding CORS headers.
+    pub cors: Option<Text>,
 }
 
 /// `match = { ... }` of a route.

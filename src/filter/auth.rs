@@ -6,6 +6,7 @@
 //! `kid` is only a lookup key; client-sent copies of forwarded-claim headers are removed on every
 //! route; error answers never echo the token.
 
+pub mod api_key;
 pub mod cache;
 pub mod claims;
 pub mod compile;
@@ -48,6 +49,10 @@ pub enum AuthError {
     InvalidToken(&'static str),
     /// The token is valid but lacks a scope or a claim the route requires.
     Insufficient(&'static str),
+    /// A route that takes only API keys got none.
+    MissingKey,
+    /// The API key is not known (never issued, or revoked).
+    InvalidKey,
 }
 
 impl From<AuthError> for GatewayError {
@@ -79,6 +84,14 @@ impl From<AuthError> for GatewayError {
                 challenge: challenge(Some("insufficient_scope"), why),
                 detail: why,
             },
+            AuthError::MissingKey => GatewayError::Unauthorized {
+                challenge: HeaderValue::from_static("ApiKey realm=\"portico\""),
+                detail: "This route needs an API key.",
+            },
+            AuthError::InvalidKey => GatewayError::Unauthorized {
+                challenge: HeaderValue::from_static("ApiKey realm=\"portico\""),
+                detail: "The API key is not valid.",
+            },
         }
     }
 }
@@ -86,20 +99,35 @@ impl From<AuthError> for GatewayError {
 /// Providers by name, and the headers every request loses before guards run.
 #[derive(Debug, Default)]
 pub struct AuthRuntime {
-    /// Compiled providers.
+    /// Compiled JWT providers.
     pub providers: BTreeMap<Arc<str>, Arc<Provider>>,
-    /// Every `forward_claims` header of every provider: removed from every request (even on
-    /// public routes) so a client can never pose as someone else upstream.
+    /// Compiled API-key providers (`kind = "api_key"`).
+    pub api_keys: BTreeMap<Arc<str>, Arc<api_key::ApiKeyProvider>>,
+    /// Every `forward_claims` and `forward_consumer` header of every provider: removed from
+    /// every request (even on public routes) so a client can never pose as someone else
+    /// upstream.
     pub forwarded_headers: Box<[http::HeaderName]>,
     /// Key files the providers were built from (watched for reloads like gateway.toml).
     pub files: Vec<std::path::PathBuf>,
 }
 
+/// Who a request was authenticated as.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Claims of a verified token (JWT providers).
+    pub claims: Option<Claims>,
+    /// The consumer of a verified API key.
+    pub consumer: Option<Arc<str>>,
+}
+
 /// A compiled `auth = {...}` of a route or BFF profile.
 #[derive(Debug)]
 pub struct AuthRule {
-    /// Providers whose tokens are accepted (any one).
+    /// JWT providers whose tokens are accepted (any one).
     pub providers: Box<[Arc<Provider>]>,
+    /// API-key providers whose keys are accepted (any one); a request presenting a key is
+    /// checked against these, one without a key against the JWT providers.
+    pub api_keys: Box<[Arc<api_key::ApiKeyProvider>]>,
     /// Scopes all required.
     pub scopes: Box<[Box<str>]>,
     /// Claim conditions all required.
@@ -109,9 +137,42 @@ pub struct AuthRule {
 }
 
 impl AuthRule {
+    /// Checks the request's API key (when it presents one a provider of the rule reads) or
+    /// else its token; see [`AuthRule::authenticate_token`].
+    pub async fn authenticate(&self, parts: &mut Parts) -> Result<Verified, AuthError> {
+        if !self.api_keys.is_empty() {
+            let presented = self.api_keys.iter().find(|p| p.presented(parts));
+            match presented {
+                Some(p) => return self.authenticate_key(p, parts),
+                None if self.providers.is_empty() => return Err(AuthError::MissingKey),
+                None => {}
+            }
+        }
+        let claims = self.authenticate_token(parts).await?;
+        Ok(Verified {
+            claims: Some(claims),
+            consumer: None,
+        })
+    }
+
+    /// An API key from `provider`, first among the rule's key providers that knows it.
+    fn authenticate_key(
+        &self,
+        provider: &api_key::ApiKeyProvider,
+        parts: &mut Parts,
+    ) -> Result<Verified, AuthError> {
+        let consumer = provider.authenticate(parts)?;
+        // A key carries no claims: a rule requiring scopes or claim values refuses it.
+        self.check(&serde_json::Map::new())?;
+        Ok(Verified {
+            claims: None,
+            consumer: Some(consumer),
+        })
+    }
+
     /// Finds and verifies the request's token, checks scopes and claims, then rewrites the
     /// request head for upstream (forwarded claims, token stripping).
-    pub async fn authenticate(&self, parts: &mut Parts) -> Result<Claims, AuthError> {
+    pub async fn authenticate_token(&self, parts: &mut Parts) -> Result<Claims, AuthError> {
         let (provider, claims, cookie) = {
             let (token, source) = token::find(&parts.headers, parts.uri.query(), &self.cookies)?;
             let hash = TokenHash::of(token);

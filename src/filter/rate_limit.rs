@@ -46,6 +46,8 @@ pub enum KeyPart {
     Claim(ClaimPath),
     /// The route (or BFF profile): one bucket per route.
     Route,
+    /// The consumer an API key was issued to.
+    Consumer,
 }
 
 /// What a request without its key gets.
@@ -133,6 +135,8 @@ pub struct KeyInput<'a> {
     pub headers: &'a HeaderMap,
     /// Verified claims, if the route authenticates.
     pub claims: Option<&'a Claims>,
+    /// The consumer of a verified API key.
+    pub consumer: Option<&'a str>,
 }
 
 fn secs_ceil(d: Duration) -> u64 {
@@ -203,7 +207,12 @@ impl Policy {
         self.settings
             .key
             .iter()
-            .any(|k| matches!(k, KeyPart::Claim(_)))
+            .any(|k| matches!(k, KeyPart::Claim(_) | KeyPart::Consumer))
+    }
+
+    /// Whether the key reads the consumer of an API key.
+    pub fn needs_consumer(&self) -> bool {
+        self.settings.key.contains(&KeyPart::Consumer)
     }
 
     /// Whether the key reads the client address.
@@ -233,6 +242,7 @@ impl Policy {
                     out(claim_text(value)?.as_bytes());
                 }
                 KeyPart::Route => out(input.scope.as_bytes()),
+                KeyPart::Consumer => out(input.consumer?.as_bytes()),
             }
             out(&[0xff]);
         }
@@ -385,6 +395,7 @@ mod tests {
             client_ip: ip.parse().unwrap(),
             headers,
             claims: None,
+            consumer: None,
         }
     }
 

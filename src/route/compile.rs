@@ -74,14 +74,13 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
     let id = r.id.get_ref();
     let before = d.errors.len();
     let (host, path, methods, headers) = matcher(d, &r.matcher, key);
-    let mut guards = crate::filter::compile_guards(
-        d,
-        key,
-        r.auth.as_ref(),
-        r.rate_limit.as_ref(),
-        id,
-        cx.guards,
-    );
+    let refs = crate::filter::GuardRefs {
+        auth: r.auth.as_ref(),
+        rate_limit: r.rate_limit.as_ref(),
+        ip_list: r.ip_list.as_ref(),
+        cors: r.cors.as_ref(),
+    };
+    let mut guards = crate::filter::compile_guards(d, key, refs, id, cx.guards);
     guards.client_cert = crate::filter::client_cert::rule(d, &r.client_cert, key);
     let place = crate::script::compile::Place::Route;
     let scripts = crate::script::compile::chain(d, r.scripts.as_ref(), key, cx.scripts, place);

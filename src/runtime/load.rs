@@ -71,9 +71,16 @@ fn compile(
         cluster.as_ref(),
         &metrics,
     );
+    let edge = crate::filter::edge::compile(&mut d, &file);
+    let admin_ip_list = edge.ip_list(
+        &mut d,
+        file.server.admin_ip_list.as_ref(),
+        "server.admin_ip_list",
+    );
     let guards = crate::filter::GuardContext {
-        providers: &auth.providers,
+        auth: &auth,
         policies: &rate_limits,
+        edge: &edge,
     };
     let scripts =
         crate::script::compile_scripts(&mut d, &file, previous.map(|p| &p.scripts), &metrics);
@@ -152,6 +159,7 @@ fn compile(
         bff,
         scripts,
         compression,
+        admin_ip_list,
     })
 }
 

@@ -17,7 +17,7 @@ use crate::bff::{Endpoint, PARTIAL_KEY, Part};
 use crate::config::Diagnostics;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::file::rate_limit::RateLimitRefFile;
-use crate::filter::{GuardContext, Guards, compile_guards};
+use crate::filter::{GuardContext, GuardRefs, Guards, compile_guards};
 
 /// Profile-level settings endpoints inherit.
 pub(super) struct Defaults<'a> {
@@ -26,6 +26,9 @@ pub(super) struct Defaults<'a> {
     pub(super) max_part_bytes: usize,
     pub(super) auth: &'a Option<Spanned<AuthRuleFile>>,
     pub(super) rate_limit: &'a Option<Spanned<RateLimitRefFile>>,
+    pub(super) ip_list: &'a Option<crate::config::file::Text>,
+    pub(super) cors: &'a Option<crate::config::file::Text>,
+    pub(super) cache_control: &'a Option<crate::config::file::Text>,
     pub(super) scripts: &'a Option<crate::config::file::script::ScriptRefs>,
 }
 
@@ -71,6 +74,7 @@ pub(super) fn endpoint(
     let id: Arc<str> = Arc::from(format!("{} {label}", defaults.profile));
     let guards = endpoint_guards(d, e, &key, defaults, &id, cx.guards);
     let scripts = endpoint_scripts(d, e, &key, defaults, cx);
+    let cache_control = cache_control(d, e, &key, defaults);
     let mut parts = Vec::new();
     let mut deps = Vec::new();
     for (pi, p) in parts_file.iter().enumerate() {
@@ -110,7 +114,31 @@ pub(super) fn endpoint(
         stats,
         metrics,
         scripts,
+        cache_control,
     })
+}
+
+/// `Cache-Control` of the endpoint's answers: its own, else its profile's, else
+/// `private, no-store` (answers are per caller).
+fn cache_control(
+    d: &mut Diagnostics,
+    e: &EndpointFile,
+    key: &str,
+    defaults: &Defaults<'_>,
+) -> http::HeaderValue {
+    let default = http::HeaderValue::from_static("private, no-store");
+    let (value, key) = match (&e.cache_control, defaults.cache_control) {
+        (Some(v), _) => (v, format!("{key}.cache_control")),
+        (None, Some(v)) => (v, "cache_control".to_string()),
+        (None, None) => return default,
+    };
+    d.parse(value, key, |s| {
+        if s.trim().is_empty() {
+            return Err("cache_control must not be empty".to_string());
+        }
+        http::HeaderValue::from_str(s).map_err(|_| format!("bad Cache-Control value \"{s}\""))
+    })
+    .unwrap_or(default)
 }
 
 /// The scripts of one endpoint: its own `scripts`, else its profile's (whose errors the profile
@@ -224,16 +252,20 @@ fn endpoint_guards(
     id: &str,
     ctx: GuardContext<'_>,
 ) -> Guards {
-    let auth = e.auth.as_ref().or(defaults.auth.as_ref());
-    let rate_limit = e.rate_limit.as_ref().or(defaults.rate_limit.as_ref());
-    if e.auth.is_none() && e.rate_limit.is_none() {
+    let refs = GuardRefs {
+        auth: e.auth.as_ref().or(defaults.auth.as_ref()),
+        rate_limit: e.rate_limit.as_ref().or(defaults.rate_limit.as_ref()),
+        ip_list: e.ip_list.as_ref().or(defaults.ip_list.as_ref()),
+        cors: e.cors.as_ref().or(defaults.cors.as_ref()),
+    };
+    if e.auth.is_none() && e.rate_limit.is_none() && e.ip_list.is_none() && e.cors.is_none() {
         // All inherited: already reported once by `check_profile_guards`.
         let mut found = Vec::new();
         let mut quiet = Diagnostics {
             source: d.source,
             errors: &mut found,
         };
-        return compile_guards(&mut quiet, key, auth, rate_limit, id, ctx);
+        return compile_guards(&mut quiet, key, refs, id, ctx);
     }
-    compile_guards(d, key, auth, rate_limit, id, ctx)
+    compile_guards(d, key, refs, id, ctx)
 }

@@ -14,7 +14,7 @@ use crate::bff::select::Glob;
 use crate::bff::{Endpoint, Profile};
 use crate::config::Diagnostics;
 use crate::config::file::Text;
-use crate::filter::{GuardContext, compile_guards};
+use crate::filter::{GuardContext, GuardRefs, compile_guards};
 
 pub(super) fn profile(
     d: &mut Diagnostics,
@@ -57,6 +57,9 @@ pub(super) fn profile(
         max_part_bytes,
         auth: &f.auth,
         rate_limit: &f.rate_limit,
+        ip_list: &f.ip_list,
+        cors: &f.cors,
+        cache_control: &f.cache_control,
         scripts: &f.scripts,
     };
     let endpoints = endpoints(d, f, &defaults, cx);
@@ -168,7 +171,7 @@ fn endpoints(
 
 /// Checks the profile-level `auth` and `rate_limit` once (key paths relative to the file).
 fn check_profile_guards(d: &mut Diagnostics, f: &ProfileFile, name: &str, ctx: GuardContext<'_>) {
-    if f.auth.is_none() && f.rate_limit.is_none() {
+    if f.auth.is_none() && f.rate_limit.is_none() && f.ip_list.is_none() && f.cors.is_none() {
         return;
     }
     let mut found = Vec::new();
@@ -176,14 +179,13 @@ fn check_profile_guards(d: &mut Diagnostics, f: &ProfileFile, name: &str, ctx: G
         source: d.source,
         errors: &mut found,
     };
-    let _ = compile_guards(
-        &mut scratch,
-        "",
-        f.auth.as_ref(),
-        f.rate_limit.as_ref(),
-        name,
-        ctx,
-    );
+    let refs = GuardRefs {
+        auth: f.auth.as_ref(),
+        rate_limit: f.rate_limit.as_ref(),
+        ip_list: f.ip_list.as_ref(),
+        cors: f.cors.as_ref(),
+    };
+    let _ = compile_guards(&mut scratch, "", refs, name, ctx);
     for mut e in found {
         if let Some(k) = e.key.strip_prefix('.') {
             e.key = k.to_string();

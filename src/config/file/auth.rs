@@ -17,16 +17,28 @@ pub struct AuthFile {
     pub providers: BTreeMap<Spanned<String>, ProviderFile>,
 }
 
-/// `[auth.providers.NAME]`: one trusted token issuer and where its keys come from.
+/// `[auth.providers.NAME]`: one trusted token issuer and where its keys come from, or (with
+/// `kind = "api_key"`) a file of API keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderFile {
-    /// Required `iss` value.
-    pub issuer: Text,
-    /// Accepted `aud` values; a token must name at least one of them.
-    pub audiences: Spanned<Vec<Text>>,
-    /// Allow-list of signing algorithms (never taken from the token alone).
-    pub algorithms: Spanned<Vec<Text>>,
+    /// `jwt` (default) or `api_key`.
+    pub kind: Option<Text>,
+    /// Required `iss` value (JWT).
+    pub issuer: Option<Text>,
+    /// Accepted `aud` values; a token must name at least one of them (JWT).
+    pub audiences: Option<Spanned<Vec<Text>>>,
+    /// Allow-list of signing algorithms, never taken from the token alone (JWT).
+    pub algorithms: Option<Spanned<Vec<Text>>>,
+    /// API keys: lines `CONSUMER KEY` or `CONSUMER sha256:HEX` (watched like other sources).
+    pub keys_file: Option<Text>,
+    /// API keys: the request header carrying the key; default `x-api-key`.
+    pub header: Option<Text>,
+    /// API keys: a query parameter that may carry the key (stripped before proxying); default:
+    /// keys are never read from the query string.
+    pub query: Option<Text>,
+    /// API keys: the upstream request header carrying the consumer name.
+    pub forward_consumer: Option<Text>,
     /// HMAC secret from this environment variable.
     pub secret_env: Option<Text>,
     /// HMAC secret from this file (trailing newline ignored).

@@ -1,6 +1,7 @@
 //! Compiling `[auth.providers.*]` and `auth = {...}` tables, with every problem reported at its
 //! file:line:col.
 
+mod api_key;
 mod key_source;
 mod rule;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
+use toml::Spanned;
 
 use super::AuthRuntime;
 use super::claims::ClaimPath;
@@ -26,7 +28,7 @@ use crate::config::file::auth::{AuthFile, ProviderFile};
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Headers a claim may never be forwarded as.
-const RESERVED_HEADERS: [&str; 8] = [
+pub(super) const RESERVED_HEADERS: [&str; 8] = [
     "host",
     "authorization",
     "cookie",
@@ -74,10 +76,37 @@ pub fn compile_providers(
     metrics: &crate::metrics::Metrics,
 ) -> AuthRuntime {
     let mut providers = BTreeMap::new();
+    let mut api_keys = BTreeMap::new();
     let mut forwarded: Vec<HeaderName> = Vec::new();
     let mut files = Vec::new();
     for (name, f) in &file.providers {
         let key = format!("auth.providers.{}", name.get_ref());
+        match f.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("jwt") => api_key::api_key_keys_absent(d, &key, f),
+            Some("api_key") => {
+                if let Some(path) = &f.keys_file {
+                    files.push(crate::config::resolve(&d.source.path, path.get_ref()));
+                }
+                if let Some(p) = api_key::compile(d, &key, name, f) {
+                    if let Some(h) = &p.forward_consumer {
+                        if !forwarded.contains(h) {
+                            forwarded.push(h.clone());
+                        }
+                    }
+                    api_keys.insert(Arc::from(name.get_ref().as_str()), Arc::new(p));
+                }
+                continue;
+            }
+            Some(other) => {
+                let span = f.kind.as_ref().map(|k| k.span()).unwrap_or(name.span());
+                d.error(
+                    span,
+                    format!("{key}.kind"),
+                    format!("unknown provider kind \"{other}\" (use \"jwt\" or \"api_key\")"),
+                );
+                continue;
+            }
+        }
         let referenced = [
             &f.secret_file,
             &f.public_key_file,
@@ -87,7 +116,7 @@ pub fn compile_providers(
         for path in referenced.into_iter().flatten() {
             files.push(crate::config::resolve(&d.source.path, path.get_ref()));
         }
-        let Some((settings, keys, signer)) = settings(d, &key, f) else {
+        let Some((settings, keys, signer)) = settings(d, &key, name, f) else {
             continue;
         };
         for (_, h) in &settings.forward_claims {
@@ -109,6 +138,7 @@ pub fn compile_providers(
     }
     AuthRuntime {
         providers,
+        api_keys,
         forwarded_headers: forwarded.into_boxed_slice(),
         files,
     }
@@ -120,29 +150,33 @@ type Compiled = (
     Option<(jsonwebtoken::EncodingKey, Algorithm)>,
 );
 
-fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled> {
+fn settings(d: &mut Diagnostics, key: &str, name: &Text, f: &ProviderFile) -> Option<Compiled> {
     let before = d.errors.len();
-    if f.issuer.get_ref().is_empty() {
+    let (Some(issuer), Some(audiences), Some(listed)) = (&f.issuer, &f.audiences, &f.algorithms)
+    else {
         d.error(
-            f.issuer.span(),
-            format!("{key}.issuer"),
-            "must not be empty",
+            name.span(),
+            key,
+            "a JWT provider needs `issuer`, `audiences` and `algorithms` (or set `kind = \"api_key\"`)",
         );
+        return None;
+    };
+    if issuer.get_ref().is_empty() {
+        d.error(issuer.span(), format!("{key}.issuer"), "must not be empty");
     }
-    if f.audiences.get_ref().is_empty() {
+    if audiences.get_ref().is_empty() {
         d.error(
-            f.audiences.span(),
+            audiences.span(),
             format!("{key}.audiences"),
             "needs at least one audience (tokens must name one of them in `aud`)",
         );
     }
-    let audiences: Vec<String> = f
-        .audiences
+    let audiences: Vec<String> = audiences
         .get_ref()
         .iter()
         .map(|a| a.get_ref().clone())
         .collect();
-    let algorithms = algorithms(d, key, f);
+    let algorithms = algorithms(d, key, listed);
     let leeway = d.duration_or(&f.leeway, &format!("{key}.leeway"), Duration::from_secs(30));
     if leeway > Duration::from_secs(3600) {
         if let Some(l) = &f.leeway {
@@ -150,9 +184,16 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
         }
     }
 
-    let (key_config, static_keys, secret) = key_source::select(d, key, f);
+    let (key_config, static_keys, secret) = key_source::select(d, key, f, issuer.span());
     if let Some(algs) = &algorithms {
-        key_source::check_algorithms(d, key, f, algs, key_config.as_ref(), static_keys.as_ref());
+        key_source::check_algorithms(
+            d,
+            key,
+            listed.get_ref(),
+            algs,
+            key_config.as_ref(),
+            static_keys.as_ref(),
+        );
     }
     let (private_key, signer) = signer(d, key, f, algorithms.as_deref(), secret.as_deref());
     let cookie = f.cookie.as_ref().and_then(|c| cookie_name(d, key, c));
@@ -167,7 +208,7 @@ fn settings(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Compiled
         return None;
     }
     let settings = ProviderSettings {
-        issuer: f.issuer.get_ref().clone(),
+        issuer: issuer.get_ref().clone(),
         audiences,
         algorithms: algorithms?,
         key: key_config?,
@@ -270,10 +311,14 @@ fn forward_claims(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Vec<(Stri
     forward_claims
 }
 
-fn algorithms(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Vec<Algorithm>> {
-    if f.algorithms.get_ref().is_empty() {
+fn algorithms(
+    d: &mut Diagnostics,
+    key: &str,
+    listed: &Spanned<Vec<Text>>,
+) -> Option<Vec<Algorithm>> {
+    if listed.get_ref().is_empty() {
         d.error(
-            f.algorithms.span(),
+            listed.span(),
             format!("{key}.algorithms"),
             "needs at least one algorithm, e.g. [\"RS256\"]",
         );
@@ -281,7 +326,7 @@ fn algorithms(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Option<Vec<Al
     }
     let mut out = Vec::new();
     let mut ok = true;
-    for (i, a) in f.algorithms.get_ref().iter().enumerate() {
+    for (i, a) in listed.get_ref().iter().enumerate() {
         match Algorithm::from_str(a.get_ref()) {
             Ok(alg) => out.push(alg),
             Err(_) => {

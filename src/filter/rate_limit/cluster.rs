@@ -198,6 +198,7 @@ mod tests {
             client_ip: "10.0.0.1".parse().unwrap(),
             headers: &headers,
             claims: None,
+            consumer: None,
         };
         p.store_key(p.cluster().unwrap(), &input)
     }

@@ -206,6 +206,7 @@ fn key_part(text: &str) -> Result<KeyPart, String> {
     match text.split_once(':') {
         None if text == "ip" => Ok(KeyPart::Ip),
         None if text == "route" => Ok(KeyPart::Route),
+        None if text == "consumer" => Ok(KeyPart::Consumer),
         Some(("header", name)) => {
             HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
                 .map(KeyPart::Header)
@@ -213,7 +214,7 @@ fn key_part(text: &str) -> Result<KeyPart, String> {
         }
         Some(("claim", name)) => ClaimPath::parse(name.trim()).map(KeyPart::Claim),
         _ => Err(format!(
-            "unknown key \"{text}\" (use ip, route, header:NAME or claim:NAME)"
+            "unknown key \"{text}\" (use ip, route, consumer, header:NAME or claim:NAME)"
         )),
     }
 }
@@ -234,11 +235,20 @@ pub fn compile_refs(
     let mut out = Vec::new();
     for n in names {
         match policies.get(n) {
-            Some(p) if p.needs_claims() && !has_auth => d.error(
-                refs.span(),
-                key,
-                format!("policy `{n}` keys on a claim, but there is no `auth` here to verify one"),
-            ),
+            Some(p) if p.needs_claims() && !has_auth => {
+                let what = if p.needs_consumer() {
+                    "an API-key consumer"
+                } else {
+                    "a claim"
+                };
+                d.error(
+                    refs.span(),
+                    key,
+                    format!(
+                        "policy `{n}` keys on {what}, but there is no `auth` here to verify one"
+                    ),
+                )
+            }
             Some(p) => out.push(p.clone()),
             None => d.error(refs.span(), key, format!("unknown rate-limit policy `{n}`")),
         }

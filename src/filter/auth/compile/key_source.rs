@@ -16,7 +16,13 @@ use crate::filter::auth::keys::{KeySet, public_key_from_pem};
 use crate::filter::auth::provider::{KeyConfig, Secret};
 
 /// Reads the provider's one key source; none or several is an error.
-pub(super) fn select(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Source {
+/// `at` is where a missing key source is reported (the provider's `issuer`).
+pub(super) fn select(
+    d: &mut Diagnostics,
+    key: &str,
+    f: &ProviderFile,
+    at: std::ops::Range<usize>,
+) -> Source {
     let sources: Vec<(&str, &Text)> = [
         ("secret_env", &f.secret_env),
         ("secret_file", &f.secret_file),
@@ -30,7 +36,7 @@ pub(super) fn select(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Source
     match sources.as_slice() {
         [] => {
             d.error(
-                f.issuer.span(),
+                at,
                 key,
                 "needs one key source: secret_env, secret_file, public_key_file, jwks_file or jwks_url",
             );
@@ -60,7 +66,7 @@ pub(super) fn select(d: &mut Diagnostics, key: &str, f: &ProviderFile) -> Source
 pub(super) fn check_algorithms(
     d: &mut Diagnostics,
     key: &str,
-    f: &ProviderFile,
+    listed: &[Text],
     algs: &[Algorithm],
     key_config: Option<&KeyConfig>,
     static_keys: Option<&KeySet>,
@@ -69,7 +75,7 @@ pub(super) fn check_algorithms(
         let families = set.families();
         for (i, alg) in algs.iter().enumerate() {
             if !families.contains(&alg.family()) {
-                let span = f.algorithms.get_ref()[i].span();
+                let span = listed[i].span();
                 d.error(
                     span,
                     format!("{key}.algorithms[{i}]"),
@@ -84,7 +90,7 @@ pub(super) fn check_algorithms(
             .position(|a| a.family() != AlgorithmFamily::Hmac)
         {
             d.error(
-                f.algorithms.get_ref()[i].span(),
+                listed[i].span(),
                 format!("{key}.algorithms[{i}]"),
                 "a secret only verifies HS256, HS384 or HS512",
             );
@@ -96,7 +102,7 @@ pub(super) fn check_algorithms(
             .position(|a| a.family() == AlgorithmFamily::Hmac)
         {
             d.error(
-                f.algorithms.get_ref()[i].span(),
+                listed[i].span(),
                 format!("{key}.algorithms[{i}]"),
                 "HMAC algorithms need secret_env or secret_file, not a remote key set",
             );

@@ -1,7 +1,6 @@
 //! A route's or BFF profile's `auth = { provider(s), scopes, claims }`, against the compiled
 //! providers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -10,20 +9,21 @@ use toml::Spanned;
 use crate::config::Diagnostics;
 use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
-use crate::filter::auth::AuthRule;
+use crate::filter::auth::api_key::ApiKeyProvider;
 use crate::filter::auth::claims::ClaimPath;
 use crate::filter::auth::provider::Provider;
+use crate::filter::auth::{AuthRule, AuthRuntime};
 
 /// Compiles a route's or BFF profile's `auth = {...}` against the compiled providers.
 pub fn compile_rule(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    providers: &BTreeMap<Arc<str>, Arc<Provider>>,
+    auth: &AuthRuntime,
 ) -> Option<AuthRule> {
     let before = d.errors.len();
     let r = rule.get_ref();
-    let found = providers_named(d, key, rule, providers);
+    let (found, api_keys) = providers_named(d, key, rule, auth);
     let scopes = scopes(d, key, r);
     let claims = claim_conditions(d, key, r);
     if d.errors.len() > before {
@@ -39,19 +39,21 @@ pub fn compile_rule(
     }
     Some(AuthRule {
         providers: found.into_boxed_slice(),
+        api_keys: api_keys.into_boxed_slice(),
         scopes: scopes.into_boxed_slice(),
         claims: claims.into_boxed_slice(),
         cookies: cookies.into_boxed_slice(),
     })
 }
 
-/// `provider = "NAME"` or `providers = [...]` (either passes), each a compiled provider.
+/// `provider = "NAME"` or `providers = [...]` (either passes), each a compiled provider: the
+/// JWT ones and the API-key ones.
 fn providers_named(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    providers: &BTreeMap<Arc<str>, Arc<Provider>>,
-) -> Vec<Arc<Provider>> {
+    auth: &AuthRuntime,
+) -> (Vec<Arc<Provider>>, Vec<Arc<ApiKeyProvider>>) {
     let span = rule.span();
     let r = rule.get_ref();
     let names: Vec<&Text> = match (&r.provider, &r.providers) {
@@ -83,17 +85,18 @@ fn providers_named(
         }
     };
     let mut found = Vec::new();
+    let mut keys = Vec::new();
     for n in names {
-        match providers.get(n.get_ref().as_str()) {
-            Some(p) => found.push(p.clone()),
-            None => d.error(
-                n.span(),
-                key,
-                format!("unknown auth provider `{}`", n.get_ref()),
-            ),
+        let name = n.get_ref().as_str();
+        if let Some(p) = auth.providers.get(name) {
+            found.push(p.clone());
+        } else if let Some(p) = auth.api_keys.get(name) {
+            keys.push(p.clone());
+        } else {
+            d.error(n.span(), key, format!("unknown auth provider `{name}`"));
         }
     }
-    found
+    (found, keys)
 }
 
 /// `scopes = [...]`: each one word, all required.
