@@ -57,6 +57,8 @@ pub struct Runtime {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
     pub scripts: crate::script::Scripts,
+    /// `[tracing]`: trace context and span export (`None`: no tracing work at all).
+    pub tracing: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl Runtime {

@@ -27,6 +27,7 @@ fn every_script_parses() {
         "balance",
         "bff",
         "script",
+        "tracing",
         "tls-keepalive",
         "tls-new",
         "profile",

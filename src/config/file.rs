@@ -8,6 +8,7 @@ pub mod balance;
 pub mod cluster;
 pub mod rate_limit;
 pub mod script;
+pub mod trace;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub struct GatewayFile {
     /// `[scripts.NAME]`: sandboxed Luau scripts that routes and BFF endpoints run.
     #[serde(default)]
     pub scripts: BTreeMap<Spanned<String>, script::ScriptFile>,
+    /// `[tracing]`: W3C trace context and OTLP span export.
+    pub tracing: Option<Spanned<trace::TracingFile>>,
 }
 
 /// `[server]`.

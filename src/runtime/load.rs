@@ -104,6 +104,16 @@ fn compile(
         scripts: script_cx,
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_cx);
+    let mut d = Diagnostics {
+        source,
+        errors: &mut errors,
+    };
+    let tracing = crate::trace::compile::compile(
+        &mut d,
+        file.tracing.as_ref(),
+        previous.and_then(|p| p.tracing.as_ref()),
+        &metrics,
+    );
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -146,6 +156,7 @@ fn compile(
         inventory,
         bff,
         scripts,
+        tracing,
     })
 }
 
