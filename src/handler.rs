@@ -195,8 +195,8 @@ async fn proxy<'a>(
             let env = rt.bff_env();
             let id = endpoint.endpoint.id.clone();
             let serve = bff::serve(env, conn, request_id, &endpoint, identity, parts, body);
-            let resp = crate::trace::child(|| format!("aggregate {id}"), serve, spans::aggregate)
-                .await?;
+            let resp =
+                crate::trace::child(|| format!("aggregate {id}"), serve, spans::aggregate).await?;
             return match &mut scripts {
                 Some(s) => s.on_aggregated(resp).await,
                 None => Ok(resp),

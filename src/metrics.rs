@@ -6,8 +6,8 @@
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;

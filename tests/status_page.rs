@@ -22,7 +22,11 @@ fn chromium() -> PathBuf {
     }
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+            .map(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
             .unwrap_or_default();
         if let Some(p) = found {
             return p;
@@ -123,10 +127,20 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
     // The page shell needs no token (it holds no data); the numbers do.
     let page = get(&gw.admin_url("/status")).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = String::from_utf8_lossy(&page.body);
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
-    assert_eq!(get(&gw.admin_url("/admin/stats")).await.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+    assert_eq!(
+        get(&gw.admin_url("/admin/stats")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Wait (bounded) until the health check has marked the dead endpoint.
     let until = Instant::now() + Duration::from_secs(10);
@@ -134,29 +148,52 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
         let s = admin_get_token(&gw.admin_url("/admin/stats")).await;
         assert_eq!(s.status, StatusCode::OK);
         let v = s.json();
-        let down = &v["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "down").unwrap()["endpoints"][0];
+        let down = &v["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == "down")
+            .unwrap()["endpoints"][0];
         if down["health"] == "unhealthy" {
             break v;
         }
         assert!(Instant::now() < until, "never unhealthy: {v:#}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let route = stats["routes"].as_array().unwrap().iter().find(|r| r["id"] == "app").unwrap();
+    let route = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "app")
+        .unwrap();
     assert!(route["rate"].as_f64().unwrap() > 0.0, "{route}");
     assert_eq!(route["requests"], 40);
     assert_eq!(route["errors"], 0);
     assert!(route["p99_ms"].as_f64().unwrap() >= route["p50_ms"].as_f64().unwrap());
-    let broken = stats["routes"].as_array().unwrap().iter().find(|r| r["id"] == "broken").unwrap();
+    let broken = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "broken")
+        .unwrap();
     assert_eq!(broken["error_rate"], 1.0);
 
     // The rendered page, with the token handed over in the URL fragment.
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}#token={TOKEN}", gw.admin_url("/status"));
     let dom = run_chromium(&url, profile.path(), "--dump-dom");
-    assert!(dom.contains("data-loaded=\"true\""), "the page never loaded /admin/stats:\n{dom}");
-    assert!(dom.contains(&stats["version"].as_str().unwrap().to_string()), "version shown");
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page never loaded /admin/stats:\n{dom}"
+    );
+    assert!(
+        dom.contains(&stats["version"].as_str().unwrap().to_string()),
+        "version shown"
+    );
     let app_row = row_cells(&dom, "routes", "app");
-    let rate: f64 = app_row[2].parse().unwrap_or_else(|_| panic!("rate cell {app_row:?}"));
+    let rate: f64 = app_row[2]
+        .parse()
+        .unwrap_or_else(|_| panic!("rate cell {app_row:?}"));
     assert!(rate > 0.0, "non-zero rate: {app_row:?}");
     assert_eq!(app_row[6], "40", "{app_row:?}");
     row_cells(&dom, "routes", "broken");
@@ -164,11 +201,18 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
     assert!(app_ep[2].starts_with("up"), "{app_ep:?}");
     let down_ep = row_cells(&dom, "upstreams", "down");
     assert_eq!(down_ep[1], dead.to_string());
-    assert!(down_ep[2].starts_with("down"), "a down endpoint shows as down: {down_ep:?}");
+    assert!(
+        down_ep[2].starts_with("down"),
+        "a down endpoint shows as down: {down_ep:?}"
+    );
 
     // A screenshot beside the test's temp files (and, on request, for the docs).
     let shot = profile.path().join("status.png");
-    run_chromium(&url, tempfile::tempdir().unwrap().path(), &format!("--screenshot={}", shot.display()));
+    run_chromium(
+        &url,
+        tempfile::tempdir().unwrap().path(),
+        &format!("--screenshot={}", shot.display()),
+    );
     let png = std::fs::read(&shot).expect("a screenshot was written");
     assert_eq!(&png[1..4], b"PNG");
     if std::env::var_os("PORTICO_UPDATE_STATUS_SCREENSHOT").is_some() {
@@ -187,8 +231,14 @@ async fn without_a_token_the_page_asks_for_one() {
     );
     let profile = tempfile::tempdir().unwrap();
     let dom = run_chromium(&gw.admin_url("/status"), profile.path(), "--dump-dom");
-    let login = dom.split("id=\"login\"").nth(1).unwrap_or_else(|| panic!("{dom}"));
+    let login = dom
+        .split("id=\"login\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{dom}"));
     let tag_end = login.split('>').next().unwrap();
-    assert!(!tag_end.contains("hidden"), "the token form shows: {tag_end}");
+    assert!(
+        !tag_end.contains("hidden"),
+        "the token form shows: {tag_end}"
+    );
     assert!(!dom.contains("data-loaded=\"true\""));
 }

@@ -35,7 +35,10 @@ fn assert_valid(tp: &str) {
     assert_eq!(trace.len(), 32);
     assert_eq!(span.len(), 16);
     assert_eq!(flags.len(), 2);
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     assert!(hex(&trace) && hex(&span) && hex(&flags), "{tp}");
     assert_ne!(trace, "0".repeat(32));
     assert_ne!(span, "0".repeat(16));
@@ -108,7 +111,11 @@ async fn an_invalid_traceparent_is_replaced() {
         let tp = received(&a, "traceparent").unwrap();
         assert_valid(&tp);
         assert_ne!(tp, bad);
-        assert_ne!(split(&tp).1, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}: a new trace");
+        assert_ne!(
+            split(&tp).1,
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{bad}: a new trace"
+        );
     }
 }
 
@@ -130,7 +137,11 @@ async fn tracestate_passes_unchanged_and_is_bounded() {
         &[("traceparent", PARENT), ("tracestate", &long)],
     )
     .await;
-    assert_eq!(received(&b, "tracestate"), None, "over 512 bytes is dropped");
+    assert_eq!(
+        received(&b, "tracestate"),
+        None,
+        "over 512 bytes is dropped"
+    );
 }
 
 #[tokio::test]

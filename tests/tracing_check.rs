@@ -26,8 +26,16 @@ fn bad_tracing_keys_are_each_reported_with_their_place() {
     assert_errors_at(
         &err,
         &[
-            ("6:17", "tracing.otlp_endpoint", "expected http:// or https://"),
-            ("7:16", "tracing.sample_ratio", "must be between 0.0 and 1.0, got 1.5"),
+            (
+                "6:17",
+                "tracing.otlp_endpoint",
+                "expected http:// or https://",
+            ),
+            (
+                "7:16",
+                "tracing.sample_ratio",
+                "must be between 0.0 and 1.0, got 1.5",
+            ),
             ("8:16", "tracing.service_name", "must not be empty"),
             ("9:14", "tracing.queue_size", "must be between 1 and"),
             ("10:14", "tracing.batch_size", "must be between 1 and 65536"),
@@ -68,7 +76,13 @@ async fn a_reload_with_a_bad_tracing_table_keeps_the_old_config() {
         .await
         .unwrap();
     let errors = result.expect_err("a ratio over 1 is refused");
-    assert!(errors.to_string().contains("tracing.sample_ratio"), "{errors}");
+    assert!(
+        errors.to_string().contains("tracing.sample_ratio"),
+        "{errors}"
+    );
     let a = get(&gw.url("/app/x")).await;
-    assert!(a.json()["headers"]["traceparent"][0].is_string(), "still tracing");
+    assert!(
+        a.json()["headers"]["traceparent"][0].is_string(),
+        "still tracing"
+    );
 }

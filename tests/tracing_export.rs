@@ -84,11 +84,11 @@ mod proto {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(string, tag = "1")]
-        StringValue(String),
+        Str(String),
         #[prost(bool, tag = "2")]
-        BoolValue(bool),
+        Bool(bool),
         #[prost(int64, tag = "3")]
-        IntValue(i64),
+        Int(i64),
     }
 }
 
@@ -109,14 +109,14 @@ fn attr(s: &proto::Span, key: &str) -> Option<proto::Value> {
 
 fn attr_str(s: &proto::Span, key: &str) -> Option<String> {
     match attr(s, key)? {
-        proto::Value::StringValue(v) => Some(v),
+        proto::Value::Str(v) => Some(v),
         _ => None,
     }
 }
 
 fn attr_int(s: &proto::Span, key: &str) -> Option<i64> {
     match attr(s, key)? {
-        proto::Value::IntValue(v) => Some(v),
+        proto::Value::Int(v) => Some(v),
         _ => None,
     }
 }
@@ -142,9 +142,10 @@ impl Collector {
                 let export = proto::ExportTraceServiceRequest::decode(body).expect("valid OTLP");
                 for rs in export.resource_spans {
                     for a in rs.resource.iter().flat_map(|r| r.attributes.iter()) {
-                        if let (true, Some(proto::Value::StringValue(v))) =
-                            (a.key == "service.name", a.value.clone().and_then(|v| v.value))
-                        {
+                        if let (true, Some(proto::Value::Str(v))) = (
+                            a.key == "service.name",
+                            a.value.clone().and_then(|v| v.value),
+                        ) {
                             n.lock().unwrap().push(v);
                         }
                     }
@@ -215,16 +216,25 @@ async fn server_and_client_spans_per_attempt_with_parent_links() {
         .to_owned();
 
     let spans = collector
-        .wait(|s| s.iter().any(|x| x.kind == SERVER) && s.iter().filter(|x| x.kind == CLIENT).count() >= 2)
+        .wait(|s| {
+            s.iter().any(|x| x.kind == SERVER) && s.iter().filter(|x| x.kind == CLIENT).count() >= 2
+        })
         .await;
     let server: Vec<_> = spans.iter().filter(|s| s.kind == SERVER).collect();
     assert_eq!(server.len(), 1, "{spans:#?}");
     let server = server[0];
     assert_eq!(server.name, "GET app");
     assert_eq!(hex(&server.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(hex(&server.parent_span_id), "00f067aa0ba902b7", "child of the caller's span");
+    assert_eq!(
+        hex(&server.parent_span_id),
+        "00f067aa0ba902b7",
+        "child of the caller's span"
+    );
     assert_eq!(server.trace_state, "k=v");
-    assert_eq!(attr_str(server, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr_str(server, "http.request.method").as_deref(),
+        Some("GET")
+    );
     assert_eq!(attr_str(server, "http.route").as_deref(), Some("app"));
     assert_eq!(attr_str(server, "url.path").as_deref(), Some("/app/x"));
     assert_eq!(attr_int(server, "http.response.status_code"), Some(200));
@@ -236,13 +246,19 @@ async fn server_and_client_spans_per_attempt_with_parent_links() {
     assert_eq!(clients.len(), 2, "one CLIENT span per attempt: {spans:#?}");
     for c in &clients {
         assert_eq!(c.trace_id, server.trace_id);
-        assert_eq!(c.parent_span_id, server.span_id, "attempts hang under the SERVER span");
+        assert_eq!(
+            c.parent_span_id, server.span_id,
+            "attempts hang under the SERVER span"
+        );
         assert_ne!(c.span_id, server.span_id);
         assert_eq!(c.name, "GET app");
         assert_eq!(attr_str(c, "portico.upstream").as_deref(), Some("app"));
     }
     assert_ne!(clients[0].span_id, clients[1].span_id);
-    assert_eq!(attr_str(clients[0], "error.type").as_deref(), Some("connect"));
+    assert_eq!(
+        attr_str(clients[0], "error.type").as_deref(),
+        Some("connect")
+    );
     assert_eq!(clients[0].status.as_ref().map(|s| s.code), Some(2));
     assert_eq!(attr_int(clients[0], "http.request.resend_count"), None);
     assert_eq!(attr_int(clients[1], "http.request.resend_count"), Some(1));
@@ -250,7 +266,11 @@ async fn server_and_client_spans_per_attempt_with_parent_links() {
     // The backend saw the second attempt's own span id.
     assert_eq!(
         sent,
-        format!("00-{}-{}-01", hex(&server.trace_id), hex(&clients[1].span_id))
+        format!(
+            "00-{}-{}-01",
+            hex(&server.trace_id),
+            hex(&clients[1].span_id)
+        )
     );
     assert_eq!(collector.services.lock().unwrap()[0], "edge-test");
 }
@@ -258,7 +278,8 @@ async fn server_and_client_spans_per_attempt_with_parent_links() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bff_request_gives_a_span_per_part_and_one_for_the_aggregation() {
     let collector = Collector::start().await;
-    let users = Backend::start(|_req| async { json_response(200, serde_json::json!({"id": 7})) }).await;
+    let users =
+        Backend::start(|_req| async { json_response(200, serde_json::json!({"id": 7})) }).await;
     let orders =
         Backend::start(|_req| async { json_response(200, serde_json::json!({"items": []})) }).await;
     let toml = support::config()
@@ -276,7 +297,9 @@ async fn a_bff_request_gives_a_span_per_part_and_one_for_the_aggregation() {
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
 
     let spans = collector
-        .wait(|s| s.iter().any(|x| x.kind == SERVER) && s.iter().filter(|x| x.kind == CLIENT).count() >= 2)
+        .wait(|s| {
+            s.iter().any(|x| x.kind == SERVER) && s.iter().filter(|x| x.kind == CLIENT).count() >= 2
+        })
         .await;
     let server = spans.iter().find(|s| s.kind == SERVER).unwrap();
     let aggregate: Vec<_> = spans
@@ -294,7 +317,10 @@ async fn a_bff_request_gives_a_span_per_part_and_one_for_the_aggregation() {
     names.sort();
     assert_eq!(names, ["part orders", "part user"], "{spans:#?}");
     for p in &parts {
-        assert_eq!(p.parent_span_id, aggregate.span_id, "parts hang under the aggregation");
+        assert_eq!(
+            p.parent_span_id, aggregate.span_id,
+            "parts hang under the aggregation"
+        );
         assert_eq!(p.trace_id, server.trace_id);
         let calls: Vec<_> = spans
             .iter()

@@ -284,7 +284,11 @@ fn span_attrs(part: &Part, d: &Done) -> (Vec<crate::trace::Attr>, Option<String>
         Attr::Str("portico.origin", origin.into()),
         Attr::Bool("portico.fallback", d.origin == Origin::Stale),
     ];
-    let error = d.result.as_ref().err().map(|f| f.reason.as_str().to_owned());
+    let error = d
+        .result
+        .as_ref()
+        .err()
+        .map(|f| f.reason.as_str().to_owned());
     (attrs, error)
 }
 

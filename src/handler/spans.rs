@@ -99,11 +99,9 @@ pub fn finish_server<B>(
         attrs.push(Attr::Str("error.type", s.to_owned()));
     }
     // Per the HTTP semantic conventions a SERVER span is an error on 5xx only.
-    let error = status.is_server_error().then(|| {
-        error
-            .clone()
-            .unwrap_or_else(|| status.as_u16().to_string())
-    });
+    let error = status
+        .is_server_error()
+        .then(|| error.clone().unwrap_or_else(|| status.as_u16().to_string()));
     span.finish(name, attrs, error);
 }
 
@@ -118,9 +116,7 @@ fn version(v: Version) -> &'static str {
 }
 
 /// The aggregation span's attributes: whether the answer is partial, or the error.
-pub fn aggregate<B>(
-    r: &Result<Response<B>, GatewayError>,
-) -> (Vec<Attr>, Option<String>) {
+pub fn aggregate<B>(r: &Result<Response<B>, GatewayError>) -> (Vec<Attr>, Option<String>) {
     match r {
         Ok(resp) => {
             let partial = resp.headers().contains_key(&crate::bff::PARTIAL_HEADER);

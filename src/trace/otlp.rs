@@ -121,14 +121,14 @@ pub struct AnyValue {
 pub enum Value {
     /// Text.
     #[prost(string, tag = "1")]
-    StringValue(String),
+    Str(String),
     /// A flag.
     #[prost(bool, tag = "2")]
-    BoolValue(bool),
+    Bool(bool),
     /// A number.
     #[prost(int64, tag = "3")]
-    IntValue(i64),
+    Int(i64),
     /// A fraction.
     #[prost(double, tag = "4")]
-    DoubleValue(f64),
+    Double(f64),
 }

@@ -84,9 +84,9 @@ impl Finished {
 /// An attribute as an OTLP key-value pair.
 pub fn key_value(a: Attr) -> otlp::KeyValue {
     let (key, value) = match a {
-        Attr::Str(k, v) => (k, otlp::Value::StringValue(v)),
-        Attr::Int(k, v) => (k, otlp::Value::IntValue(v)),
-        Attr::Bool(k, v) => (k, otlp::Value::BoolValue(v)),
+        Attr::Str(k, v) => (k, otlp::Value::Str(v)),
+        Attr::Int(k, v) => (k, otlp::Value::Int(v)),
+        Attr::Bool(k, v) => (k, otlp::Value::Bool(v)),
     };
     otlp::KeyValue {
         key: key.to_owned(),

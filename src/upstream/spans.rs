@@ -33,7 +33,10 @@ pub fn finish(
     let mut attrs = vec![
         Attr::Str("http.request.method", method.to_string()),
         Attr::Str("server.address", ep.authority.host().to_owned()),
-        Attr::Int("server.port", i64::from(ep.authority.port_u16().unwrap_or(80))),
+        Attr::Int(
+            "server.port",
+            i64::from(ep.authority.port_u16().unwrap_or(80)),
+        ),
         Attr::Str("portico.upstream", upstream.to_owned()),
         Attr::Str("portico.endpoint", ep.label()),
     ];
