@@ -283,6 +283,23 @@ mod tests {
     }
 
     #[test]
+    fn trace_id_ends_both_shapes_when_traced() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let e = Entry {
+            trace_id: Some(id),
+            ..entry("/x")
+        };
+        let mut text = Vec::new();
+        format_line(&mut text, &date_time(0), 0, &e, false);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.ends_with(&format!(" trace_id={id}\n")), "{text}");
+        let mut json = Vec::new();
+        format_line(&mut json, &date_time(0), 0, &e, true);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["trace_id"], id);
+    }
+
+    #[test]
     fn json_line() {
         let mut buf = Vec::new();
         format_line(

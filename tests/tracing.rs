@@ -153,3 +153,19 @@ async fn without_tracing_the_headers_are_left_alone() {
     let b = get(&gw.url("/app/x")).await;
     assert_eq!(received(&b, "traceparent"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_line_carries_the_trace_id() {
+    let app = Backend::echo("app").await;
+    let gw = ChildGateway::start(&config(app.addr, "[tracing]\nsample_ratio = 0.0"), &[]);
+    let a = get_with(&gw.url("/app/x"), &[("traceparent", PARENT)]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let line = gw.log_line(
+        |l| l.contains("access:") && l.contains("path=\"/app/x\""),
+        std::time::Duration::from_secs(10),
+    );
+    assert!(
+        line.ends_with("trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{line}"
+    );
+}
