@@ -72,8 +72,10 @@ fn config(app: std::net::SocketAddr, dead: std::net::SocketAddr) -> String {
         .upstream("app", &[app])
         .upstream("down", &[dead])
         .toml("[upstreams.down.health]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\nunhealthy_threshold = 1")
+        .toml("[rate_limits.tight]\nrate = \"1/m\"\nburst = 1\nkey = \"ip\"")
         .route("app", "/app", "app")
         .route("broken", "/broken", "down")
+        .route_with("tight", "/tight", "app", "rate_limit = \"tight\"")
         .build()
 }
 
@@ -123,6 +125,11 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
         assert_eq!(get(&gw.url("/app/x")).await.status, StatusCode::OK);
     }
     assert_eq!(get(&gw.url("/broken")).await.status.as_u16() / 100, 5);
+    assert_eq!(get(&gw.url("/tight")).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&gw.url("/tight")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // The page shell needs no token (it holds no data); the numbers do.
     let page = get(&gw.admin_url("/status")).await;
@@ -197,6 +204,12 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
     assert!(rate > 0.0, "non-zero rate: {app_row:?}");
     assert_eq!(app_row[6], "40", "{app_row:?}");
     row_cells(&dom, "routes", "broken");
+    let tight = row_cells(&dom, "rate_limits", "tight");
+    assert_eq!(
+        tight[1..],
+        ["1", "1", "1"],
+        "keys, admitted, refused: {tight:?}"
+    );
     let app_ep = row_cells(&dom, "upstreams", "app");
     assert!(app_ep[2].starts_with("up"), "{app_ep:?}");
     let down_ep = row_cells(&dom, "upstreams", "down");
