@@ -376,6 +376,7 @@ async fn a_hanging_collector_does_not_slow_requests_and_drops_are_counted() {
     let n = 200;
     let without = time_requests(&plain, n).await;
     let with = time_requests(&traced, n).await;
+    eprintln!("{n} requests: {without:?} without tracing, {with:?} with a hanging collector");
     assert!(
         with < without * 3 + Duration::from_millis(500),
         "{n} requests took {with:?} with a hanging collector, {without:?} without tracing"
