@@ -32,6 +32,8 @@ struct Trace<'a> {
     upstream: Option<Arc<str>>,
     metrics: Option<&'a RouteMetrics>,
     fault: Option<&'static str>,
+    /// The guards verified a credential (for the trace; the credential itself is never kept).
+    authenticated: bool,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -76,6 +78,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             route: trace.route.as_deref(),
             upstream: trace.upstream.as_deref(),
             fault: trace.fault,
+            authenticated: trace.authenticated,
             request_id: request_id.to_str().unwrap_or(""),
         };
         spans::finish_server(span, head, &t, &resp, error_slug);
@@ -178,6 +181,7 @@ async fn proxy<'a>(
 
     // Phase 4: guards (client certificate, auth, then rate limits).
     let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
+    trace.authenticated = identity.claims.is_some();
 
     // Phase 4b: scripts (on_request) may edit the request, pick an upstream, or answer it.
     let (chain, route_upstreams) = match &target {

@@ -389,3 +389,46 @@ async fn a_hanging_collector_does_not_slow_requests_and_drops_are_counted() {
         "dropped {dropped}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_has_a_server_span_with_the_decision_and_no_client_span() {
+    let collector = Collector::start().await;
+    let app = Backend::echo("app").await;
+    let toml = support::config()
+        .upstream("app", &[app.addr])
+        .toml("[rate_limits.tight]\nrate = \"1/m\"\nburst = 1\nkey = \"ip\"")
+        .route_with("tight", "/tight", "app", "rate_limit = \"tight\"")
+        .toml(&tracing_table(&collector.url(), ""))
+        .build();
+    let gw = TestGateway::start(&toml).await;
+    assert_eq!(get(&gw.url("/tight")).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&gw.url("/tight")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let spans = collector
+        .wait(|s| s.iter().filter(|x| x.kind == SERVER).count() >= 2)
+        .await;
+    let refused = spans
+        .iter()
+        .find(|s| s.kind == SERVER && attr_int(s, "http.response.status_code") == Some(429))
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(refused.name, "GET tight");
+    assert_eq!(
+        attr_str(refused, "portico.rate_limit").as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        attr_str(refused, "error.type").as_deref(),
+        Some("rate-limited")
+    );
+    // A 4xx is not a SERVER span error.
+    assert_ne!(refused.status.as_ref().map(|s| s.code), Some(2));
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s.kind == CLIENT && s.parent_span_id == refused.span_id),
+        "nothing was sent upstream"
+    );
+    assert_eq!(spans.iter().filter(|s| s.kind == CLIENT).count(), 1);
+}

@@ -40,6 +40,7 @@ pub struct Learned<'a> {
     pub route: Option<&'a str>,
     pub upstream: Option<&'a str>,
     pub fault: Option<&'static str>,
+    pub authenticated: bool,
     pub request_id: &'a str,
 }
 
@@ -91,6 +92,8 @@ pub fn finish_server<B>(
     // The auth outcome (never the credential itself).
     if matches!(slug, Some("unauthorized" | "forbidden")) {
         attrs.push(Attr::Str("portico.auth", "refused".into()));
+    } else if t.authenticated {
+        attrs.push(Attr::Str("portico.auth", "passed".into()));
     }
     if resp.headers().contains_key(&crate::bff::PARTIAL_HEADER) {
         attrs.push(Attr::Bool("portico.partial", true));
