@@ -169,6 +169,19 @@ pub async fn in_scope<F: Future>(scope: Scope, fut: F) -> F::Output {
     SCOPE.scope(scope, fut).await
 }
 
+/// The current request's scope, for work it spawns onto another task (a mirror copy).
+pub fn current() -> Option<Scope> {
+    SCOPE.try_with(Scope::clone).ok()
+}
+
+/// Runs `fut` in `scope` when there is one.
+pub async fn maybe_in_scope<F: Future>(scope: Option<Scope>, fut: F) -> F::Output {
+    match scope {
+        Some(s) => SCOPE.scope(s, fut).await,
+        None => fut.await,
+    }
+}
+
 /// One upstream attempt: its CLIENT span, started by [`attempt`].
 #[derive(Debug)]
 pub struct Attempt {

@@ -169,3 +169,29 @@ async fn the_access_log_line_carries_the_trace_id() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_copy_stays_in_the_trace_with_its_own_span_id() {
+    let app = Backend::echo("app").await;
+    let shadow = support::traffic::Recorder::start("shadow", std::time::Duration::ZERO).await;
+    let toml = support::config()
+        .upstream("app", &[app.addr])
+        .upstream("shadow", &[shadow.backend.addr])
+        .route_with("app", "/app", "app", "mirror = { upstream = \"shadow\" }")
+        .toml("[tracing]")
+        .build();
+    let gw = TestGateway::start(&toml).await;
+    let a = get_with(&gw.url("/app/x"), &[("traceparent", PARENT)]).await;
+    let primary = received(&a, "traceparent").unwrap();
+    assert!(shadow.wait_for(1, std::time::Duration::from_secs(10)).await);
+    let copy = shadow.seen()[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "traceparent")
+        .map(|(_, v)| v.clone())
+        .expect("the copy carries a traceparent");
+    assert_valid(&copy);
+    assert_eq!(split(&copy).1, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(split(&copy).2, split(&primary).2);
+    assert_ne!(split(&copy).2, "00f067aa0ba902b7");
+}
