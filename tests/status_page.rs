@@ -1,6 +1,7 @@
 //! The `/status` page in a real browser: a gateway (the real binary, with an admin token)
 //! serves traffic, headless Chromium loads the page, and the rendered DOM shows the routes,
-//! upstream health, a non-zero request rate and a down endpoint as down. `/admin/stats` itself
+//! upstream health, a non-zero request rate, a down endpoint as down and a failed reload with
+//! its error. `/admin/stats` itself
 //! is checked too. Chromium comes from Debian (`.ci/deps` installs it).
 
 mod support;
@@ -113,7 +114,7 @@ fn row_cells(dom: &str, table_id: &str, first: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
+async fn the_status_page_shows_routes_health_rates_a_down_endpoint_and_a_failed_reload() {
     let browser = chromium();
     let app = Backend::echo("app").await;
     let dead = dead_addr().await;
@@ -185,6 +186,19 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
         .unwrap();
     assert_eq!(broken["error_rate"], 1.0);
 
+    // A reload that fails: the page shows it with the error (the old config keeps serving).
+    let path = gw.dir.path().join("gateway.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}\n[tracing]\nsample_ratio = 7.0\n")).unwrap();
+    let reload = send(
+        Request::post(gw.admin_url("/admin/reload"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reload.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // The rendered page, with the token handed over in the URL fragment.
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}#token={TOKEN}", gw.admin_url("/status"));
@@ -197,6 +211,15 @@ async fn the_status_page_shows_routes_health_rates_and_a_down_endpoint() {
         dom.contains(&stats["version"].as_str().unwrap().to_string()),
         "version shown"
     );
+    let failed = dom
+        .split("id=\"reload\"")
+        .nth(1)
+        .unwrap()
+        .split("</span>")
+        .next()
+        .unwrap();
+    assert!(failed.contains("last reload failed"), "{failed}");
+    assert!(failed.contains("tracing.sample_ratio"), "{failed}");
     let app_row = row_cells(&dom, "routes", "app");
     let rate: f64 = app_row[2]
         .parse()
