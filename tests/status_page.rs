@@ -1,8 +1,8 @@
 //! The `/status` page in a real browser: a gateway (the real binary, with an admin token)
 //! serves traffic, headless Chromium loads the page, and the rendered DOM shows the routes,
 //! upstream health, a non-zero request rate, a down endpoint as down and a failed reload with
-//! its error. `/admin/stats` itself
-//! is checked too. Chromium comes from Debian (`.ci/deps` installs it).
+//! its error. `/admin/stats` itself is checked too. Chromium comes from Debian (`.ci/deps`
+//! installs it).
 
 mod support;
 
