@@ -50,7 +50,11 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         .as_ref()
         .filter(|s| s.recording())
         .map(|_| spans::Head::of(&req, conn));
-    let trace_id = server_span.as_ref().map(crate::trace::ServerSpan::trace_id);
+    // Only a request that is logged needs its trace id as text.
+    let trace_id = logged
+        .as_ref()
+        .and(server_span.as_ref())
+        .map(crate::trace::ServerSpan::trace_id);
 
     let outcome = match &server_span {
         Some(span) => {
