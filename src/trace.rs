@@ -1,5 +1,6 @@
 //! Distributed tracing: W3C Trace Context in and out, and OpenTelemetry spans exported over
-//! OTLP/HTTP. Absent `[tracing]`, the request path does nothing here.
+//! OTLP/HTTP. Absent `[tracing]`, the request path does no trace work (the upstream send loop
+//! finds no scope: one task-local lookup per attempt).
 //!
 //! The handler starts a [`ServerSpan`] and runs the request inside its [`Scope`] (a task-local,
 //! so the upstream send loop and BFF part calls find their parent without every signature in
