@@ -53,6 +53,8 @@ pub struct Entry<'a> {
     /// The fault injected into this request (`delay`, `abort`, `delay+abort`), if any: logged as
     /// a last `fault=` field only then.
     pub fault: Option<&'a str>,
+    /// The W3C trace id (32 hex digits) when `[tracing]` is on: logged as `trace_id=` then.
+    pub trace_id: Option<&'a str>,
 }
 
 thread_local! {
@@ -121,6 +123,10 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
             buf.extend_from_slice(b",\"fault\":");
             json_str(buf, fault);
         }
+        if let Some(id) = e.trace_id {
+            buf.extend_from_slice(b",\"trace_id\":");
+            json_str(buf, id);
+        }
         buf.extend_from_slice(b"}\n");
     } else {
         buf.extend_from_slice(&ts);
@@ -143,6 +149,10 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         if let Some(fault) = e.fault {
             buf.extend_from_slice(b" fault=");
             quoted(buf, fault, false);
+        }
+        if let Some(id) = e.trace_id {
+            buf.extend_from_slice(b" trace_id=");
+            buf.extend_from_slice(id.as_bytes());
         }
         buf.push(b'\n');
     }
@@ -239,6 +249,7 @@ mod tests {
             request_id: "abc-1",
             peer: "127.0.0.1:50412".parse().unwrap(),
             fault: None,
+            trace_id: None,
         }
     }
 
@@ -269,6 +280,23 @@ mod tests {
         let line = String::from_utf8(buf).unwrap();
         assert_eq!(line.matches('\n').count(), 1);
         assert!(line.contains(r#"path="/a\"b\\c\u{a}INFO""#), "{line}");
+    }
+
+    #[test]
+    fn trace_id_ends_both_shapes_when_traced() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let e = Entry {
+            trace_id: Some(id),
+            ..entry("/x")
+        };
+        let mut text = Vec::new();
+        format_line(&mut text, &date_time(0), 0, &e, false);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.ends_with(&format!(" trace_id={id}\n")), "{text}");
+        let mut json = Vec::new();
+        format_line(&mut json, &date_time(0), 0, &e, true);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["trace_id"], id);
     }
 
     #[test]

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+mod stats;
+
 use crate::body::Body;
 use crate::config::ConfigErrors;
 use crate::config::units::rfc3339;
@@ -28,14 +30,16 @@ use crate::route::{Action, HostPattern, PathPattern};
 use crate::server::{ConnTracker, accept_loop};
 
 /// Paths the admin API answers, with the methods each takes.
-const ENDPOINTS: [(&str, &str); 7] = [
+const ENDPOINTS: [(&str, &str); 9] = [
     ("/healthz", "GET, HEAD"),
     ("/readyz", "GET, HEAD"),
     ("/metrics", "GET"),
     ("/admin/config", "GET"),
     ("/admin/routes", "GET"),
     ("/admin/upstreams", "GET"),
+    ("/admin/stats", "GET"),
     ("/admin/reload", "POST"),
+    ("/status", "GET"),
 ];
 
 /// Serves the admin API until `stop` turns true, on the same accept loop as the public
@@ -131,6 +135,8 @@ pub async fn handle(
             StatusCode::OK,
             &json!({"status": "ready", "generation": gateway.generation()}),
         ),
+        // The page itself holds no data; it asks for the token and sends it with each fetch.
+        "/status" => status_page(),
         _ if !authorized(&rt.server.admin_token, &req) => {
             let mut resp = json_response(
                 StatusCode::UNAUTHORIZED,
@@ -156,6 +162,7 @@ pub async fn handle(
             StatusCode::OK,
             &crate::upstream::status::json(&rt.upstreams),
         ),
+        "/admin/stats" => json_response(StatusCode::OK, &stats::json(gateway)),
         "/admin/reload" => reload(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }
@@ -306,6 +313,28 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The status page: one self-contained HTML file built into the binary.
+fn status_page() -> Response<Body> {
+    let mut resp = Response::new(Body::full(include_str!("admin/status.html")));
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Nothing loads from elsewhere; the page talks only to this listener.
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+        ),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 

@@ -2,6 +2,7 @@
 //! `handle` turns every error into a response in one place; `proxy` runs the phases in order.
 
 mod admit;
+mod spans;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ struct Trace<'a> {
     /// The target's CORS policy and the request's `Origin`: every answer (errors included)
     /// gets the policy's fields in `handle`.
     cors: Option<(&'a Cors, Option<HeaderValue>)>,
+    /// The guards verified a credential (for the trace; the credential itself is never kept).
+    authenticated: bool,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -52,19 +55,51 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         .compression
         .as_deref()
         .and_then(|c| c.choose(req.method(), req.headers()));
+    // Tracing (when configured): the SERVER span, and the scope upstream attempts hang under.
+    let server_span = rt.tracing.as_ref().map(|t| t.server(req.headers()));
+    let span_head = server_span
+        .as_ref()
+        .filter(|s| s.recording())
+        .map(|_| spans::Head::of(&req, conn));
+    // Only a request that is logged needs its trace id as text.
+    let trace_id = logged
+        .as_ref()
+        .and(server_span.as_ref())
+        .map(crate::trace::ServerSpan::trace_id);
 
-    let mut resp = match proxy(&rt, conn, &request_id, &mut trace, req).await {
+    let outcome = match &server_span {
+        Some(span) => {
+            let scope = span.scope();
+            crate::trace::in_scope(scope, proxy(&rt, conn, &request_id, &mut trace, req)).await
+        }
+        None => proxy(&rt, conn, &request_id, &mut trace, req).await,
+    };
+    let mut error_slug = None;
+    let mut resp = match outcome {
         Ok(resp) => resp,
         Err(err) => {
             if err.status().is_server_error() {
                 tracing::warn!(request_id = ?request_id, route = ?trace.route, error = %err, "request failed");
             }
             trace.metrics.inspect(|m| m.upstream_error(&err));
+            if span_head.is_some() {
+                error_slug = Some(spans::slug(&err));
+            }
             err.into_response(request_id.to_str().unwrap_or(""))
         }
     };
     if let Some((cors, origin)) = &trace.cors {
         cors.decorate(origin.as_ref(), resp.headers_mut());
+    }
+    if let (Some(span), Some(head)) = (server_span, span_head) {
+        let t = spans::Learned {
+            route: trace.route.as_deref(),
+            upstream: trace.upstream.as_deref(),
+            fault: trace.fault,
+            authenticated: trace.authenticated,
+            request_id: request_id.to_str().unwrap_or(""),
+        };
+        spans::finish_server(span, head, &t, &resp, error_slug);
     }
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
     if let Some(c) = rt.compression.as_deref().filter(|_| !trace.uncompressed) {
@@ -85,6 +120,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
             request_id: request_id.to_str().unwrap_or(""),
             peer: conn.peer,
             fault: trace.fault,
+            trace_id: trace_id.as_deref(),
         });
     }
     resp
@@ -203,6 +239,7 @@ async fn proxy<'a>(
 
     // Phase 4: guards (client certificate, auth, then rate limits).
     let identity = filter::run_guards(rt.guard_env(), guards, conn, &mut parts).await?;
+    trace.authenticated = identity.claims.is_some();
 
     // Phase 4b: scripts (on_request) may edit the request, pick an upstream, or answer it.
     let (chain, route_upstreams) = match &target {
@@ -218,7 +255,10 @@ async fn proxy<'a>(
     let route = match target {
         Target::Bff(endpoint) => {
             let env = rt.bff_env();
-            let resp = bff::serve(env, conn, request_id, &endpoint, identity, parts, body).await?;
+            let id = endpoint.endpoint.id.clone();
+            let serve = bff::serve(env, conn, request_id, &endpoint, identity, parts, body);
+            let resp =
+                crate::trace::child(|| format!("aggregate {id}"), serve, spans::aggregate).await?;
             return match &mut scripts {
                 Some(s) => s.on_aggregated(resp).await,
                 None => Ok(resp),

@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod script;
 pub(crate) mod server;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 pub use app::{Running, StartError};

@@ -6,8 +6,8 @@
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
@@ -19,6 +19,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::error::GatewayError;
+
+pub mod window;
+pub use window::{Summary, Window};
 
 /// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus scrapes).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -55,6 +58,8 @@ pub struct Metrics {
     last_reload_ok: Gauge<f64, AtomicU64>,
     known: Mutex<Known>,
     unmatched: RouteMetrics,
+    /// Each route's sliding minute for `/admin/stats`, kept across reloads like its series.
+    windows: Mutex<HashMap<String, Arc<Window>>>,
 }
 
 /// Label values created so far, so series of removed routes and upstreams can be dropped.
@@ -76,6 +81,7 @@ pub struct RouteMetrics {
     by_class: [Counter; 5],
     latency: Histogram,
     upstream_errors: [Counter; 3],
+    window: Arc<Window>,
 }
 
 impl Default for RouteMetrics {
@@ -85,6 +91,7 @@ impl Default for RouteMetrics {
             by_class: Default::default(),
             latency: latency_histogram(),
             upstream_errors: Default::default(),
+            window: Default::default(),
         }
     }
 }
@@ -96,6 +103,12 @@ impl RouteMetrics {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.by_class[class].inc();
         self.latency.observe(elapsed.as_secs_f64());
+        self.window.record(class == 4, elapsed);
+    }
+
+    /// The last minute of this route's traffic.
+    pub fn window(&self) -> &Window {
+        &self.window
     }
 
     /// Counts an upstream failure by kind; other errors are not upstream errors.
@@ -190,6 +203,7 @@ impl Metrics {
             last_reload_ok,
             known: Mutex::new(Known::default()),
             unmatched: RouteMetrics::default(),
+            windows: Mutex::new(HashMap::new()),
         };
         m.unmatched = m.route(UNMATCHED, None);
         m
@@ -216,10 +230,15 @@ impl Metrics {
         if let Some(u) = upstream {
             known.upstreams.insert(u.to_owned());
         }
+        let window = lock(&self.windows)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
         RouteMetrics {
             by_class,
             latency,
             upstream_errors,
+            window,
         }
     }
 
@@ -275,6 +294,7 @@ impl Metrics {
     ) {
         let routes: BTreeSet<&str> = routes.into_iter().chain([UNMATCHED]).collect();
         let upstreams: BTreeSet<&str> = upstreams.into_iter().collect();
+        lock(&self.windows).retain(|r, _| routes.contains(r.as_str()));
         let mut known = lock(&self.known);
         known.routes.retain(|r| {
             if routes.contains(r.as_str()) {

@@ -61,6 +61,8 @@ pub struct Runtime {
     pub compression: Option<Arc<crate::compress::Compression>>,
     /// `[server] admin_ip_list`: the admin listener's peers must pass it.
     pub admin_ip_list: Option<Arc<crate::filter::ip_list::IpList>>,
+    /// `[tracing]`: trace context and span export (`None`: no tracing work at all).
+    pub tracing: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl Runtime {

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod compile_policy;
 pub mod health;
 pub mod outlier;
+mod spans;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -407,9 +408,13 @@ impl Upstream {
                 };
                 req.headers_mut().insert(HOST, host);
             }
+            let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
             let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
             drop(in_flight);
+            if let Some(span) = span {
+                spans::finish(span, &self.name, ep, tried.len() - 1, &sent);
+            }
             let err = match sent {
                 Ok(Ok(resp)) => {
                     self.report(pick.index, Outcome::Status(resp.status()));

@@ -263,8 +263,36 @@ fn cache_key(part: &Part, path: &PathAndQuery, headers: &HeaderMap, body: &Bytes
     key
 }
 
-/// Runs a prepared call (or answers from the part's cache).
-pub async fn execute(index: usize, part: &Part, mut prepared: Prepared) -> Done {
+/// Runs a prepared call (or answers from the part's cache), as the part's span when the
+/// request is traced.
+pub async fn execute(index: usize, part: &Part, prepared: Prepared) -> Done {
+    let name = || format!("part {}", part.name);
+    crate::trace::child(name, run(index, part, prepared), |d| span_attrs(part, d)).await
+}
+
+/// The part span's attributes, and its error (the failure reason) if it failed.
+fn span_attrs(part: &Part, d: &Done) -> (Vec<crate::trace::Attr>, Option<String>) {
+    use crate::trace::Attr;
+    let origin = match d.origin {
+        Origin::Backend => "backend",
+        Origin::Cache => "cache",
+        Origin::Stale => "stale",
+    };
+    let attrs = vec![
+        Attr::Str("portico.part", part.name.to_string()),
+        Attr::Str("portico.upstream", part.upstream.name.to_string()),
+        Attr::Str("portico.origin", origin.into()),
+        Attr::Bool("portico.fallback", d.origin == Origin::Stale),
+    ];
+    let error = d
+        .result
+        .as_ref()
+        .err()
+        .map(|f| f.reason.as_str().to_owned());
+    (attrs, error)
+}
+
+async fn run(index: usize, part: &Part, mut prepared: Prepared) -> Done {
     let start = Instant::now();
     let done = |result, origin| Done {
         index,

@@ -10,6 +10,7 @@ pub mod compression;
 pub mod edge;
 pub mod rate_limit;
 pub mod script;
+pub mod trace;
 pub mod traffic;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub struct GatewayFile {
     /// `[cors.NAME]`: named cross-origin policies.
     #[serde(default)]
     pub cors: BTreeMap<Spanned<String>, edge::CorsFile>,
+    /// `[tracing]`: W3C trace context and OTLP span export.
+    pub tracing: Option<Spanned<trace::TracingFile>>,
 }
 
 /// `[server]`.

@@ -104,6 +104,8 @@ impl Mirror {
         let upstream = self.upstream.clone();
         let counts = self.counts.clone();
         let timeout = self.timeout;
+        // The copy's attempts belong to the client request's trace.
+        let scope = crate::trace::current();
         tokio::spawn(async move {
             let _slot = slot;
             let until = tokio::time::Instant::now() + timeout;
@@ -121,6 +123,7 @@ impl Mirror {
                     })?;
                 Ok::<(), GatewayError>(())
             };
+            let exchange = crate::trace::maybe_in_scope(scope, exchange);
             match tokio::time::timeout_at(until, exchange).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

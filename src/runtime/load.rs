@@ -116,6 +116,12 @@ fn compile(
         errors: &mut errors,
     };
     let compression = crate::compress::compile::compile(&mut d, file.compression.as_ref());
+    let tracing = crate::trace::compile::compile(
+        &mut d,
+        file.tracing.as_ref(),
+        previous.and_then(|p| p.tracing.as_ref()),
+        &metrics,
+    );
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -160,6 +166,7 @@ fn compile(
         scripts,
         compression,
         admin_ip_list,
+        tracing,
     })
 }
 
