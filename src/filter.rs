@@ -69,6 +69,11 @@ pub struct GuardContext<'a> {
     pub providers: &'a BTreeMap<Arc<str>, Arc<Provider>>,
     /// Rate-limit policies by name.
     pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
+    /// Every provider name in the config, compiled or not: a use of one that failed is not
+    /// reported again (its definition's error already was).
+    pub declared_providers: &'a [&'a str],
+    /// Every rate-limit policy name in the config, compiled or not.
+    pub declared_policies: &'a [&'a str],
 }
 
 /// Compiles the `auth = {...}` table and `rate_limit = ...` reference of a route or BFF
@@ -82,14 +87,14 @@ pub fn compile_guards(
     scope: &str,
     ctx: GuardContext<'_>,
 ) -> Guards {
-    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.providers));
+    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx));
     let rate_limits = rate_limit
         .map(|r| {
             rate_limit::compile::compile_refs(
                 d,
                 &format!("{key}.rate_limit"),
                 r,
-                ctx.policies,
+                ctx,
                 auth.is_some(),
             )
         })

@@ -11,8 +11,16 @@ use std::time::{Duration, SystemTime};
 pub mod lifecycle;
 mod load;
 mod server;
+pub mod warnings;
 
 pub use load::load;
+
+/// Logs a runtime's config warnings, one line each (at start and after every reload).
+pub fn log_warnings(rt: &Runtime) {
+    for w in &rt.warnings {
+        tracing::warn!(target: "config", "{}", w.warning());
+    }
+}
 
 use crate::config::inventory::Inventory;
 use crate::metrics::Metrics;
@@ -57,6 +65,8 @@ pub struct Runtime {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// `[scripts.NAME]`, compiled (routes and endpoints hold their own chains).
     pub scripts: crate::script::Scripts,
+    /// Config warnings (file:line:col), printed by `check` and logged at load.
+    pub warnings: Vec<crate::config::ConfigError>,
 }
 
 impl Runtime {

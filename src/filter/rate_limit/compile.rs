@@ -224,7 +224,7 @@ pub fn compile_refs(
     d: &mut Diagnostics,
     key: &str,
     refs: &Spanned<RateLimitRefFile>,
-    policies: &Policies,
+    cx: crate::filter::GuardContext<'_>,
     has_auth: bool,
 ) -> Vec<Arc<Policy>> {
     let names = refs.get_ref().names();
@@ -233,14 +233,23 @@ pub fn compile_refs(
     }
     let mut out = Vec::new();
     for n in names {
-        match policies.get(n) {
+        match cx.policies.get(n) {
             Some(p) if p.needs_claims() && !has_auth => d.error(
                 refs.span(),
                 key,
                 format!("policy `{n}` keys on a claim, but there is no `auth` here to verify one"),
             ),
             Some(p) => out.push(p.clone()),
-            None => d.error(refs.span(), key, format!("unknown rate-limit policy `{n}`")),
+            // Declared but failed to compile: reported at its definition.
+            None if cx.declared_policies.contains(&n) => {}
+            None => d.error(
+                refs.span(),
+                key,
+                format!(
+                    "unknown rate-limit policy `{n}`{}",
+                    crate::config::shape::suggestion(n, cx.declared_policies.iter().copied())
+                ),
+            ),
         }
     }
     out

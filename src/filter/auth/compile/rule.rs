@@ -12,6 +12,7 @@ use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
 use crate::filter::auth::AuthRule;
 use crate::filter::auth::claims::ClaimPath;
+use crate::config::shape::suggestion;
 use crate::filter::auth::provider::Provider;
 
 /// Compiles a route's or BFF profile's `auth = {...}` against the compiled providers.
@@ -19,11 +20,11 @@ pub fn compile_rule(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    providers: &BTreeMap<Arc<str>, Arc<Provider>>,
+    cx: crate::filter::GuardContext<'_>,
 ) -> Option<AuthRule> {
     let before = d.errors.len();
     let r = rule.get_ref();
-    let found = providers_named(d, key, rule, providers);
+    let found = providers_named(d, key, rule, cx);
     let scopes = scopes(d, key, r);
     let claims = claim_conditions(d, key, r);
     if d.errors.len() > before {
@@ -50,7 +51,7 @@ fn providers_named(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    providers: &BTreeMap<Arc<str>, Arc<Provider>>,
+    cx: crate::filter::GuardContext<'_>,
 ) -> Vec<Arc<Provider>> {
     let span = rule.span();
     let r = rule.get_ref();
@@ -84,12 +85,18 @@ fn providers_named(
     };
     let mut found = Vec::new();
     for n in names {
-        match providers.get(n.get_ref().as_str()) {
+        match cx.providers.get(n.get_ref().as_str()) {
             Some(p) => found.push(p.clone()),
+            // Declared but failed to compile: reported at its definition.
+            None if cx.declared_providers.contains(&n.get_ref().as_str()) => {}
             None => d.error(
                 n.span(),
                 key,
-                format!("unknown auth provider `{}`", n.get_ref()),
+                format!(
+                    "unknown auth provider `{}`{}",
+                    n.get_ref(),
+                    suggestion(n.get_ref(), cx.declared_providers.iter().copied())
+                ),
             ),
         }
     }
