@@ -67,7 +67,7 @@ impl Running {
     pub async fn start_with(path: PathBuf, runtime: Runtime) -> Result<Running, StartError> {
         let listen = runtime.server.listen;
         let admin_listen = runtime.server.admin_listen;
-        runtime::log_warnings(&runtime);
+        runtime::activate(&runtime);
         let gateway = Gateway::new(path, runtime);
         let (http, http_addr) = bind(listen).await?;
         let https = bind_tls(&gateway).await?;

@@ -167,7 +167,7 @@ impl Gateway {
             next.version,
             took.as_secs_f64() * 1e3
         );
-        runtime::log_warnings(&next);
+        runtime::activate(&next);
         self.status.send_modify(|s| {
             s.attempts += 1;
             s.generation = generation;

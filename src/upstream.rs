@@ -24,6 +24,7 @@ use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant as Deadline;
 
 use crate::body::{Reclaim, RequestBody};
@@ -121,6 +122,18 @@ pub struct Upstream {
     board: Arc<Board>,
     checkers: Vec<Arc<Checker>>,
     panics: Counter,
+    /// Time to the response head of each answered exchange.
+    latency: Histogram,
+}
+
+/// Which endpoint a forwarded request reached and after how many attempts (for the access
+/// log): filled in by [`Upstream::forward`] even when it fails.
+#[derive(Debug, Default, Clone)]
+pub struct Served {
+    /// The last endpoint tried (`host:port`).
+    pub endpoint: Option<Authority>,
+    /// Endpoints tried, 1 unless a refused connection moved the request on.
+    pub attempts: u32,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -235,6 +248,10 @@ impl Upstream {
             );
             family.get_or_create_owned(&[("upstream", name.to_string())])
         });
+        let latency = metrics.map_or_else(
+            || Histogram::new([0.0; 0]),
+            |m| m.upstream_latency(&name),
+        );
         // Endpoints that left or joined change who is usable.
         board.bump();
         let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
@@ -247,6 +264,7 @@ impl Upstream {
             board,
             checkers,
             panics,
+            latency,
         }
     }
 
@@ -309,9 +327,11 @@ impl Upstream {
         reclaim: Option<Reclaim>,
         timeout: Duration,
         key: Option<u64>,
+        served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.send(req, replay, Deadline::now() + timeout, key).await
+        self.send(req, replay, Deadline::now() + timeout, key, served)
+            .await
     }
 
     /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a
@@ -334,7 +354,9 @@ impl Upstream {
         *req.method_mut() = method.clone();
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
-        self.send(req, Replay::Bytes(body), until, key).await
+        let mut served = Served::default();
+        self.send(req, Replay::Bytes(body), until, key, &mut served)
+            .await
     }
 
     /// Sends a mirror copy (body in memory, see `route::mirror`): like [`Upstream::call`], but
@@ -357,7 +379,9 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         req.extensions_mut().insert(Shadow);
-        self.send(req, Replay::Bytes(body), until, None).await
+        let mut served = Served::default();
+        self.send(req, Replay::Bytes(body), until, None, &mut served)
+            .await
     }
 
     /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
@@ -369,8 +393,11 @@ impl Upstream {
         replay: Replay,
         deadline: Deadline,
         key: Option<u64>,
+        served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
+        // The gateway set it on every request it sends; logged with a refused connection.
+        let request_id = req.headers().get("x-request-id").cloned();
         let n = self.endpoints.len();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
@@ -399,6 +426,8 @@ impl Upstream {
             };
             tried.add(pick.index);
             let ep = &self.endpoints[pick.index];
+            served.attempts += 1;
+            served.endpoint = Some(ep.authority.clone());
             if set_host {
                 let host = if shadow {
                     shadow_host(&ep.host_header)
@@ -408,10 +437,12 @@ impl Upstream {
                 req.headers_mut().insert(HOST, host);
             }
             let in_flight = InFlight::start(&ep.state);
+            let attempt = Deadline::now();
             let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
             drop(in_flight);
             let err = match sent {
                 Ok(Ok(resp)) => {
+                    self.latency.observe(attempt.elapsed().as_secs_f64());
                     self.report(pick.index, Outcome::Status(resp.status()));
                     return Ok(resp);
                 }
@@ -439,7 +470,8 @@ impl Upstream {
                 });
             }
             self.report(pick.index, Outcome::ConnectFailed);
-            tracing::warn!(upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
+            let request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::warn!(request_id, upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
             let body = if tried.len() < n { replay.body() } else { None };
             let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {
                 return Err(GatewayError::UpstreamUnreachable {

@@ -32,7 +32,7 @@ pub fn parse<T: DeserializeOwned>(source: &SourceFile) -> (Option<T>, Vec<Config
         };
         let unknown = unknown_field(err.message());
         let span = err.span();
-        let removed = match (unknown, span) {
+        let removed = match (&unknown, &span) {
             (Some(_), Some(span)) if errors.len() < MAX_UNKNOWN => {
                 let mut path = String::new();
                 remove_key(root.get_mut(), span.start, &mut path).then_some(path)
@@ -85,17 +85,10 @@ fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
 /// Removes the key whose span starts at `at` from the document; `path` receives its dotted key
 /// path (`routes[2].match.path_prefx`). False when no key starts there.
 fn remove_key(table: &mut DeTable<'_>, at: usize, path: &mut String) -> bool {
-    let mut found: Option<String> = None;
-    table.retain(|k, _| {
-        if found.is_none() && k.span().start == at {
-            found = Some(k.get_ref().to_string());
-            false
-        } else {
-            true
-        }
-    });
-    if let Some(name) = found {
-        push_key(path, &name);
+    let found = table.keys().find(|k| k.span().start == at).cloned();
+    if let Some(k) = found {
+        table.remove(&k);
+        push_key(path, k.get_ref());
         return true;
     }
     for (k, v) in table.iter_mut() {

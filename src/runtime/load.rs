@@ -70,6 +70,7 @@ fn compile(
 
     let server = server::settings(&mut d, &file.server);
     let limits = server::limits(&mut d, &file.limits);
+    let access_log_file = crate::access_log::file::compile(&mut d, &file.log);
     let upstreams = crate::upstream::compile::compile(
         &mut d,
         &file.upstreams,
@@ -188,6 +189,7 @@ fn compile(
         server,
         limits,
         access_log: file.log.access_log.unwrap_or(true),
+        access_log_file,
         routes,
         upstreams,
         tls,

@@ -1,7 +1,6 @@
 //! A route's or BFF profile's `auth = { provider(s), scopes, claims }`, against the compiled
 //! providers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
