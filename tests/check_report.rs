@@ -103,20 +103,19 @@ fn every_error_of_every_file_once_sorted_with_suggestions() {
     assert_eq!(code, 1, "{out}{err}");
     let root = dir.path().display().to_string();
     let shown = err.replace(&root, "DIR");
-    let expected = "\
-DIR/gateway.toml:12:15: auth.providers.main.secret_file: cannot read DIR/missing-secret.txt: No such file or directory (os error 2)
-DIR/gateway.toml:15:8: rate_limits.slow.rate: RATE_MESSAGE
+    let expected = r#"DIR/gateway.toml:12:15: auth.providers.main.secret_file: cannot read DIR/missing-secret.txt: No such file or directory (os error 2)
+DIR/gateway.toml:15:8: rate_limits.slow.rate: bad rate "ten per second": expected COUNT/UNIT such as "100/s", "20/m" or "1000/h"
 DIR/gateway.toml:22:1: routes[0].timout: unknown field `timout`; did you mean `timeout`?
 DIR/gateway.toml:29:1: routes[1].timout: unknown field `timout`; did you mean `timeout`?
-DIR/gateway.toml:34:36: routes[2].match.method: unknown field `method`; did you mean `methods`?
+DIR/gateway.toml:34:35: routes[2].match.method: unknown field `method`; did you mean `methods`?
 DIR/gateway.toml:35:12: routes[2].upstream: unknown upstream `ap` in route `three`; did you mean `app`?
 DIR/gateway.toml:36:1: routes[2].timout: unknown field `timout`; did you mean `timeout`?
 DIR/gateway.toml:37:21: routes[2].auth: unknown auth provider `mian`; did you mean `main`?
-DIR/bff/iot.toml:7:1: endpoints[0].cache_ttl: IOT_MESSAGE
+DIR/bff/iot.toml:7:1: endpoints[0].cache_ttl: unknown field `cache_ttl`; expected one of `method`, `path`, `deadline`, `auth`, `rate_limit`, `scripts`, `parts`
 DIR/bff/web.toml:3:1: deadlin: unknown field `deadlin`; did you mean `deadline`?
-DIR/bff/web.toml:11:14: WEB_UPSTREAM
-14 problem(s) found
-";
+DIR/bff/web.toml:11:14: endpoints[0].parts[0].upstream: unknown upstream `apps`; did you mean `app`? (upstreams in gateway.toml: app)
+11 problem(s) found
+"#;
     assert_eq!(shown, expected);
 }
 
