@@ -159,7 +159,7 @@ impl Running {
         let grace = self.gateway.runtime().server.shutdown_grace;
         let open = self.tracker.count();
         if open > 0 {
-            tracing::info!(connections = open, ?grace, "draining open connections");
+            tracing::info!(connections = open, grace_ms = grace.as_millis() as u64, "draining open connections");
         }
         let drained = tokio::time::timeout(grace, self.tracker.wait_drained())
             .await
@@ -192,6 +192,11 @@ async fn bind_tls(gateway: &Gateway) -> Result<Option<(TcpListener, SocketAddr)>
             "serving certificate"
         );
     }
-    tracing::info!(https_addr = %bound, client_auth = ?tls.client_auth, "listening (HTTPS: h2 and HTTP/1.1)");
+    let client_auth = match tls.client_auth {
+        crate::tls::ClientAuth::Off => "off",
+        crate::tls::ClientAuth::Optional => "optional",
+        crate::tls::ClientAuth::Required => "required",
+    };
+    tracing::info!(https_addr = %bound, client_auth, "listening (HTTPS: h2 and HTTP/1.1)");
     Ok(Some((listener, bound)))
 }

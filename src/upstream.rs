@@ -508,10 +508,20 @@ pub fn activate(
         }
         let labels = |x: &Upstream| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
         let (before, after) = (labels(old), labels(u));
-        let added: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
-        let removed: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+        let added: Vec<&str> = after
+            .iter()
+            .filter(|l| !before.contains(l))
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = before
+            .iter()
+            .filter(|l| !after.contains(l))
+            .map(String::as_str)
+            .collect();
         if !added.is_empty() || !removed.is_empty() {
-            tracing::info!(upstream = %name, ?added, ?removed, "upstream endpoints changed");
+            // Plain words, not Debug lists: `added=10.0.0.9:80 removed=-`.
+            let (added, removed) = (list_or_dash(&added), list_or_dash(&removed));
+            tracing::info!(upstream = %name, added, removed, "upstream endpoints changed");
         }
     }
 }
@@ -574,6 +584,15 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+/// `a b c`, or `-` for none (log fields).
+fn list_or_dash(items: &[&str]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(" ")
+    }
 }
 
 #[cfg(test)]
