@@ -159,7 +159,11 @@ impl Running {
         let grace = self.gateway.runtime().server.shutdown_grace;
         let open = self.tracker.count();
         if open > 0 {
-            tracing::info!(connections = open, grace_ms = grace.as_millis() as u64, "draining open connections");
+            tracing::info!(
+                connections = open,
+                grace_ms = grace.as_millis() as u64,
+                "draining open connections"
+            );
         }
         let drained = tokio::time::timeout(grace, self.tracker.wait_drained())
             .await

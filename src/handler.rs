@@ -70,8 +70,8 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
                 tracing::warn!(request_id = id, route, error = %err, "request failed");
             }
             trace.metrics.inspect(|m| m.upstream_error(&err));
-            if let GatewayError::Unauthorized { detail, .. } | GatewayError::Forbidden { detail, .. } =
-                &err
+            if let GatewayError::Unauthorized { detail, .. }
+            | GatewayError::Forbidden { detail, .. } = &err
             {
                 rt.metrics.auth_denied(detail);
             }

@@ -8,8 +8,8 @@ pub mod process;
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, StatusCode};
@@ -34,7 +34,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub const UNMATCHED: &str = "-";
 
 /// `method` label values; any other method counts as `OTHER` (a client cannot grow the series).
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
 
 /// `code` label values: the status class.
 const CODES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -235,7 +237,10 @@ impl Metrics {
         );
         let build_info = Family::<[(&'static str, &'static str); 2], Gauge>::default();
         build_info
-            .get_or_create(&[("version", env!("CARGO_PKG_VERSION")), ("commit", GIT_COMMIT)])
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", GIT_COMMIT),
+            ])
             .set(1);
         registry.register(
             "portico_build_info",
@@ -329,7 +334,7 @@ impl Metrics {
     }
 
     /// Replaces the certificate expiry series with `certs`: (certificate file, Unix time).
-    pub fn set_certificates<'a>(&self, certs: impl IntoIterator<Item = (String, i64)>) {
+    pub fn set_certificates(&self, certs: impl IntoIterator<Item = (String, i64)>) {
         self.cert_expiry.clear();
         for (file, not_after) in certs {
             self.cert_expiry
@@ -473,11 +478,18 @@ mod tests {
         a.record(&Method::GET, StatusCode::OK, Duration::from_millis(3));
         // A reload resolves the same series again: counts go on.
         let again = m.route("a", Some("users"));
-        again.record(&Method::POST, StatusCode::BAD_GATEWAY, Duration::from_millis(3));
+        again.record(
+            &Method::POST,
+            StatusCode::BAD_GATEWAY,
+            Duration::from_millis(3),
+        );
         let text = m.encode();
         assert!(text.contains(r#"portico_requests_total{route="a",method="GET",code="2xx"} 1"#));
         assert!(text.contains(r#"portico_requests_total{route="a",method="POST",code="5xx"} 1"#));
-        assert!(!text.contains(r#"method="PUT""#), "unused series are not exported: {text}");
+        assert!(
+            !text.contains(r#"method="PUT""#),
+            "unused series are not exported: {text}"
+        );
         assert!(text.contains(r#"portico_request_duration_seconds_count{route="a"} 2"#));
         m.retain(["b"], []);
         let text = m.encode();

@@ -25,9 +25,8 @@ pub fn activate(rt: &Runtime) {
         tracing::error!("{e}");
     }
     let certs = rt.tls.iter().flat_map(|t| &t.certificates);
-    rt.metrics.set_certificates(
-        certs.map(|c| (c.file.display().to_string(), c.meta.not_after)),
-    );
+    rt.metrics
+        .set_certificates(certs.map(|c| (c.file.display().to_string(), c.meta.not_after)));
 }
 
 use crate::config::inventory::Inventory;

@@ -8,6 +8,8 @@ pub mod compile;
 pub mod compile_policy;
 pub mod health;
 pub mod outlier;
+mod parse;
+mod served;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -33,6 +35,8 @@ use crate::metrics::Metrics;
 use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
 use health::{Checker, HealthSettings};
 use outlier::{Outcome, OutlierSettings};
+pub use parse::parse_endpoint;
+pub use served::Served;
 use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
 use transport::Transport;
 
@@ -126,16 +130,6 @@ pub struct Upstream {
     latency: Histogram,
 }
 
-/// Which endpoint a forwarded request reached and after how many attempts (for the access
-/// log): filled in by [`Upstream::forward`] even when it fails.
-#[derive(Debug, Default, Clone)]
-pub struct Served {
-    /// The last endpoint tried (`host:port`).
-    pub endpoint: Option<Authority>,
-    /// Endpoints tried, 1 unless a refused connection moved the request on.
-    pub attempts: u32,
-}
-
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
@@ -143,33 +137,6 @@ impl std::fmt::Debug for Upstream {
             .field("settings", &self.settings)
             .finish()
     }
-}
-
-/// Parses an endpoint: `host:port`, `http://host:port` or `https://host:port`.
-pub fn parse_endpoint(text: &str) -> Result<(Scheme, Authority), String> {
-    let bad = |why: &str| format!("bad address \"{text}\": {why}");
-    let (scheme, rest) = match text.split_once("://") {
-        Some(("http", rest)) => (Scheme::HTTP, rest),
-        Some(("https", rest)) => (Scheme::HTTPS, rest),
-        Some((other, _)) => {
-            return Err(bad(&format!(
-                "unsupported scheme \"{other}\" (use http or https)"
-            )));
-        }
-        None => (Scheme::HTTP, text),
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(bad("an endpoint is host:port, without a path"));
-    }
-    let authority: Authority = rest.parse().map_err(|_| bad("expected host:port"))?;
-    if authority.port_u16().is_none() {
-        return Err(bad("a port is required, e.g. \"127.0.0.1:7001\""));
-    }
-    if authority.host().is_empty() || rest.contains('@') {
-        return Err(bad("expected host:port"));
-    }
-    Ok((scheme, authority))
 }
 
 impl Upstream {
@@ -248,10 +215,8 @@ impl Upstream {
             );
             family.get_or_create_owned(&[("upstream", name.to_string())])
         });
-        let latency = metrics.map_or_else(
-            || Histogram::new([0.0; 0]),
-            |m| m.upstream_latency(&name),
-        );
+        let latency =
+            metrics.map_or_else(|| Histogram::new([0.0; 0]), |m| m.upstream_latency(&name));
         // Endpoints that left or joined change who is usable.
         board.bump();
         let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
@@ -470,7 +435,10 @@ impl Upstream {
                 });
             }
             self.report(pick.index, Outcome::ConnectFailed);
-            let request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let request_id = request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             tracing::warn!(request_id, upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
             let body = if tried.len() < n { replay.body() } else { None };
             let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {
@@ -508,19 +476,8 @@ pub fn activate(
         }
         let labels = |x: &Upstream| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
         let (before, after) = (labels(old), labels(u));
-        let added: Vec<&str> = after
-            .iter()
-            .filter(|l| !before.contains(l))
-            .map(String::as_str)
-            .collect();
-        let removed: Vec<&str> = before
-            .iter()
-            .filter(|l| !after.contains(l))
-            .map(String::as_str)
-            .collect();
-        if !added.is_empty() || !removed.is_empty() {
-            // Plain words, not Debug lists: `added=10.0.0.9:80 removed=-`.
-            let (added, removed) = (list_or_dash(&added), list_or_dash(&removed));
+        let (added, removed) = served::changes(&before, &after);
+        if added != "-" || removed != "-" {
             tracing::info!(upstream = %name, added, removed, "upstream endpoints changed");
         }
     }
@@ -584,15 +541,6 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
-}
-
-/// `a b c`, or `-` for none (log fields).
-fn list_or_dash(items: &[&str]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join(" ")
-    }
 }
 
 #[cfg(test)]

@@ -182,7 +182,12 @@ async fn config_with(extra: &str) -> (Backend, tempfile::TempDir, std::path::Pat
         )
         .route("users", "/api", "one")
         .route("down", "/down", "dead")
-        .route_with("private", "/private", "one", "auth = { provider = \"dev\" }")
+        .route_with(
+            "private",
+            "/private",
+            "one",
+            "auth = { provider = \"dev\" }",
+        )
         .toml(extra)
         .build();
     write(dir.path(), "gateway.toml", &text);
@@ -290,7 +295,11 @@ async fn access_log_file_is_reopened_on_sigusr1() {
     assert_eq!(before["path"], "/api/before");
     assert_eq!(after["path"], "/api/after");
     let old = std::fs::read_to_string(&rotated).unwrap();
-    assert_eq!(old.lines().count(), 1, "nothing more went to the rotated file: {old}");
+    assert_eq!(
+        old.lines().count(),
+        1,
+        "nothing more went to the rotated file: {old}"
+    );
     let rest = gw.stop();
     assert!(
         rest.iter()

@@ -55,10 +55,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         Some(3.0)
     );
     assert_eq!(
-        v(
-            "portico_requests_total",
-            &[("route", "-"), ("code", "4xx")]
-        ),
+        v("portico_requests_total", &[("route", "-"), ("code", "4xx")]),
         Some(1.0)
     );
     assert_eq!(

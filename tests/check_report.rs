@@ -220,9 +220,9 @@ auth = { provider = "dev" }"#,
     let (code, out, err) = run(&["check"], &path);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains(&format!(
+        err.contains(
             "gateway.toml:2:16: warning: server.admin_listen: the admin API listens on 0.0.0.0:0"
-        )),
+        ),
         "{err}"
     );
     let env_line = line_of(&text, "secret_env");

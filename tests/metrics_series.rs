@@ -19,9 +19,19 @@ async fn labelled_series_after_real_traffic() {
     let text = config()
         .admin()
         .upstream("app", &[backend.addr])
-        .provider("dev", "https://issuer.test", &["HS256"], "secret_file = \"hs.secret\"")
+        .provider(
+            "dev",
+            "https://issuer.test",
+            &["HS256"],
+            "secret_file = \"hs.secret\"",
+        )
         .route("app", "/app", "app")
-        .route_with("private", "/private", "app", "auth = { provider = \"dev\" }")
+        .route_with(
+            "private",
+            "/private",
+            "app",
+            "auth = { provider = \"dev\" }",
+        )
         .toml(
             r#"[server.tls]
 listen = "127.0.0.1:0"
@@ -75,16 +85,25 @@ certificates = [{ cert = "certs/api.pem", key = "certs/api.key" }]"#,
         Some(2.0)
     );
     assert_eq!(
-        v(req, &[("route", "app"), ("method", "POST"), ("code", "2xx")]),
+        v(
+            req,
+            &[("route", "app"), ("method", "POST"), ("code", "2xx")]
+        ),
         Some(1.0)
     );
     // A method outside the fixed set cannot grow the series: it counts as OTHER.
     assert_eq!(
-        v(req, &[("route", "app"), ("method", "OTHER"), ("code", "2xx")]),
+        v(
+            req,
+            &[("route", "app"), ("method", "OTHER"), ("code", "2xx")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        v(req, &[("route", "private"), ("method", "GET"), ("code", "4xx")]),
+        v(
+            req,
+            &[("route", "private"), ("method", "GET"), ("code", "4xx")]
+        ),
         Some(2.0)
     );
     assert_eq!(v(req, &[("route", "app"), ("method", "PUT")]), None);

@@ -39,7 +39,10 @@ async fn unchanged_contents_are_not_a_new_generation_and_sections_are_named() {
         summary.contains("settings +0 -0 ~1 (changed: limits)"),
         "{summary}"
     );
-    assert!(!summary.contains("auth_providers"), "unchanged kinds stay out: {summary}");
+    assert!(
+        !summary.contains("auth_providers"),
+        "unchanged kinds stay out: {summary}"
+    );
 
     // The same save seen again (a second event for it): still generation 2.
     assert_eq!(g.reload_by(FILE_CHANGE).unwrap().generation, 2);

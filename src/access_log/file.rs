@@ -30,7 +30,10 @@ static SINK: ArcSwapOption<Sink> = ArcSwapOption::const_empty();
 
 /// Compiles `[log] access_log_file` and `access_log_format`; the file is opened once here so
 /// `portico check` reports a path that cannot be written.
-pub fn compile(d: &mut crate::config::Diagnostics, log: &crate::config::file::LogFile) -> Option<FileSettings> {
+pub fn compile(
+    d: &mut crate::config::Diagnostics,
+    log: &crate::config::file::LogFile,
+) -> Option<FileSettings> {
     let json = match log.access_log_format.as_ref() {
         None => None,
         Some(f) => match f.get_ref().as_str() {

@@ -48,7 +48,10 @@ pub fn parse<T: DeserializeOwned>(source: &SourceFile) -> (Option<T>, Vec<Config
         let message = match did_you_mean(&name, expected.iter().map(String::as_str)) {
             Some(s) => format!("unknown field `{name}`; did you mean `{s}`?"),
             None if expected.is_empty() => format!("unknown field `{name}`"),
-            None => format!("unknown field `{name}`; expected one of {}", quoted(&expected)),
+            None => format!(
+                "unknown field `{name}`; expected one of {}",
+                quoted(&expected)
+            ),
         };
         errors.push(ConfigError {
             file: source.path.clone(),
@@ -129,7 +132,10 @@ fn push_key(path: &mut String, key: &str) {
 
 /// The candidate closest to `name` by edit distance, when close enough to be a likely typo
 /// (at most a third of the name's length, and at least one edit allowed).
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -156,13 +162,15 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }

@@ -47,7 +47,12 @@ fn bff_settings_only(source: &SourceFile) -> crate::config::file::BffSettingsFil
 /// column within a file.
 fn sorted(root: &SourceFile, mut errors: Vec<ConfigError>) -> ConfigErrors {
     errors.sort_by(|a, b| {
-        (a.file != root.path, &a.file, a.line, a.col).cmp(&(b.file != root.path, &b.file, b.line, b.col))
+        (a.file != root.path, &a.file, a.line, a.col).cmp(&(
+            b.file != root.path,
+            &b.file,
+            b.line,
+            b.col,
+        ))
     });
     errors.dedup();
     ConfigErrors(errors)

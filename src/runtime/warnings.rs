@@ -108,7 +108,11 @@ pub fn collect(inputs: &Inputs<'_>) -> Vec<ConfigError> {
 /// `/api/*` → `/api`, `/*` → `/`.
 fn literal_star_fix(prefix: &str) -> String {
     let cut = prefix.split('*').next().unwrap_or("").trim_end_matches('/');
-    if cut.is_empty() { "/".into() } else { cut.into() }
+    if cut.is_empty() {
+        "/".into()
+    } else {
+        cut.into()
+    }
 }
 
 fn shadowed_routes(d: &mut Diagnostics<'_>, file: &GatewayFile, table: &RouteTable) {

@@ -9,9 +9,9 @@ use toml::Spanned;
 use crate::config::Diagnostics;
 use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
+use crate::config::shape::suggestion;
 use crate::filter::auth::AuthRule;
 use crate::filter::auth::claims::ClaimPath;
-use crate::config::shape::suggestion;
 use crate::filter::auth::provider::Provider;
 
 /// Compiles a route's or BFF profile's `auth = {...}` against the compiled providers.
