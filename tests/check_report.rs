@@ -239,3 +239,39 @@ auth = { provider = "dev" }"#,
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap() + 1
 }
+
+#[test]
+fn certificate_expiring_within_14_days_is_a_warning() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["api.test".to_string()]).unwrap();
+    let days = unix_now().div_euclid(86_400);
+    let (y, m, d) = portico::config::units::civil_from_days(days + 5);
+    params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    params.not_after = rcgen::date_time_ymd(y as i32, m as u8, d as u8);
+    let cert = params.self_signed(&key).unwrap();
+    let text = config()
+        .admin_unset()
+        .upstream("app", &["127.0.0.1:9"])
+        .route("a", "/a", "app")
+        .toml(
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{ cert = \"soon.pem\", key = \"soon.key\" }]",
+        )
+        .build();
+    let (_dir, path) = folder(&[
+        ("gateway.toml", &text),
+        ("soon.pem", &cert.pem()),
+        ("soon.key", &key.serialize_pem()),
+    ]);
+    let (code, out, err) = run(&["check"], &path);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = line_of(&text, "soon.pem");
+    let want =
+        format!("gateway.toml:{line}:26: warning: server.tls.certificates[0].cert: certificate");
+    assert!(err.contains(&want), "{want} in {err}");
+    assert!(
+        err.contains("expires in 4 days") || err.contains("expires in 5 days"),
+        "{err}"
+    );
+    let (code, _, _) = run(&["check", "--strict"], &path);
+    assert_eq!(code, 1);
+}
