@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::StatusCode;
+use http::{Method, StatusCode};
 
 // The tests' gateway.toml builder.
 #[allow(dead_code)]
@@ -47,6 +47,7 @@ fn record(c: &mut Criterion) {
         b.iter(|| {
             let _in_flight = m.in_flight();
             route.record(
+                black_box(&Method::GET),
                 black_box(StatusCode::OK),
                 black_box(Duration::from_micros(180)),
             );

@@ -6,9 +6,14 @@
 //! of the other log lines:
 //!
 //! ```text
-//! 2026-11-26T02:21:00.123456Z  INFO access: method=GET path="/api/users/7" route="users" status=200 upstream="users" duration_us=812 request_id="..." peer=127.0.0.1:50412
+//! 2026-11-26T02:21:00.123456Z  INFO access: method=GET path="/api/users/7" version=HTTP/1.1 route="users" status=200 upstream="users" endpoint=10.0.0.7:8080 attempts=1 bytes_in=- bytes_out=512 duration_us=812 request_id="..." peer=127.0.0.1:50412 user_agent="curl/8.5.0" flags=-
 //! {"timestamp":"2026-11-26T02:21:00.123456Z","level":"INFO","target":"access","method":"GET",...}
 //! ```
+//!
+//! Besides stderr, lines can go to a file (`[log] access_log_file`), in its own format, reopened
+//! on SIGUSR1 so logrotate can move it away.
+
+pub mod file;
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -38,18 +43,32 @@ pub struct Entry<'a> {
     pub method: &'a str,
     /// Request path (no query).
     pub path: &'a str,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub version: &'static str,
     /// Route id, `-` when none matched.
     pub route: &'a str,
     /// Response status.
     pub status: u16,
-    /// Upstream name, `-` when none.
+    /// Upstream name, `-` when none was chosen (no route, or refused before forwarding).
     pub upstream: &'a str,
+    /// The endpoint the request reached last (`host:port`), `-` when none.
+    pub endpoint: &'a str,
+    /// Endpoints tried (more than 1 when a refused connection moved the request on).
+    pub attempts: u32,
+    /// Request body size when declared (`Content-Length`).
+    pub bytes_in: Option<u64>,
+    /// Response body size when known up front (`Content-Length`).
+    pub bytes_out: Option<u64>,
     /// Time from request head to response head.
     pub duration_us: u64,
     /// The request id sent both ways.
     pub request_id: &'a str,
     /// The client.
     pub peer: SocketAddr,
+    /// The client's `User-Agent`, if any.
+    pub user_agent: Option<&'a str>,
+    /// Why the answer is not the upstream's (see [`flag`]), if so.
+    pub flags: Option<&'static str>,
     /// The fault injected into this request (`delay`, `abort`, `delay+abort`), if any: logged as
     /// a last `fault=` field only then.
     pub fault: Option<&'a str>,
@@ -62,7 +81,47 @@ thread_local! {
     static BUF: RefCell<(Vec<u8>, u64, [u8; 19])> = const { RefCell::new((Vec::new(), u64::MAX, [0; 19])) };
 }
 
-/// Writes one access line to stderr (one `write` call, so lines from threads never interleave).
+/// `HTTP/1.1` and the like for a request's version.
+pub fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The `flags` word of an answer the gateway made instead of the upstream (like Envoy's
+/// response flags, spelt out).
+pub fn flag(err: &crate::error::GatewayError) -> &'static str {
+    use crate::error::GatewayError as E;
+    match err {
+        E::NoRoute => "no_route",
+        E::MethodNotAllowed { .. } => "method_not_allowed",
+        E::BadRequest(_) | E::ClientBody { .. } => "bad_request",
+        E::PayloadTooLarge { .. } => "payload_too_large",
+        E::UpstreamUnreachable { .. } => "upstream_connect_failure",
+        E::NoHealthyUpstream { .. } => "no_healthy_upstream",
+        E::UpstreamTimeout { .. } => "upstream_timeout",
+        E::UpstreamProtocol { .. } => "upstream_protocol_error",
+        E::ClientCertRequired | E::Unauthorized { .. } | E::Forbidden { .. } => "auth_denied",
+        E::RateLimited { .. } => "rate_limited",
+        E::RateLimitUnavailable { .. } => "rate_limit_store_unavailable",
+        E::FaultInjected { .. } => "fault_injected",
+        E::ShuttingDown => "shutting_down",
+        E::ScriptError { .. } => "script_error",
+        E::IpDenied { .. } => "ip_denied",
+        E::CorsRejected { .. } => "cors_rejected",
+        E::BffUnknownClient
+        | E::BffPartFailed { .. }
+        | E::BffPartTimeout { .. }
+        | E::BffMissingInput { .. } => "bff_error",
+    }
+}
+
+/// Writes one access line to stderr and to the access-log file, if any (one `write` call
+/// each, so lines from threads never interleave).
 pub fn write(entry: &Entry<'_>) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -76,15 +135,18 @@ pub fn write(entry: &Entry<'_>) {
             *cached_sec = now.as_secs();
             *stamp = date_time(now.as_secs());
         }
+        let json = JSON.load(Ordering::Relaxed);
         buf.clear();
-        format_line(
-            buf,
-            stamp,
-            now.subsec_micros(),
-            entry,
-            JSON.load(Ordering::Relaxed),
-        );
+        format_line(buf, stamp, now.subsec_micros(), entry, json);
         let _ = std::io::stderr().lock().write_all(buf);
+        file::with(|sink| {
+            let wanted = sink.json.unwrap_or(json);
+            if wanted != json {
+                buf.clear();
+                format_line(buf, stamp, now.subsec_micros(), entry, wanted);
+            }
+            sink.write(buf);
+        });
     });
 }
 
@@ -106,12 +168,22 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         json_str(buf, e.method);
         buf.extend_from_slice(b",\"path\":");
         json_str(buf, e.path);
-        buf.extend_from_slice(b",\"route\":");
+        buf.extend_from_slice(b",\"version\":\"");
+        buf.extend_from_slice(e.version.as_bytes());
+        buf.extend_from_slice(b"\",\"route\":");
         json_str(buf, e.route);
         buf.extend_from_slice(b",\"status\":");
         number(buf, u64::from(e.status));
         buf.extend_from_slice(b",\"upstream\":");
         json_str(buf, e.upstream);
+        buf.extend_from_slice(b",\"endpoint\":");
+        json_str(buf, e.endpoint);
+        buf.extend_from_slice(b",\"attempts\":");
+        number(buf, u64::from(e.attempts));
+        buf.extend_from_slice(b",\"bytes_in\":");
+        json_number_or_null(buf, e.bytes_in);
+        buf.extend_from_slice(b",\"bytes_out\":");
+        json_number_or_null(buf, e.bytes_out);
         buf.extend_from_slice(b",\"duration_us\":");
         number(buf, e.duration_us);
         buf.extend_from_slice(b",\"request_id\":");
@@ -119,6 +191,16 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         buf.extend_from_slice(b",\"peer\":\"");
         let _ = write!(buf, "{}", e.peer);
         buf.push(b'"');
+        buf.extend_from_slice(b",\"user_agent\":");
+        match e.user_agent {
+            Some(ua) => json_str(buf, ua),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"flags\":");
+        match e.flags {
+            Some(f) => json_str(buf, f),
+            None => buf.extend_from_slice(b"null"),
+        }
         if let Some(fault) = e.fault {
             buf.extend_from_slice(b",\"fault\":");
             json_str(buf, fault);
@@ -134,18 +216,32 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
         quoted(buf, e.method, false);
         buf.extend_from_slice(b" path=");
         quoted(buf, e.path, true);
+        buf.extend_from_slice(b" version=");
+        buf.extend_from_slice(e.version.as_bytes());
         buf.extend_from_slice(b" route=");
         quoted(buf, e.route, true);
         buf.extend_from_slice(b" status=");
         number(buf, u64::from(e.status));
         buf.extend_from_slice(b" upstream=");
         quoted(buf, e.upstream, true);
+        buf.extend_from_slice(b" endpoint=");
+        quoted(buf, e.endpoint, false);
+        buf.extend_from_slice(b" attempts=");
+        number(buf, u64::from(e.attempts));
+        buf.extend_from_slice(b" bytes_in=");
+        number_or_dash(buf, e.bytes_in);
+        buf.extend_from_slice(b" bytes_out=");
+        number_or_dash(buf, e.bytes_out);
         buf.extend_from_slice(b" duration_us=");
         number(buf, e.duration_us);
         buf.extend_from_slice(b" request_id=");
         quoted(buf, e.request_id, true);
         buf.extend_from_slice(b" peer=");
         let _ = write!(buf, "{}", e.peer);
+        buf.extend_from_slice(b" user_agent=");
+        quoted(buf, e.user_agent.unwrap_or("-"), true);
+        buf.extend_from_slice(b" flags=");
+        buf.extend_from_slice(e.flags.unwrap_or("-").as_bytes());
         if let Some(fault) = e.fault {
             buf.extend_from_slice(b" fault=");
             quoted(buf, fault, false);
@@ -155,6 +251,20 @@ fn format_line(buf: &mut Vec<u8>, stamp: &[u8; 19], micros: u32, e: &Entry<'_>, 
             buf.extend_from_slice(id.as_bytes());
         }
         buf.push(b'\n');
+    }
+}
+
+fn number_or_dash(buf: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => number(buf, n),
+        None => buf.push(b'-'),
+    }
+}
+
+fn json_number_or_null(buf: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => number(buf, n),
+        None => buf.extend_from_slice(b"null"),
     }
 }
 
@@ -242,12 +352,19 @@ mod tests {
         Entry {
             method: "GET",
             path,
+            version: "HTTP/1.1",
             route: "users",
             status: 200,
             upstream: "-",
+            endpoint: "-",
+            attempts: 0,
+            bytes_in: None,
+            bytes_out: Some(12),
             duration_us: 812,
             request_id: "abc-1",
             peer: "127.0.0.1:50412".parse().unwrap(),
+            user_agent: Some("curl/8"),
+            flags: Some("auth_denied"),
             fault: None,
             trace_id: None,
         }
@@ -268,8 +385,9 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "1970-01-01T00:00:00.000042Z  INFO access: method=GET path=\"/api/users/7\" \
-             route=\"users\" status=200 upstream=\"-\" duration_us=812 request_id=\"abc-1\" \
-             peer=127.0.0.1:50412\n"
+             version=HTTP/1.1 route=\"users\" status=200 upstream=\"-\" endpoint=- attempts=0 \
+             bytes_in=- bytes_out=12 duration_us=812 request_id=\"abc-1\" \
+             peer=127.0.0.1:50412 user_agent=\"curl/8\" flags=auth_denied\n"
         );
     }
 

@@ -67,6 +67,7 @@ impl Running {
     pub async fn start_with(path: PathBuf, runtime: Runtime) -> Result<Running, StartError> {
         let listen = runtime.server.listen;
         let admin_listen = runtime.server.admin_listen;
+        runtime::activate(&runtime);
         let gateway = Gateway::new(path, runtime);
         let (http, http_addr) = bind(listen).await?;
         let https = bind_tls(&gateway).await?;
@@ -158,7 +159,11 @@ impl Running {
         let grace = self.gateway.runtime().server.shutdown_grace;
         let open = self.tracker.count();
         if open > 0 {
-            tracing::info!(connections = open, ?grace, "draining open connections");
+            tracing::info!(
+                connections = open,
+                grace_ms = grace.as_millis() as u64,
+                "draining open connections"
+            );
         }
         let drained = tokio::time::timeout(grace, self.tracker.wait_drained())
             .await
@@ -191,6 +196,11 @@ async fn bind_tls(gateway: &Gateway) -> Result<Option<(TcpListener, SocketAddr)>
             "serving certificate"
         );
     }
-    tracing::info!(https_addr = %bound, client_auth = ?tls.client_auth, "listening (HTTPS: h2 and HTTP/1.1)");
+    let client_auth = match tls.client_auth {
+        crate::tls::ClientAuth::Off => "off",
+        crate::tls::ClientAuth::Optional => "optional",
+        crate::tls::ClientAuth::Required => "required",
+    };
+    tracing::info!(https_addr = %bound, client_auth, "listening (HTTPS: h2 and HTTP/1.1)");
     Ok(Some((listener, bound)))
 }

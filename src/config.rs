@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod file;
 pub mod inventory;
+pub mod shape;
 pub mod units;
 
 use std::path::{Path, PathBuf};

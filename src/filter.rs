@@ -81,6 +81,11 @@ pub struct GuardContext<'a> {
     pub policies: &'a BTreeMap<Arc<str>, Arc<Policy>>,
     /// IP lists and CORS policies by name.
     pub edge: &'a edge::EdgePolicies,
+    /// Every provider name in the config, compiled or not: a use of one that failed is not
+    /// reported again (its definition's error already was).
+    pub declared_providers: &'a [&'a str],
+    /// Every rate-limit policy name in the config, compiled or not.
+    pub declared_policies: &'a [&'a str],
 }
 
 /// The guard keys of a route, BFF profile or endpoint, as written.
@@ -114,14 +119,14 @@ pub fn compile_guards(
     } = refs;
     let ip_list = ctx.edge.ip_list(d, ip_list, &format!("{key}.ip_list"));
     let cors = ctx.edge.cors(d, cors, &format!("{key}.cors"));
-    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx.auth));
+    let auth = auth.and_then(|a| auth::compile_rule(d, &format!("{key}.auth"), a, ctx));
     let rate_limits = rate_limit
         .map(|r| {
             rate_limit::compile::compile_refs(
                 d,
                 &format!("{key}.rate_limit"),
                 r,
-                ctx.policies,
+                ctx,
                 auth.is_some(),
             )
         })

@@ -52,6 +52,10 @@ pub struct Reloaded {
     pub took: Duration,
 }
 
+/// The trigger name of reloads the file watcher starts; such a reload of unchanged contents
+/// is not a new generation.
+pub const FILE_CHANGE: &str = "file change";
+
 impl Gateway {
     /// Wraps a compiled runtime.
     pub fn new(config_path: PathBuf, runtime: Runtime) -> Arc<Gateway> {
@@ -148,6 +152,22 @@ impl Gateway {
                 return Err(errors);
             }
         };
+        if trigger == FILE_CHANGE && next.version == current.version {
+            // Editors write a save in several steps (and some touch files without changing
+            // them): one content version is one generation, however many events it caused.
+            tracing::debug!(trigger, version = %next.version, "config unchanged; not swapped");
+            self.status.send_modify(|s| {
+                s.attempts += 1;
+                s.at = SystemTime::now();
+                s.errors = None;
+            });
+            return Ok(Reloaded {
+                runtime: current,
+                generation: self.generation(),
+                summary: ReloadSummary::default(),
+                took,
+            });
+        }
         self.runtime.store(next.clone());
         crate::upstream::activate(Some(&current.upstreams), &next.upstreams);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -167,6 +187,7 @@ impl Gateway {
             next.version,
             took.as_secs_f64() * 1e3
         );
+        runtime::activate(&next);
         self.status.send_modify(|s| {
             s.attempts += 1;
             s.generation = generation;

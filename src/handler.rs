@@ -30,6 +30,7 @@ use crate::script;
 #[derive(Default)]
 struct Trace<'a> {
     route: Option<Arc<str>>,
+    /// Set once an upstream is chosen (after the guards): a denied request logs `-`.
     upstream: Option<Arc<str>>,
     metrics: Option<&'a RouteMetrics>,
     fault: Option<&'static str>,
@@ -40,6 +41,17 @@ struct Trace<'a> {
     cors: Option<(&'a Cors, Option<HeaderValue>)>,
     /// The guards verified a credential (for the trace; the credential itself is never kept).
     authenticated: bool,
+    /// The endpoint reached and the attempts it took.
+    served: crate::upstream::Served,
+}
+
+/// What the access log needs of the request, copied only when access logging is on.
+struct Logged {
+    method: http::Method,
+    path: String,
+    version: Version,
+    user_agent: Option<HeaderValue>,
+    bytes_in: Option<u64>,
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
@@ -47,8 +59,14 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
     let start = Instant::now();
     let _in_flight = rt.metrics.in_flight();
     let request_id = headers::request_id(req.headers());
-    let logged = (rt.access_log && crate::access_log::enabled())
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let logged = (rt.access_log && crate::access_log::enabled()).then(|| Logged {
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        version: req.version(),
+        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+        bytes_in: content_length(&req),
+    });
+    let method = req.method().clone();
     let mut trace = Trace::default();
     // The coding is chosen from the request's head before the request moves on.
     let coding = rt
@@ -75,16 +93,25 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         None => proxy(&rt, conn, &request_id, &mut trace, req).await,
     };
     let mut error_slug = None;
+    let mut flag = None;
     let mut resp = match outcome {
         Ok(resp) => resp,
         Err(err) => {
             if err.status().is_server_error() {
-                tracing::warn!(request_id = ?request_id, route = ?trace.route, error = %err, "request failed");
+                let id = request_id.to_str().unwrap_or("-");
+                let route = trace.route.as_deref().unwrap_or("-");
+                tracing::warn!(request_id = id, route, error = %err, "request failed");
             }
             trace.metrics.inspect(|m| m.upstream_error(&err));
             if span_head.is_some() {
                 error_slug = Some(spans::slug(&err));
             }
+            if let GatewayError::Unauthorized { detail, .. }
+            | GatewayError::Forbidden { detail, .. } = &err
+            {
+                rt.metrics.auth_denied(detail);
+            }
+            flag = Some(crate::access_log::flag(&err));
             err.into_response(request_id.to_str().unwrap_or(""))
         }
     };
@@ -106,24 +133,43 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         resp = c.apply(coding, resp);
     }
     let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
-    route_metrics.record(resp.status(), start.elapsed());
+    route_metrics.record(&method, resp.status(), start.elapsed());
     crate::tls::add_hsts(rt.tls.as_ref(), conn, resp.headers_mut());
 
-    if let Some((method, path)) = logged {
+    if let Some(l) = logged {
+        let partial = resp.headers().contains_key(&bff::PARTIAL_HEADER);
+        let endpoint = trace.served.endpoint.as_ref().map(|a| a.as_str());
         crate::access_log::write(&crate::access_log::Entry {
-            method: method.as_str(),
-            path: &path,
+            method: l.method.as_str(),
+            path: &l.path,
+            version: crate::access_log::version(l.version),
             route: trace.route.as_deref().unwrap_or("-"),
             status: resp.status().as_u16(),
             upstream: trace.upstream.as_deref().unwrap_or("-"),
+            endpoint: endpoint.unwrap_or("-"),
+            attempts: trace.served.attempts,
+            bytes_in: l.bytes_in,
+            bytes_out: response_length(&resp),
             duration_us: start.elapsed().as_micros() as u64,
             request_id: request_id.to_str().unwrap_or(""),
             peer: conn.peer,
+            user_agent: l.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            flags: flag.or(partial.then_some("bff_partial")),
             fault: trace.fault,
             trace_id: trace_id.as_deref(),
         });
     }
     resp
+}
+
+/// The response body's size when known up front (`Content-Length`).
+fn response_length(resp: &Response<Body>) -> Option<u64> {
+    resp.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// What a request was routed to.
@@ -198,7 +244,6 @@ async fn proxy<'a>(
         }
         Target::Route(r) => {
             trace.route = Some(r.id.clone());
-            trace.upstream = r.upstream().map(|u| u.name.clone());
             trace.uncompressed = !r.compress;
             trace.metrics = Some(&r.metrics);
             &r.guards
@@ -325,14 +370,16 @@ async fn proxy<'a>(
             } else {
                 (RequestBody::stream(body, limit), None)
             };
-            upstream
+            let sent = upstream
                 .forward(
                     Request::from_parts(parts, body),
                     reclaim,
                     dispatch.timeout,
                     key,
+                    &mut trace.served,
                 )
-                .await?
+                .await;
+            sent?
         }
     };
 

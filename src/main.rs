@@ -43,6 +43,9 @@ enum Command {
         /// Path to gateway.toml.
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
+        /// Exit 1 when there are warnings too (a route that never matches, an unset secret…).
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the compiled route table.
     Routes {
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Routes { config } => routes(&config),
         Command::Run { config } => serve(&config, None),
         Command::Demo { config, latency } => {
@@ -177,9 +180,12 @@ fn token(
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, strict: bool) -> ExitCode {
     match portico::runtime::load(path, None) {
         Ok(rt) => {
+            for w in &rt.warnings {
+                eprintln!("{}", w.warning());
+            }
             println!(
                 "{}: ok ({} routes, {} upstreams); {} BFF profiles",
                 path.display(),
@@ -190,7 +196,16 @@ fn check(path: &Path) -> ExitCode {
             if let Some(tls) = &rt.tls {
                 print!("{}", portico::tls::describe(tls));
             }
-            ExitCode::SUCCESS
+            if rt.warnings.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} warning(s)", rt.warnings.len());
+                if strict {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
         }
         Err(errors) => {
             eprintln!("{errors}");

@@ -4,13 +4,15 @@
 //! Other subsystems add their own families with [`Metrics::family`], which registers a family
 //! once per gateway and hands back the same (cheaply cloned) handle on every later reload.
 
+pub mod process;
+
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,11 +36,24 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Route label of requests that matched no route.
 pub const UNMATCHED: &str = "-";
 
+/// `method` label values; any other method counts as `OTHER` (a client cannot grow the series).
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+
+/// `code` label values: the status class.
+const CODES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The commit the binary was built from (`build.rs`), `unknown` outside a git checkout.
+pub const GIT_COMMIT: &str = env!("PORTICO_GIT_COMMIT");
+
 /// Upstream failure kinds, the `kind` label of `portico_upstream_errors_total`.
 const ERROR_KINDS: [&str; 3] = ["connect", "timeout", "protocol"];
 
 type Labels<const N: usize> = [(&'static str, String); N];
 type HistogramFamily = Family<Labels<1>, Histogram, fn() -> Histogram>;
+/// Labels whose values are fixed words: looking a series up allocates nothing.
+type StaticLabels = [(&'static str, &'static str); 1];
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
@@ -48,9 +63,12 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Mutex<Registry>,
     families: Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>,
-    requests: Family<Labels<2>, Counter>,
+    requests: Family<Labels<3>, Counter>,
     latency: HistogramFamily,
     upstream_errors: Family<Labels<2>, Counter>,
+    upstream_latency: HistogramFamily,
+    auth_denied: Family<StaticLabels, Counter>,
+    cert_expiry: Family<Labels<1>, Gauge<f64, AtomicU64>>,
     in_flight: Gauge,
     reload_success: Counter,
     reload_failure: Counter,
@@ -78,17 +96,66 @@ impl std::fmt::Debug for Metrics {
 /// Handles of one route's series, held by the route: recording costs a few atomic adds.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
-    by_class: [Counter; 5],
+    requests: Arc<RequestCounters>,
     latency: Histogram,
     upstream_errors: [Counter; 3],
     window: Arc<Window>,
+}
+
+/// A route's request counters by method and status class. A series is looked up in the
+/// family the first time its method and class occur (so unused ones are not exported), then
+/// kept: later requests only bump an atomic.
+#[derive(Debug)]
+struct RequestCounters {
+    family: Option<Family<Labels<3>, Counter>>,
+    route: String,
+    cells: [[OnceLock<Counter>; CODES.len()]; METHODS.len()],
+}
+
+impl RequestCounters {
+    fn new(family: Option<Family<Labels<3>, Counter>>, route: &str) -> Self {
+        RequestCounters {
+            family,
+            route: route.to_owned(),
+            cells: Default::default(),
+        }
+    }
+
+    fn get(&self, method: usize, code: usize) -> &Counter {
+        self.cells[method][code].get_or_init(|| match &self.family {
+            Some(f) => f.get_or_create_owned(&request_labels(&self.route, method, code)),
+            None => Counter::default(),
+        })
+    }
+}
+
+fn request_labels(route: &str, method: usize, code: usize) -> Labels<3> {
+    [
+        ("route", route.to_owned()),
+        ("method", METHODS[method].to_owned()),
+        ("code", CODES[code].to_owned()),
+    ]
+}
+
+/// Index of a method in [`METHODS`].
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
 }
 
 impl Default for RouteMetrics {
     /// Handles registered nowhere: for routes compiled outside a gateway (and in unit tests).
     fn default() -> Self {
         RouteMetrics {
-            by_class: Default::default(),
+            requests: Arc::new(RequestCounters::new(None, UNMATCHED)),
             latency: latency_histogram(),
             upstream_errors: Default::default(),
             window: Default::default(),
@@ -99,11 +166,11 @@ impl Default for RouteMetrics {
 impl RouteMetrics {
     /// Counts one answered request and the time to its response head.
     #[inline]
-    pub fn record(&self, status: StatusCode, elapsed: Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
+    pub fn record(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+        let code = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.requests.get(method_index(method), code).inc();
         self.latency.observe(elapsed.as_secs_f64());
-        self.window.record(class == 4, elapsed);
+        self.window.record(code == 4, elapsed);
     }
 
     /// The last minute of this route's traffic.
@@ -143,10 +210,10 @@ impl Metrics {
     /// A fresh registry with Portico's built-in families.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<Labels<2>, Counter>::default();
+        let requests = Family::<Labels<3>, Counter>::default();
         registry.register(
             "portico_requests",
-            "Requests answered, by route and status class",
+            "Requests answered, by route, method and status class (code)",
             requests.clone(),
         );
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -162,6 +229,38 @@ impl Metrics {
             "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol)",
             upstream_errors.clone(),
         );
+        let upstream_latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "portico_upstream_response_duration",
+            "Time from sending a request upstream to its response head, by upstream",
+            Unit::Seconds,
+            upstream_latency.clone(),
+        );
+        let auth_denied = Family::<StaticLabels, Counter>::default();
+        registry.register(
+            "portico_auth_denied",
+            "Requests refused by auth (401 and 403), by reason",
+            auth_denied.clone(),
+        );
+        let cert_expiry = Family::<Labels<1>, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "portico_tls_certificate_expiry_timestamp_seconds",
+            "End of validity of each served certificate (Unix time), by certificate file",
+            cert_expiry.clone(),
+        );
+        let build_info = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build_info
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", GIT_COMMIT),
+            ])
+            .set(1);
+        registry.register(
+            "portico_build_info",
+            "Always 1; the labels name the running build",
+            build_info,
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
         let in_flight = Gauge::default();
         registry.register(
             "portico_requests_in_flight",
@@ -196,6 +295,9 @@ impl Metrics {
             requests,
             latency,
             upstream_errors,
+            upstream_latency,
+            auth_denied,
+            cert_expiry,
             in_flight,
             reload_success,
             reload_failure,
@@ -213,11 +315,7 @@ impl Metrics {
     /// `upstream` names the upstream whose failures the route records (`None`: no upstream).
     /// BFF endpoints can use this too, with their own id.
     pub fn route(&self, id: &str, upstream: Option<&str>) -> RouteMetrics {
-        let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-        let by_class = classes.map(|c| {
-            self.requests
-                .get_or_create_owned(&[("route", id.to_owned()), ("class", c.to_owned())])
-        });
+        let requests = Arc::new(RequestCounters::new(Some(self.requests.clone()), id));
         let latency = self
             .latency
             .get_or_create_owned(&[("route", id.to_owned())]);
@@ -235,10 +333,32 @@ impl Metrics {
             .or_default()
             .clone();
         RouteMetrics {
-            by_class,
+            requests,
             latency,
             upstream_errors,
             window,
+        }
+    }
+
+    /// The histogram of an upstream's time to response head (shared across reloads).
+    pub fn upstream_latency(&self, upstream: &str) -> Histogram {
+        lock(&self.known).upstreams.insert(upstream.to_owned());
+        self.upstream_latency
+            .get_or_create_owned(&[("upstream", upstream.to_owned())])
+    }
+
+    /// Counts a request refused by auth; `reason` is the refusal's short fixed text.
+    pub fn auth_denied(&self, reason: &'static str) {
+        self.auth_denied.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Replaces the certificate expiry series with `certs`: (certificate file, Unix time).
+    pub fn set_certificates(&self, certs: impl IntoIterator<Item = (String, i64)>) {
+        self.cert_expiry.clear();
+        for (file, not_after) in certs {
+            self.cert_expiry
+                .get_or_create(&[("certificate", file)])
+                .set(not_after as f64);
         }
     }
 
@@ -300,9 +420,10 @@ impl Metrics {
             if routes.contains(r.as_str()) {
                 return true;
             }
-            for c in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
-                self.requests
-                    .remove(&[("route", r.clone()), ("class", c.to_owned())]);
+            for method in 0..METHODS.len() {
+                for code in 0..CODES.len() {
+                    self.requests.remove(&request_labels(r, method, code));
+                }
             }
             self.latency.remove(&[("route", r.clone())]);
             false
@@ -315,6 +436,7 @@ impl Metrics {
                 self.upstream_errors
                     .remove(&[("upstream", u.clone()), ("kind", k.to_owned())]);
             }
+            self.upstream_latency.remove(&[("upstream", u.clone())]);
             false
         });
     }
@@ -373,13 +495,21 @@ mod tests {
     fn route_series_survive_recompile_and_go_when_removed() {
         let m = Metrics::new();
         let a = m.route("a", Some("users"));
-        a.record(StatusCode::OK, Duration::from_millis(3));
+        a.record(&Method::GET, StatusCode::OK, Duration::from_millis(3));
         // A reload resolves the same series again: counts go on.
         let again = m.route("a", Some("users"));
-        again.record(StatusCode::BAD_GATEWAY, Duration::from_millis(3));
+        again.record(
+            &Method::POST,
+            StatusCode::BAD_GATEWAY,
+            Duration::from_millis(3),
+        );
         let text = m.encode();
-        assert!(text.contains(r#"portico_requests_total{route="a",class="2xx"} 1"#));
-        assert!(text.contains(r#"portico_requests_total{route="a",class="5xx"} 1"#));
+        assert!(text.contains(r#"portico_requests_total{route="a",method="GET",code="2xx"} 1"#));
+        assert!(text.contains(r#"portico_requests_total{route="a",method="POST",code="5xx"} 1"#));
+        assert!(
+            !text.contains(r#"method="PUT""#),
+            "unused series are not exported: {text}"
+        );
         assert!(text.contains(r#"portico_request_duration_seconds_count{route="a"} 2"#));
         m.retain(["b"], []);
         let text = m.encode();

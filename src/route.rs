@@ -16,6 +16,7 @@ pub mod compile;
 pub mod conditions;
 pub mod fault;
 pub mod mirror;
+pub mod shadow;
 pub mod split;
 pub mod traffic;
 pub mod upgrades;
@@ -398,8 +399,10 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// The compiled route table as text, one route per line, for `portico routes`.
 pub fn describe(table: &RouteTable) -> String {
-    let mut out = String::from("ID\tHOST\tPATH\tMETHODS\tUPSTREAM\tREWRITE\n");
-    for r in table.routes() {
+    let mut out = String::from(LEGEND);
+    out.push_str("ID\tHOST\tPATH\tMETHODS\tUPSTREAM\tREWRITE\tAUTH\tRATE_LIMIT\tTIMEOUT\tNOTE\n");
+    let shadowed = shadow::shadowed(table.routes());
+    for (i, r) in table.routes().iter().enumerate() {
         let host = match &r.host {
             HostPattern::Any => "*".to_string(),
             HostPattern::Exact(h) => h.to_string(),
@@ -438,15 +441,46 @@ pub fn describe(table: &RouteTable) -> String {
                 (upstream, rewrite)
             }
         };
+        let auth = r.guards.auth.as_ref().map_or("-".to_string(), |a| {
+            let providers: Vec<&str> = a.providers.iter().map(|p| &*p.name).collect();
+            let mut s = providers.join(",");
+            if !a.scopes.is_empty() {
+                s.push_str(" scopes=");
+                s.push_str(&a.scopes.join(","));
+            }
+            s
+        });
+        let limits = if r.guards.rate_limits.is_empty() {
+            "-".to_string()
+        } else {
+            let names: Vec<&str> = r.guards.rate_limits.iter().map(|p| &*p.name).collect();
+            names.join(",")
+        };
+        let timeout = r.proxy().map_or("-".to_string(), |p| {
+            crate::config::units::format_duration(p.timeout)
+        });
+        let note = match shadowed.iter().find(|(later, _)| *later == i) {
+            Some((_, by)) => format!("never matches (after {})", table.routes()[*by].id),
+            None => "-".to_string(),
+        };
         let _ = writeln!(
             out,
-            "{}\t{host}\t{path}\t{methods}\t{upstream}\t{}",
+            "{}\t{host}\t{path}\t{methods}\t{upstream}\t{}\t{auth}\t{limits}\t{timeout}\t{note}",
             r.id,
             if rewrite.is_empty() { "-" } else { &rewrite }
         );
     }
     out
 }
+
+/// What the columns of `portico routes` mean.
+const LEGEND: &str = "\
+# HOST: * any host | PATH: `= /p` exact, `/p/*` the prefix and everything under it
+# METHODS: * all | UPSTREAM: name, `name:weight,...` for a split, `(redirect 308)`/`(respond 200)`
+# REWRITE: `-/strip` strip_prefix, `+/new` rewrite_prefix | AUTH: providers and required scopes
+# RATE_LIMIT: policies, all must admit | TIMEOUT: time to the upstream's response head
+# NOTE: `never matches` when an earlier route takes every request this one would
+";
 
 /// How `portico routes` shows a route the gateway answers itself.
 fn answer_label(a: &answer::Answer) -> String {

@@ -11,8 +11,23 @@ use std::time::{Duration, SystemTime};
 pub mod lifecycle;
 mod load;
 mod server;
+pub mod warnings;
 
 pub use load::load;
+
+/// Puts a runtime's process-wide settings in force (at start and after every reload): logs its
+/// config warnings, opens the access-log file, publishes certificate expiry.
+pub fn activate(rt: &Runtime) {
+    for w in &rt.warnings {
+        tracing::warn!(target: "config", "{}", w.warning());
+    }
+    if let Err(e) = crate::access_log::file::activate(rt.access_log_file.as_ref()) {
+        tracing::error!("{e}");
+    }
+    let certs = rt.tls.iter().flat_map(|t| &t.certificates);
+    rt.metrics
+        .set_certificates(certs.map(|c| (c.file.display().to_string(), c.meta.not_after)));
+}
 
 use crate::config::inventory::Inventory;
 use crate::metrics::Metrics;
@@ -37,6 +52,8 @@ pub struct Runtime {
     pub limits: Limits,
     /// Whether to write one access-log line per request.
     pub access_log: bool,
+    /// `[log] access_log_file`: the file sink for access lines, if any.
+    pub access_log_file: Option<crate::access_log::file::FileSettings>,
     /// Compiled route table.
     pub routes: RouteTable,
     /// Upstream clusters by name.
@@ -63,6 +80,8 @@ pub struct Runtime {
     pub admin_ip_list: Option<Arc<crate::filter::ip_list::IpList>>,
     /// `[tracing]`: trace context and span export (`None`: no tracing work at all).
     pub tracing: Option<Arc<crate::trace::Tracer>>,
+    /// Config warnings (file:line:col), printed by `check` and logged at load.
+    pub warnings: Vec<crate::config::ConfigError>,
 }
 
 impl Runtime {

@@ -9,6 +9,8 @@ pub mod compile_policy;
 pub mod health;
 pub mod outlier;
 mod spans;
+mod parse;
+mod served;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -25,6 +27,7 @@ use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant as Deadline;
 
 use crate::body::{Reclaim, RequestBody};
@@ -33,6 +36,8 @@ use crate::metrics::Metrics;
 use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
 use health::{Checker, HealthSettings};
 use outlier::{Outcome, OutlierSettings};
+pub use parse::parse_endpoint;
+pub use served::Served;
 use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
 use transport::Transport;
 
@@ -122,6 +127,8 @@ pub struct Upstream {
     board: Arc<Board>,
     checkers: Vec<Arc<Checker>>,
     panics: Counter,
+    /// Time to the response head of each answered exchange.
+    latency: Histogram,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -131,33 +138,6 @@ impl std::fmt::Debug for Upstream {
             .field("settings", &self.settings)
             .finish()
     }
-}
-
-/// Parses an endpoint: `host:port`, `http://host:port` or `https://host:port`.
-pub fn parse_endpoint(text: &str) -> Result<(Scheme, Authority), String> {
-    let bad = |why: &str| format!("bad address \"{text}\": {why}");
-    let (scheme, rest) = match text.split_once("://") {
-        Some(("http", rest)) => (Scheme::HTTP, rest),
-        Some(("https", rest)) => (Scheme::HTTPS, rest),
-        Some((other, _)) => {
-            return Err(bad(&format!(
-                "unsupported scheme \"{other}\" (use http or https)"
-            )));
-        }
-        None => (Scheme::HTTP, text),
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(bad("an endpoint is host:port, without a path"));
-    }
-    let authority: Authority = rest.parse().map_err(|_| bad("expected host:port"))?;
-    if authority.port_u16().is_none() {
-        return Err(bad("a port is required, e.g. \"127.0.0.1:7001\""));
-    }
-    if authority.host().is_empty() || rest.contains('@') {
-        return Err(bad("expected host:port"));
-    }
-    Ok((scheme, authority))
 }
 
 impl Upstream {
@@ -236,6 +216,8 @@ impl Upstream {
             );
             family.get_or_create_owned(&[("upstream", name.to_string())])
         });
+        let latency =
+            metrics.map_or_else(|| Histogram::new([0.0; 0]), |m| m.upstream_latency(&name));
         // Endpoints that left or joined change who is usable.
         board.bump();
         let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
@@ -248,6 +230,7 @@ impl Upstream {
             board,
             checkers,
             panics,
+            latency,
         }
     }
 
@@ -310,9 +293,11 @@ impl Upstream {
         reclaim: Option<Reclaim>,
         timeout: Duration,
         key: Option<u64>,
+        served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.send(req, replay, Deadline::now() + timeout, key).await
+        self.send(req, replay, Deadline::now() + timeout, key, served)
+            .await
     }
 
     /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a
@@ -335,7 +320,9 @@ impl Upstream {
         *req.method_mut() = method.clone();
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
-        self.send(req, Replay::Bytes(body), until, key).await
+        let mut served = Served::default();
+        self.send(req, Replay::Bytes(body), until, key, &mut served)
+            .await
     }
 
     /// Sends a mirror copy (body in memory, see `route::mirror`): like [`Upstream::call`], but
@@ -358,7 +345,9 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         req.extensions_mut().insert(Shadow);
-        self.send(req, Replay::Bytes(body), until, None).await
+        let mut served = Served::default();
+        self.send(req, Replay::Bytes(body), until, None, &mut served)
+            .await
     }
 
     /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
@@ -370,8 +359,11 @@ impl Upstream {
         replay: Replay,
         deadline: Deadline,
         key: Option<u64>,
+        served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
+        // The gateway set it on every request it sends; logged with a refused connection.
+        let request_id = req.headers().get("x-request-id").cloned();
         let n = self.endpoints.len();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
@@ -400,6 +392,8 @@ impl Upstream {
             };
             tried.add(pick.index);
             let ep = &self.endpoints[pick.index];
+            served.attempts += 1;
+            served.endpoint = Some(ep.authority.clone());
             if set_host {
                 let host = if shadow {
                     shadow_host(&ep.host_header)
@@ -410,6 +404,7 @@ impl Upstream {
             }
             let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
+            let attempt = Deadline::now();
             let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
             drop(in_flight);
             if let Some(span) = span {
@@ -417,6 +412,7 @@ impl Upstream {
             }
             let err = match sent {
                 Ok(Ok(resp)) => {
+                    self.latency.observe(attempt.elapsed().as_secs_f64());
                     self.report(pick.index, Outcome::Status(resp.status()));
                     return Ok(resp);
                 }
@@ -444,7 +440,11 @@ impl Upstream {
                 });
             }
             self.report(pick.index, Outcome::ConnectFailed);
-            tracing::warn!(upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
+            let request_id = request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::warn!(request_id, upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
             let body = if tried.len() < n { replay.body() } else { None };
             let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {
                 return Err(GatewayError::UpstreamUnreachable {
@@ -481,10 +481,9 @@ pub fn activate(
         }
         let labels = |x: &Upstream| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
         let (before, after) = (labels(old), labels(u));
-        let added: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
-        let removed: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
-        if !added.is_empty() || !removed.is_empty() {
-            tracing::info!(upstream = %name, ?added, ?removed, "upstream endpoints changed");
+        let (added, removed) = served::changes(&before, &after);
+        if added != "-" || removed != "-" {
+            tracing::info!(upstream = %name, added, removed, "upstream endpoints changed");
         }
     }
 }

@@ -50,21 +50,18 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     assert_eq!(
         v(
             "portico_requests_total",
-            &[("route", "app"), ("class", "2xx")]
+            &[("route", "app"), ("code", "2xx")]
         ),
         Some(3.0)
     );
     assert_eq!(
-        v(
-            "portico_requests_total",
-            &[("route", "-"), ("class", "4xx")]
-        ),
+        v("portico_requests_total", &[("route", "-"), ("code", "4xx")]),
         Some(1.0)
     );
     assert_eq!(
         v(
             "portico_requests_total",
-            &[("route", "down"), ("class", "5xx")]
+            &[("route", "down"), ("code", "5xx")]
         ),
         Some(1.0)
     );
@@ -129,7 +126,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         metric(
             &m,
             "portico_requests_total",
-            &[("route", "app"), ("class", "2xx")]
+            &[("route", "app"), ("code", "2xx")]
         ),
         Some(3.0),
         "counts survive a reload"

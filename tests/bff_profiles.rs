@@ -320,7 +320,7 @@ async fn editing_a_bff_profile_changes_the_response() {
     for series in [
         r#"portico_bff_parts_total{profile="app",endpoint="GET /me",part="profile",outcome="ok"} 2"#,
         r#"portico_bff_responses_total{profile="app",endpoint="GET /me",result="complete"} 2"#,
-        r#"portico_requests_total{route="app GET /me",class="2xx"} 2"#,
+        r#"portico_requests_total{route="app GET /me",method="GET",code="2xx"} 2"#,
     ] {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }

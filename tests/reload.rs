@@ -329,7 +329,7 @@ async fn unchanged_upstreams_keep_their_pool_and_route_counts_go_on() {
     );
     assert_eq!(get(&gw.url("/base")).await.status, StatusCode::OK);
     let m = scrape(gw.running()).await;
-    let base_2xx = [("route", "base"), ("class", "2xx")];
+    let base_2xx = [("route", "base"), ("code", "2xx")];
     assert_eq!(metric(&m, "portico_requests_total", &base_2xx), Some(2.0));
 
     let changed = config(backend.addr, "watch = false", NEW_ROUTE).replace(

@@ -130,7 +130,7 @@ async fn run(
         let before = snap.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
         last = snap;
         let g = gateway.clone();
-        let ok = blocking(move || g.reload_by("file change").is_ok()).await;
+        let ok = blocking(move || g.reload_by(crate::gateway::FILE_CHANGE).is_ok()).await;
         // Skip the status change this reload caused (it is handled right here).
         status.borrow_and_update();
         watched.sync(&mut watcher, &desired(&gateway));

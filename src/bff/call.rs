@@ -327,12 +327,20 @@ async fn run(index: usize, part: &Part, mut prepared: Prepared) -> Done {
 
 async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
     let until = p.until;
+    // The request id every part call carries, for the lines about this request.
+    let request_id = p.headers.get("x-request-id").cloned();
+    let id = move || {
+        request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| "-".into())
+    };
     let resp = part
         .upstream
         .call(&part.method, p.path, p.headers, p.body, until, p.hash_key)
         .await
         .map_err(|e| {
-            tracing::debug!(part = %part.name, error = %e, "part call failed");
+            tracing::debug!(request_id = %id(), part = %part.name, error = %e, "part call failed");
             Failure::from_gateway(&e)
         })?;
     let (head, body) = resp.into_parts();
@@ -361,7 +369,7 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
             return Err(Failure::new(Reason::TooLarge));
         }
         Err(e) => {
-            tracing::debug!(part = %part.name, error = %error_chain(&*e), "part body failed");
+            tracing::debug!(request_id = %id(), part = %part.name, error = %error_chain(&*e), "part body failed");
             return Err(Failure::new(Reason::UpstreamError));
         }
     };

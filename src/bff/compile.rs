@@ -96,13 +96,11 @@ pub fn read_profiles(gateway: &SourceFile, settings: &BffSettingsFile) -> Source
     for path in paths {
         match crate::config::read_source(&path) {
             Err(e) => out.errors.extend(e.0),
-            Ok(src) => match toml::from_str::<ProfileFile>(&src.text) {
-                Ok(f) => out.files.push((src, Some(f))),
-                Err(e) => {
-                    out.errors.push(src.toml_error(&e));
-                    out.files.push((src, None));
-                }
-            },
+            Ok(src) => {
+                let (file, errors) = crate::config::shape::parse::<ProfileFile>(&src);
+                out.errors.extend(errors);
+                out.files.push((src, file));
+            }
         }
     }
     out

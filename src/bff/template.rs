@@ -467,7 +467,8 @@ fn parse_var(alt: &str, inner: &str, scope: &Scope<'_>) -> Result<Var, String> {
         part => {
             let i = scope.parts.iter().position(|p| *p == part).ok_or_else(|| {
                 format!(
-                    "`{alt}`: unknown part `{part}`{} (sources are claims, path, query, header, body, or a part name)",
+                    "`{alt}`: unknown part `{part}`{}{} (sources are claims, path, query, header, body, or a part name)",
+                    crate::config::shape::suggestion(part, scope.parts.iter().copied()),
                     list(" (parts of this endpoint: ", scope.parts.iter().copied(), ")")
                 )
             })?;

@@ -80,7 +80,8 @@ impl Cluster {
             .await?;
         let decision = Decision::from_reply(&reply);
         if decision.is_none() {
-            tracing::error!(?reply, "cluster store: unexpected GCRA script reply");
+            let reply = format!("{reply:?}");
+            tracing::error!(reply, "cluster store: unexpected GCRA script reply");
         }
         decision
     }

@@ -42,6 +42,22 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The problem as a warning: `file:line:col: warning: key: message`.
+    pub fn warning(&self) -> String {
+        let shown = self.to_string();
+        let location = if self.line == 0 {
+            format!("{}: ", self.file.display())
+        } else {
+            format!("{}:{}:{}: ", self.file.display(), self.line, self.col)
+        };
+        match shown.strip_prefix(&location) {
+            Some(rest) => format!("{location}warning: {rest}"),
+            None => format!("warning: {shown}"),
+        }
+    }
+}
+
 /// Every problem found in one pass over the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -130,6 +130,10 @@ pub struct LimitsFile {
 pub struct LogFile {
     /// One line per request at info level on target `access`; default `true`.
     pub access_log: Option<bool>,
+    /// Also append access lines to this file (relative to gateway.toml); reopened on SIGUSR1.
+    pub access_log_file: Option<Text>,
+    /// Format of the file's lines: `"text"` or `"json"`; default: as on stderr (`--log-format`).
+    pub access_log_format: Option<Text>,
 }
 
 /// `[upstreams.NAME]`.

@@ -34,8 +34,10 @@ impl Inventory {
             .flat_map(|m| m.keys().map(|k| &**k))
     }
 
-    /// Routes (by id) and upstreams (by name) of a gateway.toml text that already compiled.
-    /// Fingerprints hash the parsed values, so comments, whitespace and key order do not count.
+    /// Routes (by id), upstreams, auth providers and rate-limit policies (by name), and the
+    /// single-table sections (`settings`: server, server.tls, limits, log, cluster, bff) of a
+    /// gateway.toml text that already compiled. Fingerprints hash the parsed values, so
+    /// comments, whitespace and key order do not count.
     pub fn of_gateway(text: &str) -> Inventory {
         let mut inv = Inventory::default();
         let Ok(doc) = text.parse::<toml::Table>() else {
@@ -48,13 +50,45 @@ impl Inventory {
                 }
             }
         }
-        if let Some(ups) = doc.get("upstreams").and_then(toml::Value::as_table) {
-            for (name, u) in ups {
-                inv.insert("upstreams", name.as_str(), fingerprint_value(u));
+        for (kind, path) in [
+            ("upstreams", &["upstreams"][..]),
+            ("auth_providers", &["auth", "providers"]),
+            ("rate_limits", &["rate_limits"]),
+        ] {
+            if let Some(table) = table_at(&doc, path) {
+                for (name, v) in table {
+                    inv.insert(kind, name.as_str(), fingerprint_value(v));
+                }
             }
         }
+        for (name, path) in [
+            ("server", &["server"][..]),
+            ("server.tls", &["server", "tls"]),
+            ("limits", &["limits"]),
+            ("log", &["log"]),
+            ("cluster", &["cluster"]),
+            ("bff", &["bff"]),
+        ] {
+            if let Some(table) = table_at(&doc, path) {
+                // `[server]` without its `tls` table, which is a section of its own.
+                let mut t = table.clone();
+                if name == "server" {
+                    t.remove("tls");
+                }
+                inv.insert("settings", name, fingerprint_value(&toml::Value::Table(t)));
+            }
+        }
+        // Auth keys other than the providers (none today) would count under `auth`.
         inv
     }
+}
+
+fn table_at<'a>(doc: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Table> {
+    let mut t = doc;
+    for key in path {
+        t = t.get(*key)?.as_table()?;
+    }
+    Some(t)
 }
 
 /// Fingerprint of raw bytes (FNV-1a).
@@ -200,10 +234,16 @@ impl ReloadSummary {
 }
 
 impl fmt::Display for ReloadSummary {
-    /// `routes +1 -0 ~1 (added: a; changed: b), upstreams +0 -0 ~0, profiles +0 -0 ~0`; long
-    /// name lists are cut so the summary stays one readable line.
+    /// `routes +1 -0 ~1 (added: a; changed: b), upstreams +0 -0 ~0, profiles +0 -0 ~0,
+    /// settings +0 -0 ~1 (changed: limits)`: the main kinds always, the others (auth providers,
+    /// rate limits, scripts, settings sections) when they changed; long name lists are cut so
+    /// the summary stays one readable line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (kind, c)) in self.kinds.iter().enumerate() {
+        let shown = self
+            .kinds
+            .iter()
+            .filter(|(kind, c)| SHOWN.contains(kind) || !c.is_empty());
+        for (i, (kind, c)) in shown.enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -267,6 +307,25 @@ id = "two"
 match = { path_prefix = "/two" }
 upstream = "b"
 "#;
+
+    #[test]
+    fn every_changed_section_is_named() {
+        let old = format!(
+            "{BASE}[limits]\nmax_headers = 50\n[auth.providers.a]\nissuer = \"x\"\n[rate_limits.r]\nrate = \"1/s\"\n"
+        );
+        let new = old
+            .replace("max_headers = 50", "max_headers = 60")
+            .replace("issuer = \"x\"", "issuer = \"y\"")
+            .replace("rate = \"1/s\"", "rate = \"2/s\"")
+            + "[server.tls]\nlisten = \"127.0.0.1:0\"\n";
+        let s = ReloadSummary::between(&Inventory::of_gateway(&old), &Inventory::of_gateway(&new));
+        assert_eq!(
+            s.to_string(),
+            "routes +0 -0 ~0, upstreams +0 -0 ~0, profiles +0 -0 ~0, \
+             auth_providers +0 -0 ~1 (changed: a), rate_limits +0 -0 ~1 (changed: r), \
+             settings +2 -0 ~1 (added: server server.tls; changed: limits)"
+        );
+    }
 
     #[test]
     fn formatting_and_key_order_are_not_changes() {

@@ -55,6 +55,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration the way the config writes one: `250ms`, `30s`, `2m`, `1h` (the largest unit that
+/// divides it).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
 /// Parses "512", "16KiB", "10MiB", "1GiB", "10MB", "64kb" into a byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();

@@ -29,7 +29,7 @@ use self::token::Source;
 use crate::error::GatewayError;
 use crate::filter::Claims;
 
-pub use self::compile::{compile_providers, compile_rule, set_secret_fallback};
+pub use self::compile::{compile_providers, compile_rule, secret_env_is_set, set_secret_fallback};
 pub use self::provider::MintOptions;
 
 /// The variable the shipped config reads the dev provider's secret from.

@@ -223,7 +223,11 @@ pub fn upstream_ref(
         d.error(
             name.span(),
             key,
-            format!("unknown upstream `{}` in route `{route}`", name.get_ref()),
+            format!(
+                "unknown upstream `{}` in route `{route}`{}",
+                name.get_ref(),
+                crate::config::shape::suggestion(name.get_ref(), cx.declared.iter().copied())
+            ),
         );
     }
     found

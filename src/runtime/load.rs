@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use super::{Runtime, lifecycle, server};
 use crate::config::file::GatewayFile;
 use crate::config::inventory::Inventory;
-use crate::config::{ConfigErrors, Diagnostics, SourceFile, read_source, version_hash};
+use crate::config::{
+    ConfigError, ConfigErrors, Diagnostics, SourceFile, read_source, version_hash,
+};
 use crate::route::RouteTable;
 
 /// Reads, validates and compiles the config rooted at `path` (gateway.toml and what it refers
@@ -18,10 +20,42 @@ use crate::route::RouteTable;
 /// error: the caller keeps serving the previous runtime.
 pub fn load(path: &Path, previous: Option<&Runtime>) -> Result<Runtime, ConfigErrors> {
     let source = read_source(path)?;
-    let file: GatewayFile =
-        toml::from_str(&source.text).map_err(|e| ConfigErrors(vec![source.toml_error(&e)]))?;
+    let (file, mut shape_errors) = crate::config::shape::parse::<GatewayFile>(&source);
+    let Some(file) = file else {
+        // The profiles are still read, so their own problems are reported in the same pass.
+        let profiles = crate::bff::read_profiles(&source, &bff_settings_only(&source));
+        shape_errors.extend(profiles.errors);
+        return Err(sorted(&source, shape_errors));
+    };
     let profiles = crate::bff::read_profiles(&source, &file.bff);
-    compile(file, &source, &profiles, previous)
+    compile(file, &source, &profiles, previous, shape_errors)
+}
+
+/// `[bff]` of a gateway.toml whose shape is wrong elsewhere, so its profiles can still be read.
+fn bff_settings_only(source: &SourceFile) -> crate::config::file::BffSettingsFile {
+    #[derive(serde::Deserialize)]
+    struct BffOnly {
+        #[serde(default)]
+        bff: crate::config::file::BffSettingsFile,
+    }
+    toml::from_str::<BffOnly>(&source.text)
+        .map(|b| b.bff)
+        .unwrap_or_default()
+}
+
+/// Errors in report order: gateway.toml first, then the other files by path; by line and
+/// column within a file.
+fn sorted(root: &SourceFile, mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by(|a, b| {
+        (a.file != root.path, &a.file, a.line, a.col).cmp(&(
+            b.file != root.path,
+            &b.file,
+            b.line,
+            b.col,
+        ))
+    });
+    errors.dedup();
+    ConfigErrors(errors)
 }
 
 /// Compiles a parsed gateway.toml; `previous` lends state to unchanged parts.
@@ -30,8 +64,8 @@ fn compile(
     source: &SourceFile,
     profiles: &crate::bff::Sources,
     previous: Option<&Runtime>,
+    mut errors: Vec<ConfigError>,
 ) -> Result<Runtime, ConfigErrors> {
-    let mut errors = Vec::new();
     let mut d = Diagnostics {
         source,
         errors: &mut errors,
@@ -41,6 +75,7 @@ fn compile(
 
     let server = server::settings(&mut d, &file.server);
     let limits = server::limits(&mut d, &file.limits);
+    let access_log_file = crate::access_log::file::compile(&mut d, &file.log);
     let upstreams = crate::upstream::compile::compile(
         &mut d,
         &file.upstreams,
@@ -77,10 +112,23 @@ fn compile(
         file.server.admin_ip_list.as_ref(),
         "server.admin_ip_list",
     );
+    let declared_providers: Vec<&str> = file
+        .auth
+        .providers
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let declared_policies: Vec<&str> = file
+        .rate_limits
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
     let guards = crate::filter::GuardContext {
         auth: &auth,
         policies: &rate_limits,
         edge: &edge,
+        declared_providers: &declared_providers,
+        declared_policies: &declared_policies,
     };
     let scripts =
         crate::script::compile_scripts(&mut d, &file, previous.map(|p| &p.scripts), &metrics);
@@ -124,7 +172,7 @@ fn compile(
     );
 
     if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+        return Err(sorted(source, errors));
     }
     // The store's CA file is watched and versioned like the auth key files.
     let mut key_files = auth.files.clone();
@@ -147,14 +195,25 @@ fn compile(
     for s in scripts.by_name.values() {
         inventory.insert("scripts", s.name.clone(), s.fingerprint);
     }
+    let routes = RouteTable::new(routes);
+    let server = server.expect("no errors means settings compiled");
+    let warnings = super::warnings::collect(&super::warnings::Inputs {
+        file: &file,
+        source,
+        routes: &routes,
+        admin: (server.admin_listen, server.admin_token.is_some()),
+        tls: tls.as_ref(),
+    });
     Ok(Runtime {
+        warnings,
         version,
         loaded_at: SystemTime::now(),
         sources,
-        server: server.expect("no errors means settings compiled"),
+        server,
         limits,
         access_log: file.log.access_log.unwrap_or(true),
-        routes: RouteTable::new(routes),
+        access_log_file,
+        routes,
         upstreams,
         tls,
         auth,

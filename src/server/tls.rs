@@ -58,7 +58,7 @@ pub async fn accept_tls(
                         return;
                     }
                     Err(_) => {
-                        tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
+                        tracing::debug!(%peer, timeout_ms = timeout.as_millis() as u64, "TLS handshake timed out");
                         return;
                     }
                 };

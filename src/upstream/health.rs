@@ -60,6 +60,18 @@ pub enum CheckResult {
     Error = 3,
 }
 
+impl CheckResult {
+    /// The word logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckResult::Success => "success",
+            CheckResult::BadStatus => "bad_status",
+            CheckResult::Timeout => "timeout",
+            CheckResult::Error => "error",
+        }
+    }
+}
+
 /// The checker of one endpoint.
 pub struct Checker {
     upstream: Arc<str>,
@@ -209,7 +221,7 @@ pub fn record(upstream: &str, ep: &Endpoint, s: &HealthSettings, result: CheckRe
     let fails = st.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
     if !st.is_unhealthy() && (first || fails >= s.unhealthy_threshold) {
         st.unhealthy.store(true, Ordering::Release);
-        tracing::warn!(upstream, endpoint = %ep.label(), fails, result = ?result, "endpoint unhealthy");
+        tracing::warn!(upstream, endpoint = %ep.label(), fails, result = result.as_str(), "endpoint unhealthy");
         st.refresh_gauge();
         st.board.bump();
     }

@@ -120,7 +120,8 @@ fn check_upstream(d: &mut Diagnostics, p: &PartFile, key: &str, cx: &Context<'_>
             p.upstream.span(),
             format!("{key}.upstream"),
             format!(
-                "unknown upstream `{up_name}` (upstreams in gateway.toml: {})",
+                "unknown upstream `{up_name}`{} (upstreams in gateway.toml: {})",
+                crate::config::shape::suggestion(up_name, cx.declared.iter().copied()),
                 if cx.declared.is_empty() {
                     "none".to_string()
                 } else {

@@ -54,6 +54,11 @@ pub fn set_secret_fallback(env: &str, value: &str) {
         .insert(env.to_string(), value.to_string());
 }
 
+/// Whether `secret_env = NAME` finds a secret (the variable, or a registered fallback).
+pub fn secret_env_is_set(name: &str) -> bool {
+    env_secret(name).is_some()
+}
+
 fn env_secret(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()

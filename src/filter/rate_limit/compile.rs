@@ -225,7 +225,7 @@ pub fn compile_refs(
     d: &mut Diagnostics,
     key: &str,
     refs: &Spanned<RateLimitRefFile>,
-    policies: &Policies,
+    cx: crate::filter::GuardContext<'_>,
     has_auth: bool,
 ) -> Vec<Arc<Policy>> {
     let names = refs.get_ref().names();
@@ -234,7 +234,7 @@ pub fn compile_refs(
     }
     let mut out = Vec::new();
     for n in names {
-        match policies.get(n) {
+        match cx.policies.get(n) {
             Some(p) if p.needs_claims() && !has_auth => {
                 let what = if p.needs_consumer() {
                     "an API-key consumer"
@@ -250,7 +250,16 @@ pub fn compile_refs(
                 )
             }
             Some(p) => out.push(p.clone()),
-            None => d.error(refs.span(), key, format!("unknown rate-limit policy `{n}`")),
+            // Declared but failed to compile: reported at its definition.
+            None if cx.declared_policies.contains(&n) => {}
+            None => d.error(
+                refs.span(),
+                key,
+                format!(
+                    "unknown rate-limit policy `{n}`{}",
+                    crate::config::shape::suggestion(n, cx.declared_policies.iter().copied())
+                ),
+            ),
         }
     }
     out

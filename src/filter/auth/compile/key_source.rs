@@ -127,11 +127,8 @@ fn key_source(
             Some(s) => secret(d, &k, value, s.into_bytes()),
             None => {
                 // Not an error: the config stays valid (and loadable elsewhere), but nothing
-                // can be verified until the variable is set and the config reloaded.
-                tracing::warn!(
-                    "{key}: environment variable {} is not set; every token for this provider is refused",
-                    value.get_ref()
-                );
+                // can be verified until the variable is set and the config reloaded. The
+                // warning is the load's (`runtime::warnings`), with file:line:col.
                 let env = value.get_ref().clone();
                 (Some(KeyConfig::MissingSecret { env }), None, None)
             }

@@ -9,21 +9,22 @@ use toml::Spanned;
 use crate::config::Diagnostics;
 use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
+use crate::config::shape::suggestion;
 use crate::filter::auth::api_key::ApiKeyProvider;
 use crate::filter::auth::claims::ClaimPath;
 use crate::filter::auth::provider::Provider;
-use crate::filter::auth::{AuthRule, AuthRuntime};
+use crate::filter::auth::AuthRule;
 
 /// Compiles a route's or BFF profile's `auth = {...}` against the compiled providers.
 pub fn compile_rule(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    auth: &AuthRuntime,
+    cx: crate::filter::GuardContext<'_>,
 ) -> Option<AuthRule> {
     let before = d.errors.len();
     let r = rule.get_ref();
-    let (found, api_keys) = providers_named(d, key, rule, auth);
+    let (found, api_keys) = providers_named(d, key, rule, cx);
     let scopes = scopes(d, key, r);
     let claims = claim_conditions(d, key, r);
     if d.errors.len() > before {
@@ -52,7 +53,7 @@ fn providers_named(
     d: &mut Diagnostics,
     key: &str,
     rule: &Spanned<AuthRuleFile>,
-    auth: &AuthRuntime,
+    cx: crate::filter::GuardContext<'_>,
 ) -> (Vec<Arc<Provider>>, Vec<Arc<ApiKeyProvider>>) {
     let span = rule.span();
     let r = rule.get_ref();
@@ -88,12 +89,14 @@ fn providers_named(
     let mut keys = Vec::new();
     for n in names {
         let name = n.get_ref().as_str();
-        if let Some(p) = auth.providers.get(name) {
+        if let Some(p) = cx.auth.providers.get(name) {
             found.push(p.clone());
-        } else if let Some(p) = auth.api_keys.get(name) {
+        } else if let Some(p) = cx.auth.api_keys.get(name) {
             keys.push(p.clone());
-        } else {
-            d.error(n.span(), key, format!("unknown auth provider `{name}`"));
+        } else if !cx.declared_providers.contains(&name) {
+            // A declared provider that failed to compile was reported at its definition.
+            let hint = suggestion(name, cx.declared_providers.iter().copied());
+            d.error(n.span(), key, format!("unknown auth provider `{name}`{hint}"));
         }
     }
     (found, keys)
