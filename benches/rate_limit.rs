@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
         client_ip: "10.1.2.3".parse().unwrap(),
         headers: &headers,
         claims: Some(&claims),
+        consumer: None,
     };
     group.bench_function("policy_check/claim_sub", |b| {
         b.iter(|| black_box(policy.check(black_box(&input)).is_ok()))
