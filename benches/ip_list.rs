@@ -14,7 +14,7 @@ fn networks(n: usize) -> Vec<Cidr> {
     (0..n as u32)
         .map(|i| {
             let text = if i % 10 == 9 {
-                format!("2001:db8:{:x}::/48", i)
+                format!("2001:db8:{:x}::/48", i / 10)
             } else {
                 let base = i.wrapping_mul(2_654_435_761) & 0xffff_ff00;
                 format!("{}/24", Ipv4Addr::from(base))

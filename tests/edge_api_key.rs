@@ -65,7 +65,12 @@ key = "consumer""#,
             "echo",
             "auth = { providers = [\"hs\", \"partners\"] }",
         )
-        .route_with("browser", "/browser", "echo", "auth = { provider = \"browser\" }")
+        .route_with(
+            "browser",
+            "/browser",
+            "echo",
+            "auth = { provider = \"browser\" }",
+        )
         .route_with(
             "limited",
             "/limited",
@@ -112,7 +117,10 @@ async fn valid_invalid_and_missing_keys() {
     }
     let a = get(&gw.url("/partners/x")).await;
     assert_eq!(a.status, 401);
-    assert_eq!(a.header("www-authenticate"), Some("ApiKey realm=\"portico\""));
+    assert_eq!(
+        a.header("www-authenticate"),
+        Some("ApiKey realm=\"portico\"")
+    );
     // Keys are never read from the query string unless the provider says so.
     let a = get(&gw.url("/partners/x?api_key=key-acme-1&x-api-key=key-acme-1")).await;
     assert_eq!(a.status, 401);
@@ -212,12 +220,17 @@ async fn revoking_a_key_in_the_file_takes_effect_without_restart() {
     let mut reloads = gw.running().gateway.reload_status();
     save_atomically(
         &path,
-        &format!("globex sha256:{}\ninitech key-initech\n", sha256_hex("key-globex-1")),
+        &format!(
+            "globex sha256:{}\ninitech key-initech\n",
+            sha256_hex("key-globex-1")
+        ),
     );
     next_reload(&mut reloads, Duration::from_secs(5)).await;
     assert_eq!(get_with(&gw.url("/p"), &acme).await.status, 401);
     assert_eq!(
-        get_with(&gw.url("/p"), &[("x-api-key", "key-initech")]).await.status,
+        get_with(&gw.url("/p"), &[("x-api-key", "key-initech")])
+            .await
+            .status,
         200
     );
 
@@ -225,7 +238,9 @@ async fn revoking_a_key_in_the_file_takes_effect_without_restart() {
     save_atomically(&path, "initech\n");
     next_reload(&mut reloads, Duration::from_secs(5)).await;
     assert_eq!(
-        get_with(&gw.url("/p"), &[("x-api-key", "key-initech")]).await.status,
+        get_with(&gw.url("/p"), &[("x-api-key", "key-initech")])
+            .await
+            .status,
         200
     );
 }

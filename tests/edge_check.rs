@@ -129,7 +129,11 @@ kind = "api_key"
         &err,
         &[
             ("7:10", "auth.providers.partners.issuer", "is a JWT key"),
-            ("8:10", "auth.providers.partners.header", "`host` cannot be used"),
+            (
+                "8:10",
+                "auth.providers.partners.header",
+                "`host` cannot be used",
+            ),
             ("11:8", "auth.providers.other.kind", "unknown provider kind"),
             ("13:17", "auth.providers.nofile", "needs `keys_file"),
         ],
@@ -141,5 +145,8 @@ kind = "api_key"
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
-    assert!(!err.contains("key-1"), "a key never appears in a message:\n{err}");
+    assert!(
+        !err.contains("key-1"),
+        "a key never appears in a message:\n{err}"
+    );
 }

@@ -97,7 +97,7 @@ impl Cors {
 
     /// Whether the answer differs by `Origin` (then caches must key on it).
     fn varies(&self) -> bool {
-        !(self.any_origin && !self.credentials)
+        !self.any_origin || self.credentials
     }
 
     /// Answers a preflight: 204 with the allowed methods and headers, or 403 (without CORS

@@ -112,8 +112,11 @@ fn policy(d: &mut Diagnostics, key: &str, name: &str, f: &CorsFile) -> Cors {
     }
 }
 
+/// An origin pattern's halves: (`scheme://`, `.suffix`).
+type Pattern = (Box<str>, Box<str>);
+
 /// `scheme://host[:port]` → `None` (exact), `scheme://*.rest` → the pattern's two halves.
-fn origin(text: &str) -> Result<Option<(Box<str>, Box<str>)>, String> {
+fn origin(text: &str) -> Result<Option<Pattern>, String> {
     let bad = || {
         format!(
             "bad origin \"{text}\": expected scheme://host[:port] (no path), optionally with `*.` as the first label"
