@@ -63,9 +63,8 @@ async fn switching_blue_to_green_under_keepalive_load_fails_no_request() {
     }
 
     let g = gw.running().gateway.clone();
-    let switches = ["green", "blue", "green", "blue", "green"];
-    for live in switches {
-        // Let the clients make progress on the current side first.
+    // Lets the clients make 30 more requests on the current side.
+    let progress_on_this_side = || async {
         let target = ok.load(Ordering::SeqCst) + 30;
         tokio::time::timeout(Duration::from_secs(10), async {
             while ok.load(Ordering::SeqCst) < target {
@@ -74,6 +73,10 @@ async fn switching_blue_to_green_under_keepalive_load_fails_no_request() {
         })
         .await
         .expect("clients stalled");
+    };
+    let switches = ["green", "blue", "green", "blue", "green"];
+    for live in switches {
+        progress_on_this_side().await;
         std::fs::write(gw.config_path(), config(&blue, &green, live)).unwrap();
         let g = g.clone();
         tokio::task::spawn_blocking(move || g.reload_by("test"))
@@ -81,6 +84,9 @@ async fn switching_blue_to_green_under_keepalive_load_fails_no_request() {
             .unwrap()
             .unwrap();
     }
+    // The last side serves a share too before the clients stop (each side then served at least
+    // two rounds of 30, whatever the timing of the switches).
+    progress_on_this_side().await;
     stop.store(true, Ordering::SeqCst);
     let (mut blue_answers, mut green_answers) = (0, 0);
     for c in clients {

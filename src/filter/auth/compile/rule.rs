@@ -10,10 +10,10 @@ use crate::config::Diagnostics;
 use crate::config::file::Text;
 use crate::config::file::auth::AuthRuleFile;
 use crate::config::shape::suggestion;
+use crate::filter::auth::AuthRule;
 use crate::filter::auth::api_key::ApiKeyProvider;
 use crate::filter::auth::claims::ClaimPath;
 use crate::filter::auth::provider::Provider;
-use crate::filter::auth::AuthRule;
 
 /// Compiles a route's or BFF profile's `auth = {...}` against the compiled providers.
 pub fn compile_rule(
@@ -96,7 +96,11 @@ fn providers_named(
         } else if !cx.declared_providers.contains(&name) {
             // A declared provider that failed to compile was reported at its definition.
             let hint = suggestion(name, cx.declared_providers.iter().copied());
-            d.error(n.span(), key, format!("unknown auth provider `{name}`{hint}"));
+            d.error(
+                n.span(),
+                key,
+                format!("unknown auth provider `{name}`{hint}"),
+            );
         }
     }
     (found, keys)
