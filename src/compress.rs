@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::body::Body;
+use crate::filter::headers::list_items;
 
 pub use negotiate::negotiate;
 pub use types::TypePattern;
@@ -156,24 +157,13 @@ fn known_length(resp: &Response<Body>) -> Option<u64> {
 /// `Cache-Control: no-transform` forbids intermediaries to change the content (RFC 9111
 /// §5.2.2.6), content codings included.
 fn no_transform(h: &HeaderMap) -> bool {
-    h.get_all(CACHE_CONTROL).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
-        })
-    })
+    list_items(h, CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case("no-transform"))
 }
 
 /// Adds `Accept-Encoding` to Vary unless it is there already (or Vary is `*`).
 fn add_vary(h: &mut HeaderMap) {
-    let present = h.get_all(VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',').any(|f| {
-                let f = f.trim();
-                f == "*" || f.eq_ignore_ascii_case("accept-encoding")
-            })
-        })
-    });
+    let present =
+        list_items(h, VARY).any(|f| f == "*" || f.eq_ignore_ascii_case("accept-encoding"));
     if !present {
         h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
     }

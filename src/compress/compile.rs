@@ -99,12 +99,13 @@ fn algorithms(d: &mut Diagnostics, list: &Spanned<Vec<Spanned<String>>>) -> Box<
 
 fn levels(d: &mut Diagnostics, f: &LevelFile) -> Levels {
     let default = Levels::default();
-    let mut level = |v: &Option<Spanned<i64>>, name: &str, range: (i64, i64), def: i64| {
-        d.count_or(v, &format!("{KEY}.level.{name}"), range, def as usize) as i64
+    // Every range fits u32 and i32, so the casts below are exact.
+    let mut level = |v: &Option<Spanned<i64>>, name: &str, range: (i64, i64), def: usize| {
+        d.count_or(v, &format!("{KEY}.level.{name}"), range, def)
     };
     Levels {
-        gzip: level(&f.gzip, "gzip", (1, 9), default.gzip.into()) as u32,
-        br: level(&f.br, "br", (0, 11), default.br.into()) as u32,
-        zstd: level(&f.zstd, "zstd", (1, 19), default.zstd.into()) as i32,
+        gzip: level(&f.gzip, "gzip", (1, 9), default.gzip as usize) as u32,
+        br: level(&f.br, "br", (0, 11), default.br as usize) as u32,
+        zstd: level(&f.zstd, "zstd", (1, 19), default.zstd as usize) as i32,
     }
 }

@@ -143,9 +143,6 @@ impl http_body::Body for Compressed {
             let Some(encoder) = this.encoder.as_mut() else {
                 return this.finish();
             };
-            if this.trailers.is_some() {
-                return this.finish();
-            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {

@@ -122,13 +122,8 @@ impl Cors {
         }
         let asked = headers.get(ACCESS_CONTROL_REQUEST_HEADERS);
         if !self.any_header {
-            let names = asked
-                .and_then(|v| v.to_str().ok())
-                .into_iter()
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|n| !n.is_empty());
-            for name in names {
+            for name in crate::filter::headers::list_items(headers, ACCESS_CONTROL_REQUEST_HEADERS)
+            {
                 if !self
                     .headers
                     .iter()

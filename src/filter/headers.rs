@@ -121,12 +121,19 @@ fn is_keep_alive_or_close(v: &[u8]) -> bool {
 /// Whether the client asked to switch protocols (`Connection: upgrade` + `Upgrade`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && list_items(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// The items of a comma-separated list field across all its lines (RFC 9110 §5.6.1), trimmed,
+/// empty ones skipped; a line that is not text holds none.
+pub fn list_items(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether `peer` is one of `server.trusted_proxies`.

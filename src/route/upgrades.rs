@@ -44,12 +44,8 @@ impl Upgrades {
             return false;
         };
         self.has(chosen)
-            && request
-                .get_all(header::UPGRADE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|p| protocol_name(p.trim()).eq_ignore_ascii_case(chosen))
+            && crate::filter::headers::list_items(request, header::UPGRADE)
+                .any(|p| protocol_name(p).eq_ignore_ascii_case(chosen))
     }
 
     fn has(&self, name: &str) -> bool {
