@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -45,16 +45,41 @@ const ENDPOINTS: [(&str, &str); 9] = [
 /// Serves the admin API until `stop` turns true, on the same accept loop as the public
 /// listeners (connection cap, TCP_NODELAY); its connections are not counted in the public drain.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) {
+    serve_surface(listener, gateway, stop, false).await;
+}
+
+/// Serves only `/healthz` and `/readyz` (`server.health_listen`) until `stop` turns true, so
+/// orchestrators can probe without reaching the admin API; every other path is 404.
+pub async fn serve_probes(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+) {
+    serve_surface(listener, gateway, stop, true).await;
+}
+
+async fn serve_surface(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+    probes_only: bool,
+) {
     let tracker = Arc::new(ConnTracker::default());
     let conn_stop = stop.clone();
-    accept_loop(listener, &gateway.clone(), tracker, stop, "admin", |a| {
+    let kind = if probes_only { "health" } else { "admin" };
+    accept_loop(listener, &gateway.clone(), tracker, stop, kind, |a| {
         let (gateway, stop) = (gateway.clone(), conn_stop.clone());
         Some(async move {
-            serve_connection(a.stream, a.peer, gateway, stop).await;
+            serve_connection(a.stream, a.peer, gateway, stop, probes_only).await;
             drop(a.slot);
         })
     })
     .await;
+}
+
+/// Whether a path is one of the probes the health listener serves.
+fn is_probe(path: &str) -> bool {
+    path == "/healthz" || path == "/readyz"
 }
 
 /// One admin connection: HTTP/1.1 or h2c, closed gracefully (within 5 s) at stop.
@@ -63,10 +88,19 @@ async fn serve_connection(
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     mut stop: watch::Receiver<bool>,
+    probes_only: bool,
 ) {
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(handle(&gateway, peer, req).await) }
+        async move {
+            if probes_only && !is_probe(req.uri().path()) {
+                return Ok::<_, Infallible>(json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": "not found", "endpoints": ["/healthz", "/readyz"]}),
+                ));
+            }
+            Ok::<_, Infallible>(handle(&gateway, peer, req).await)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -137,16 +171,13 @@ pub async fn handle(
         ),
         // The page itself holds no data; it asks for the token and sends it with each fetch.
         "/status" => status_page(),
+        // problem+json like every refusal of the public listeners (type `.../unauthorized`).
         _ if !authorized(&rt.server.admin_token, &req) => {
-            let mut resp = json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
-            );
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portico-admin\""),
-            );
-            resp
+            crate::error::GatewayError::Unauthorized {
+                challenge: HeaderValue::from_static("Bearer realm=\"portico-admin\""),
+                detail: "This admin endpoint needs Authorization: Bearer <token>.",
+            }
+            .into_response("")
         }
         "/metrics" => {
             let mut resp = Response::new(Body::full(rt.metrics.encode()));

@@ -1,6 +1,7 @@
 //! Process wiring: bind the listeners, start the accept loops, the admin API and the file
 //! watcher, and stop them in order at shutdown.
 
+pub mod probe;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -22,10 +23,12 @@ pub enum StartError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
     /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The config key that names it, e.g. `server.listen`.
+        key: &'static str,
         /// Why.
         source: std::io::Error,
     },
@@ -38,20 +41,25 @@ pub struct Running {
     http_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
+    health_addr: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     tracker: Arc<ConnTracker>,
     admin: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+    health: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     watcher: Option<watch::Watching>,
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+async fn bind(
+    addr: SocketAddr,
+    key: &'static str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| StartError::Bind { addr, key, source })?;
     let local = listener
         .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| StartError::Bind { addr, key, source })?;
     Ok((listener, local))
 }
 
@@ -67,13 +75,18 @@ impl Running {
     pub async fn start_with(path: PathBuf, runtime: Runtime) -> Result<Running, StartError> {
         let listen = runtime.server.listen;
         let admin_listen = runtime.server.admin_listen;
+        let health_listen = runtime.server.health_listen;
         runtime::activate(&runtime);
         let gateway = Gateway::new(path, runtime);
-        let (http, http_addr) = bind(listen).await?;
+        let (http, http_addr) = bind(listen, "server.listen").await?;
         let https = bind_tls(&gateway).await?;
         let https_addr = https.as_ref().map(|(_, addr)| *addr);
         let admin = match admin_listen {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind(a, "server.admin_listen").await?),
+            None => None,
+        };
+        let health = match health_listen {
+            Some(a) => Some(bind(a, "server.health_listen").await?),
             None => None,
         };
         let (shutdown, rx) = tokio::sync::watch::channel(false);
@@ -103,8 +116,21 @@ impl Running {
             let task = tokio::spawn(crate::admin::serve(listener, gateway.clone(), stop_rx));
             (stop, task)
         });
+        let health_addr = health.as_ref().map(|(_, a)| *a);
+        let health = health.map(|(listener, addr)| {
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            tracing::info!(health_addr = %addr, "probe listener (/healthz, /readyz) listening");
+            let task = tokio::spawn(crate::admin::serve_probes(
+                listener,
+                gateway.clone(),
+                stop_rx,
+            ));
+            (stop, task)
+        });
         let watcher = watch::Watching::start(gateway.clone());
         Ok(Running {
+            health_addr,
+            health,
             gateway,
             http_addr,
             admin_addr,
@@ -130,6 +156,26 @@ impl Running {
     /// Address of the admin listener, if enabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Address of the probe listener (`server.health_listen`), if enabled.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// First step of a SIGTERM shutdown: `/readyz` turns 503 at once while every listener keeps
+    /// accepting and serving for `server.drain_delay`, so load balancers take the instance out
+    /// before connections are refused. Returns when the delay is over.
+    pub async fn announce_draining(&self) {
+        self.gateway.start_draining();
+        let delay = self.gateway.runtime().server.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "readiness is 503; still accepting for server.drain_delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Open client connections.
@@ -168,7 +214,10 @@ impl Running {
         let drained = tokio::time::timeout(grace, self.tracker.wait_drained())
             .await
             .is_ok();
-        if let Some((stop, task)) = self.admin.take() {
+        for (stop, task) in [self.admin.take(), self.health.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = stop.send(true);
             let _ = task.await;
         }
@@ -184,7 +233,11 @@ async fn bind_tls(gateway: &Gateway) -> Result<Option<(TcpListener, SocketAddr)>
         return Ok(None);
     };
     let addr = tls.listen;
-    let bind_error = |source| StartError::Bind { addr, source };
+    let bind_error = |source| StartError::Bind {
+        addr,
+        key: "server.tls.listen",
+        source,
+    };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     gateway.set_https_port(bound.port());

@@ -88,6 +88,8 @@ pub enum GatewayError {
         challenge: HeaderValue,
         /// Short reason.
         detail: &'static str,
+        /// The scopes the route requires, when a scope is what the token lacks.
+        scope: Option<Box<str>>,
     },
     /// The client address did not pass the route's IP list: 403.
     #[error("client address refused by IP list `{list}`")]
@@ -259,9 +261,19 @@ impl GatewayError {
                 "Unauthorized",
                 detail,
             ),
-            E::Forbidden { detail, .. } => {
-                p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
-            }
+            E::Forbidden {
+                scope: Some(scope), ..
+            } => Problem {
+                status: StatusCode::FORBIDDEN,
+                slug: "forbidden",
+                title: "Forbidden",
+                detail: format!("The token lacks a scope this route requires: {scope}."),
+            },
+            E::Forbidden {
+                detail,
+                scope: None,
+                ..
+            } => p(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail),
             E::IpDenied { .. } => p(
                 StatusCode::FORBIDDEN,
                 "ip-denied",

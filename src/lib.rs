@@ -31,5 +31,5 @@ pub mod tls;
 pub mod trace;
 pub mod upstream;
 
-pub use app::{Running, StartError};
+pub use app::{Running, StartError, probe};
 pub use gateway::Gateway;

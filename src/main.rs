@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "portico",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PORTICO_GIT_COMMIT"), ")"),
     about = "Programmable API gateway and BFF reverse proxy"
 )]
 struct Cli {
@@ -37,6 +37,8 @@ enum Command {
         /// Path to gateway.toml.
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        listen: ListenFlags,
     },
     /// Validate gateway.toml and bff/*.toml; exit 1 listing every problem with file:line:col.
     Check {
@@ -86,7 +88,42 @@ enum Command {
         /// Added latency of every demo answer.
         #[arg(long, default_value = "1ms", value_parser = parse_duration)]
         latency: Duration,
+        #[command(flatten)]
+        listen: ListenFlags,
     },
+    /// GET a URL (e.g. http://127.0.0.1:9902/readyz); exit 0 on a 2xx answer, 1 otherwise.
+    /// For container HEALTHCHECKs: the image has no curl.
+    Probe {
+        /// The URL (plain http://).
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// Listener addresses that win over gateway.toml (containers expose admin and probes this way).
+#[derive(clap::Args)]
+struct ListenFlags {
+    /// Replaces `server.listen`.
+    #[arg(long, env = "PORTICO_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Replaces `server.admin_listen`.
+    #[arg(long, env = "PORTICO_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Replaces `server.health_listen` (a listener serving only /healthz and /readyz).
+    #[arg(long, env = "PORTICO_HEALTH_LISTEN")]
+    health_listen: Option<std::net::SocketAddr>,
+}
+
+impl ListenFlags {
+    fn install(&self) {
+        portico::runtime::set_listen_overrides(portico::runtime::ListenOverrides {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            health_listen: self.health_listen,
+        });
+    }
 }
 
 fn main() -> ExitCode {
@@ -95,11 +132,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, strict } => check(&config, strict),
         Command::Routes { config } => routes(&config),
-        Command::Run { config } => serve(&config, None),
-        Command::Demo { config, latency } => {
+        Command::Run { config, listen } => {
+            listen.install();
+            serve(&config, None)
+        }
+        Command::Demo {
+            config,
+            latency,
+            listen,
+        } => {
+            listen.install();
             use_demo_secret_if_unset();
             serve(&config, Some(latency))
         }
+        Command::Probe { url, timeout } => probe(&url, timeout),
         Command::Token {
             config,
             provider,
@@ -109,6 +155,29 @@ fn main() -> ExitCode {
             claims,
             kid,
         } => token(&config, &provider, sub, scope, ttl, &claims, kid),
+    }
+}
+
+fn probe(url: &str, timeout: Duration) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(portico::probe::probe(url, timeout)) {
+        Ok(status) => {
+            println!("{url}: {status}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{why}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -281,7 +350,7 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
 }
 
 /// One line on stdout once every listener is bound, for supervisors and tests:
-/// `ready http=ADDR [https=ADDR] admin=ADDR|off pid=PID`.
+/// `ready http=ADDR [https=ADDR] admin=ADDR|off [health=ADDR] pid=PID`.
 fn announce_ready(running: &Running) {
     use std::io::Write as _;
     let admin = running
@@ -291,10 +360,14 @@ fn announce_ready(running: &Running) {
         .https_addr()
         .map(|a| format!(" https={a}"))
         .unwrap_or_default();
+    let health = running
+        .health_addr()
+        .map(|a| format!(" health={a}"))
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "ready http={}{https} admin={admin} pid={}",
+        "ready http={}{https} admin={admin}{health} pid={}",
         running.http_addr(),
         std::process::id()
     );
@@ -329,14 +402,15 @@ async fn start_demo_upstreams(
 }
 
 fn print_tour(addr: std::net::SocketAddr, rt: &portico::runtime::Runtime) {
-    println!("Portico demo is up on http://{addr}. Try:");
-    println!("  curl -s http://{addr}/api/users/42");
+    // Every URL is quoted: `?` and `&` are special to zsh and other shells.
+    println!("Portico demo is up on 'http://{addr}'. Try:");
+    println!("  curl -s 'http://{addr}/api/users/42'");
     println!(
-        "  curl -s http://{addr}/api/users -H 'content-type: application/json' -d '{{\"name\":\"Ada\"}}'"
+        "  curl -s 'http://{addr}/api/users' -H 'content-type: application/json' -d '{{\"name\":\"Ada\"}}'"
     );
-    println!("  curl -s http://{addr}/api/orders?user=42");
-    println!("  curl -s http://{addr}/api/catalog/recommendations?segment=gold");
-    println!("  curl -si http://{addr}/nope            # 404 problem+json");
+    println!("  curl -s 'http://{addr}/api/orders?user=42'");
+    println!("  curl -s 'http://{addr}/api/catalog/recommendations?segment=gold'");
+    println!("  curl -si 'http://{addr}/nope'            # 404 problem+json");
     let minted = rt.auth.providers.get("dev").map(|p| {
         p.mint(&auth::MintOptions {
             sub: "42".into(),
@@ -351,8 +425,8 @@ fn print_tour(addr: std::net::SocketAddr, rt: &portico::runtime::Runtime) {
                 "JWT-protected route (token for sub 42, scope users:read, valid 1h; mint more with"
             );
             println!("`portico token --provider dev --sub 42 --scope users:read`):");
-            println!("  curl -si http://{addr}/api/profile/42  # 401 without a token");
-            println!("  curl -s http://{addr}/api/profile/42 -H 'authorization: Bearer {token}'");
+            println!("  curl -si 'http://{addr}/api/profile/42'  # 401 without a token");
+            println!("  curl -s 'http://{addr}/api/profile/42' -H 'authorization: Bearer {token}'");
             token
         }
         _ => String::from("$TOKEN"),
@@ -397,9 +471,11 @@ async fn wait_for_signals(mut running: Running) -> ExitCode {
     let grace = running.gateway.runtime().server.shutdown_grace;
     tracing::info!(
         ?grace,
-        "shutting down: readiness is 503, no new connections, draining in-flight requests (send the signal again to exit now)"
+        "shutting down: readiness is 503, no new connections after server.drain_delay, draining in-flight requests (send the signal again to exit now)"
     );
     let drain = async move {
+        // Load balancers see /readyz 503 and take the instance out while it still serves.
+        running.announce_draining().await;
         running.stop_accepting().await;
         {
             use std::io::Write as _;

@@ -14,6 +14,7 @@ mod server;
 pub mod warnings;
 
 pub use load::load;
+pub use server::{ListenOverrides, set_listen_overrides};
 
 /// Puts a runtime's process-wide settings in force (at start and after every reload): logs its
 /// config warnings, opens the access-log file, publishes certificate expiry.
@@ -120,6 +121,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the listeners keep accepting while `/readyz` says 503.
+    pub drain_delay: Duration,
+    /// Probe listener (`/healthz`, `/readyz` only), if enabled.
+    pub health_listen: Option<SocketAddr>,
     /// Bearer token the admin API requires, if any.
     pub admin_token: Option<AdminToken>,
     /// Reload on file changes.
@@ -133,7 +138,7 @@ pub struct ServerSettings {
 /// `[limits]`, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Time from connection open (or the end of the previous response) to a complete request head.
+    /// Time from connection open (first request) or a request's first byte to its complete head.
     pub header_read_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
@@ -141,8 +146,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body in bytes.
     pub max_body_bytes: u64,
-    /// Idle connection lifetime.
+    /// Idle HTTP/2 connection lifetime (no stream in flight).
     pub idle_timeout: Duration,
+    /// Idle HTTP/1 keep-alive connection lifetime (between requests).
+    pub keepalive_timeout: Duration,
     /// Open connections per listener.
     pub max_connections: usize,
 }
@@ -155,6 +162,7 @@ impl Default for Limits {
             max_headers: 100,
             max_body_bytes: 10 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
             max_connections: 10_000,
         }
     }

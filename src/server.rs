@@ -1,13 +1,14 @@
 //! Listeners and connections: accept loop, hyper-util auto (HTTP/1.1 + h2c), idle and drain.
 
+pub mod keepalive;
 pub mod preface;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -68,26 +69,15 @@ impl Drop for ConnGuard {
 struct Conn {
     gateway: Arc<Gateway>,
     info: ConnInfo,
-    in_flight: AtomicUsize,
-    last_active_ms: AtomicU64,
-    born: Instant,
+    activity: Arc<keepalive::Activity>,
     first: preface::FirstRequest,
 }
 
-impl Conn {
-    fn now_ms(&self) -> u64 {
-        self.born.elapsed().as_millis() as u64
-    }
-}
-
-struct InFlight<'a>(&'a Conn);
+struct InFlight<'a>(&'a keepalive::Activity);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0
-            .last_active_ms
-            .store(self.0.now_ms(), Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.request_done();
     }
 }
 
@@ -180,7 +170,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // keepalive.rs times request heads from their first byte (hyper's timer would run
+        // from the end of the previous response and cut idle keep-alive connections).
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
@@ -203,30 +195,36 @@ pub async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = gateway.runtime().limits.clone();
+    let activity = Arc::new(keepalive::Activity::default());
     let conn = Arc::new(Conn {
         gateway,
         info,
-        in_flight: AtomicUsize::new(0),
-        last_active_ms: AtomicU64::new(0),
-        born: Instant::now(),
+        activity: activity.clone(),
         first: preface::FirstRequest::default(),
     });
     let svc_conn = conn.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let c = svc_conn.clone();
         async move {
-            c.in_flight.fetch_add(1, Ordering::Relaxed);
+            c.activity
+                .request_started(req.version() == hyper::Version::HTTP_2);
             c.first.arrived();
-            let _in_flight = InFlight(&c);
+            let _in_flight = InFlight(&c.activity);
             let rt = c.gateway.runtime();
             Ok::<_, Infallible>(handler::handle(rt, &c.info, req).await)
         }
     });
     let builder = builder(&limits);
+    let io = keepalive::Watched::new(io, activity.clone());
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(served);
-    let idle = limits.idle_timeout;
-    let idle_timer = tokio::time::sleep(idle);
+    let timeouts = keepalive::Timeouts {
+        keepalive: limits.keepalive_timeout,
+        idle_h2: limits.idle_timeout,
+        header_read: limits.header_read_timeout,
+    };
+    let mut armed = tokio::time::Instant::now() + timeouts.keepalive.max(timeouts.idle_h2);
+    let idle_timer = tokio::time::sleep_until(armed);
     tokio::pin!(idle_timer);
     let first_deadline = preface::deadline(limits.header_read_timeout);
     tokio::pin!(first_deadline);
@@ -236,7 +234,19 @@ pub async fn serve_connection<I>(
         served.as_mut().graceful_shutdown();
     }
     loop {
+        // Polled after `served` in the same pass: a head that just started (or a request that
+        // just ended) moves the deadline earlier without an extra wake-up.
+        let timer = std::future::poll_fn(|cx| {
+            if let Some(want) = activity.deadline(&timeouts) {
+                if want < armed {
+                    armed = want;
+                    idle_timer.as_mut().reset(want);
+                }
+            }
+            idle_timer.as_mut().poll(cx)
+        });
         tokio::select! {
+            biased;
             res = served.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(peer = %conn.info.peer, error = %e, "connection ended with error");
@@ -254,15 +264,17 @@ pub async fn serve_connection<I>(
                 closing = true;
                 served.as_mut().graceful_shutdown();
             }
-            _ = &mut idle_timer, if !closing => {
-                let quiet_for = conn.now_ms().saturating_sub(conn.last_active_ms.load(Ordering::Relaxed));
-                let quiet_for = Duration::from_millis(quiet_for);
-                if conn.in_flight.load(Ordering::Relaxed) == 0 && quiet_for >= idle {
-                    closing = true;
-                    served.as_mut().graceful_shutdown();
-                } else {
-                    let wait = idle.saturating_sub(quiet_for).max(Duration::from_millis(10));
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + wait);
+            _ = timer, if !closing => {
+                match activity.verdict(&timeouts) {
+                    keepalive::Verdict::Close => {
+                        tracing::debug!(peer = %conn.info.peer, "idle keep-alive or slow request head; closing");
+                        closing = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                    keepalive::Verdict::Wait(at) => {
+                        armed = at;
+                        idle_timer.as_mut().reset(at);
+                    }
                 }
             }
         }

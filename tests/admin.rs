@@ -169,7 +169,10 @@ async fn admin_endpoints_answer_on_the_admin_listener_only() {
         .collect();
     assert_eq!(ids, ["app", "slow", "down"]);
     assert_eq!(routes["routes"][0]["path_prefix"], "/app");
-    assert_eq!(routes["routes"][0]["methods"], serde_json::json!(["GET"]));
+    assert_eq!(
+        routes["routes"][0]["methods"],
+        serde_json::json!(["GET", "HEAD"])
+    );
     assert_eq!(routes["routes"][0]["upstream"], "app");
 
     let wrong = admin_get(running, "/admin/reload").await;

@@ -529,6 +529,18 @@ async fn hostile_tokens_are_refused() {
             "error=\"invalid"
         };
         assert!(challenge.contains(expect), "{name}: {challenge}");
+        if *path == "/scoped" {
+            // RFC 6750: the challenge and the problem name the scopes the route needs.
+            assert!(
+                challenge.contains("scope=\"users:read users:write\""),
+                "{name}: {challenge}"
+            );
+            let detail = a.json()["detail"].as_str().unwrap_or("").to_string();
+            assert!(
+                detail.contains("users:read users:write"),
+                "{name}: {detail}"
+            );
+        }
         assert_eq!(a.header("content-type"), Some("application/problem+json"));
         let body = String::from_utf8_lossy(&a.body);
         let needle = token.get(..40).unwrap_or(token);

@@ -192,7 +192,7 @@ async fn client_selection_by_header_user_agent_and_default() {
     )
     .await;
     assert_eq!(post.status, 405);
-    assert_eq!(post.header("allow"), Some("GET"));
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
     // HEAD is served by GET endpoints.
     let head = send(
         http::Request::head(gw.url("/mobile/home"))

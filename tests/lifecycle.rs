@@ -12,9 +12,17 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
 
+/// `server` lines; `drain_delay = "0s"` unless they set it, so SIGTERM refuses new connections
+/// at once (the drain-delay test sets its own).
 fn config(app: SocketAddr, server: &str, routes: &str) -> String {
+    let delay = if server.contains("drain_delay") {
+        ""
+    } else {
+        "drain_delay = \"0s\""
+    };
     support::config()
         .admin()
+        .server(delay)
         .server(server)
         .upstream("app", &[app])
         .route("slow", "/slow", "app")
@@ -126,6 +134,12 @@ async fn the_admin_api_asks_for_the_bearer_token_but_probes_do_not() {
             a.header("www-authenticate"),
             Some("Bearer realm=\"portico-admin\"")
         );
+        assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            a.json()["type"],
+            "https://portico.dev/problems/unauthorized",
+            "{path}"
+        );
         let wrong = send(
             Request::get(gw.admin_url(path))
                 .header("authorization", "Bearer nope")
@@ -172,4 +186,75 @@ fn a_named_but_unset_token_variable_is_a_config_error() {
     let (code, _, stderr) = portico_cli(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains(":3:19: server.admin_token_env: environment variable PORTICO_TEST_SURELY_UNSET_VAR is not set"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_drain_delay_readyz_is_503_and_new_connections_are_still_served() {
+    let backend = Backend::echo("app").await;
+    let mut gw = ChildGateway::start(
+        &config(
+            backend.addr,
+            "drain_delay = \"3s\"\nshutdown_grace = \"5s\"",
+            "",
+        ),
+        &[],
+    );
+    assert_eq!(get(&gw.admin_url("/readyz")).await.status, StatusCode::OK);
+    gw.signal("TERM");
+    gw.log_line(
+        |l| l.contains("still accepting for server.drain_delay"),
+        Duration::from_secs(10),
+    );
+    let ready = get(&gw.admin_url("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    // A brand-new connection during the delay is accepted and served.
+    let fresh = tokio::net::TcpStream::connect(gw.http).await;
+    assert!(fresh.is_ok(), "the listener must accept during drain_delay");
+    drop(fresh);
+    let a = get(&gw.url("/slow/during-delay")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["path"], "/slow/during-delay");
+    // After the delay the listener closes and the process drains and exits.
+    gw.stdout_line(|l| l == "draining", Duration::from_secs(10));
+    let refused = tokio::net::TcpStream::connect(gw.http).await;
+    assert!(
+        refused.is_err(),
+        "new connections are refused after the delay"
+    );
+    let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_listener_serves_only_the_probes() {
+    let backend = Backend::echo("app").await;
+    let cfg = support::config()
+        .server("health_listen = \"127.0.0.1:0\"")
+        .upstream("app", &[backend.addr])
+        .route("slow", "/slow", "app")
+        .build();
+    let gw = ChildGateway::start(&cfg, &[]);
+    assert!(gw.admin.is_none(), "the admin API stays off");
+    let health = gw.health.expect("ready line names the health listener");
+    let url = |p: &str| format!("http://{health}{p}");
+    let live = get(&url("/healthz")).await;
+    assert_eq!(live.status, StatusCode::OK);
+    let ready = get(&url("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["status"], "ready");
+    for path in [
+        "/metrics",
+        "/admin/config",
+        "/admin/routes",
+        "/status",
+        "/slow/x",
+    ] {
+        assert_eq!(
+            get(&url(path)).await.status,
+            StatusCode::NOT_FOUND,
+            "{path} must not be served on the probe listener"
+        );
+    }
+    // The public listener does not serve the probes either (they are not routes).
+    assert_eq!(get(&gw.url("/readyz")).await.status, StatusCode::NOT_FOUND);
 }

@@ -50,9 +50,10 @@ async fn slow_request_head_is_cut_off() {
 
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
-    let (_backend, gw) = gateway("idle_timeout = \"300ms\"\nheader_read_timeout = \"10s\"").await;
+    let (_backend, gw) =
+        gateway("keepalive_timeout = \"300ms\"\nheader_read_timeout = \"10s\"").await;
     let mut s = answered_keep_alive(gw.addr).await;
-    // Now idle: the gateway closes the connection after about idle_timeout.
+    // Now idle: the gateway closes the connection after about keepalive_timeout.
     let (_, took) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(2),
@@ -92,4 +93,40 @@ async fn connections_beyond_the_cap_are_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ok, "capacity did not come back");
+}
+
+/// IoT and mobile clients keep one connection between sparse requests: an idle keep-alive
+/// connection outlives header_read_timeout (it lasts keepalive_timeout), while a request head
+/// that starts and stalls is still cut header_read_timeout after its first byte.
+#[tokio::test]
+async fn idle_keep_alive_outlives_header_read_timeout_but_a_stalled_head_is_cut() {
+    let (backend, gw) = gateway("header_read_timeout = \"1s\"\nkeepalive_timeout = \"30s\"").await;
+    let mut s = answered_keep_alive(gw.addr).await;
+    // Idle three times header_read_timeout: still usable.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.write_all(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answer on the idle keep-alive connection")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(backend.hits(), 2);
+    // Idle again, then half a request head: cut about 1 s after its first byte.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.write_all(b"GET /stalled HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let (_, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "a stalled head was closed after {took:?}"
+    );
+    assert_eq!(backend.hits(), 2);
 }

@@ -237,6 +237,9 @@ impl Profile {
                 return Ok((ep, caps));
             }
             allow.push(ep.method.as_str());
+            if ep.method == Method::GET {
+                allow.push(Method::HEAD.as_str());
+            }
         }
         if allow.is_empty() {
             return Err(GatewayError::NoRoute);

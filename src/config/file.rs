@@ -102,6 +102,10 @@ pub struct ServerFile {
     pub encoded_slashes: Option<Text>,
     /// `[ip_lists.NAME]` the admin listener's clients must pass (the peer address).
     pub admin_ip_list: Option<Text>,
+    /// How long listeners keep accepting after SIGTERM while `/readyz` says 503; default `5s`.
+    pub drain_delay: Option<Text>,
+    /// A probe listener serving only `/healthz` and `/readyz`; default: none.
+    pub health_listen: Option<Text>,
 }
 
 /// `[limits]`.
@@ -116,8 +120,10 @@ pub struct LimitsFile {
     pub max_headers: Option<Spanned<i64>>,
     /// Largest request body; default `10MiB`.
     pub max_body_bytes: Option<Text>,
-    /// Idle keep-alive connections are closed after this; default `60s`.
+    /// Idle HTTP/2 connections are closed after this; default `60s`.
     pub idle_timeout: Option<Text>,
+    /// Idle HTTP/1 keep-alive connections are closed after this; default `75s`.
+    pub keepalive_timeout: Option<Text>,
     /// Open client connections per listener; default `10000`.
     pub max_connections: Option<Spanned<i64>>,
     /// Memory one worker thread's script VM may hold; default `16MiB`.

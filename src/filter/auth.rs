@@ -49,6 +49,9 @@ pub enum AuthError {
     InvalidToken(&'static str),
     /// The token is valid but lacks a scope or a claim the route requires.
     Insufficient(&'static str),
+    /// The token is valid but lacks a scope the route requires: the route's scopes,
+    /// space-separated (RFC 6750 `scope="..."`).
+    MissingScope(Box<str>),
     /// A route that takes only API keys got none.
     MissingKey,
     /// The API key is not known (never issued, or revoked).
@@ -83,7 +86,21 @@ impl From<AuthError> for GatewayError {
             AuthError::Insufficient(why) => GatewayError::Forbidden {
                 challenge: challenge(Some("insufficient_scope"), why),
                 detail: why,
+                scope: None,
             },
+            AuthError::MissingScope(scope) => {
+                let why = "the token lacks a required scope";
+                // RFC 6750 §3: `scope` names the scopes the resource needs.
+                let text = format!(
+                    "Bearer realm=\"portico\", error=\"insufficient_scope\", error_description=\"{why}\", scope=\"{scope}\""
+                );
+                GatewayError::Forbidden {
+                    challenge: HeaderValue::from_str(&text)
+                        .unwrap_or_else(|_| challenge(Some("insufficient_scope"), why)),
+                    detail: why,
+                    scope: Some(scope),
+                }
+            }
             AuthError::MissingKey => GatewayError::Unauthorized {
                 challenge: HeaderValue::from_static("ApiKey realm=\"portico\""),
                 detail: "This route needs an API key.",
@@ -245,7 +262,7 @@ impl AuthRule {
     /// Scopes and claim conditions.
     pub fn check(&self, claims: &serde_json::Map<String, Value>) -> Result<(), AuthError> {
         if !self.scopes.iter().all(|s| has_scope(claims, s)) {
-            return Err(AuthError::Insufficient("the token lacks a required scope"));
+            return Err(AuthError::MissingScope(self.scopes.join(" ").into()));
         }
         let claims_ok = self
             .claims

@@ -330,9 +330,13 @@ fn matcher(d: &mut Diagnostics, m: &Spanned<MatchFile>, key: &str) -> Matcher {
     let methods = if m.methods.is_empty() {
         None
     } else {
-        let list: Vec<Method> = (m.methods.iter().enumerate())
+        let mut list: Vec<Method> = (m.methods.iter().enumerate())
             .filter_map(|(i, meth)| d.method(meth, format!("{key}.methods[{i}]")))
             .collect();
+        // HEAD is served wherever GET is (RFC 9110 §9.3.2), and `Allow` then lists it.
+        if list.contains(&Method::GET) && !list.contains(&Method::HEAD) {
+            list.push(Method::HEAD);
+        }
         Some(list.into_boxed_slice())
     };
     let mut headers = Vec::new();

@@ -194,6 +194,13 @@ pub fn check_restart_only(
     );
     restart_only(
         d,
+        "server.health_listen",
+        span(&s.health_listen),
+        Shown(prev.health_listen),
+        Shown(server.health_listen),
+    );
+    restart_only(
+        d,
         "server.workers",
         s.workers.as_ref().map(|w| w.span()),
         Shown(prev.workers),

@@ -10,8 +10,38 @@ use crate::config::Diagnostics;
 use crate::config::file::{LimitsFile, ServerFile};
 use crate::net::Cidr;
 
+/// Listener addresses given on the command line (`--listen`, `--admin-listen`,
+/// `--health-listen`, or their `PORTICO_*` environment variables): they win over the file at
+/// every load, so a reload never sees them as a changed restart-only key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenOverrides {
+    /// Replaces `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// Replaces `server.admin_listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Replaces `server.health_listen`.
+    pub health_listen: Option<SocketAddr>,
+}
+
+static OVERRIDES: std::sync::OnceLock<ListenOverrides> = std::sync::OnceLock::new();
+
+/// Sets the process's listener overrides once, before the first load (the `portico` binary).
+pub fn set_listen_overrides(o: ListenOverrides) {
+    let _ = OVERRIDES.set(o);
+}
+
 /// Compiles `[server]`; `None` only when `listen` is bad (reported).
 pub fn settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings> {
+    let mut settings = file_settings(d, s)?;
+    if let Some(o) = OVERRIDES.get() {
+        settings.listen = o.listen.unwrap_or(settings.listen);
+        settings.admin_listen = o.admin_listen.or(settings.admin_listen);
+        settings.health_listen = o.health_listen.or(settings.health_listen);
+    }
+    Some(settings)
+}
+
+fn file_settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings> {
     let listen = match &s.listen {
         Some(v) => d.addr(v, "server.listen"),
         None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -37,8 +67,16 @@ pub fn settings(d: &mut Diagnostics, s: &ServerFile) -> Option<ServerSettings> {
         "server.shutdown_grace",
         Duration::from_secs(30),
     );
+    let drain_delay = d.duration_or(&s.drain_delay, "server.drain_delay", Duration::from_secs(5));
+    let health_listen = match &s.health_listen {
+        Some(v) if v.get_ref().is_empty() => None,
+        Some(v) => d.addr(v, "server.health_listen"),
+        None => None,
+    };
     Some(ServerSettings {
         listen: listen?,
+        drain_delay,
+        health_listen,
         admin_listen,
         workers,
         trusted_proxies,
@@ -107,6 +145,11 @@ pub fn limits(d: &mut Diagnostics, l: &LimitsFile) -> Limits {
             def.max_body_bytes,
         ),
         idle_timeout: d.duration_or(&l.idle_timeout, "limits.idle_timeout", def.idle_timeout),
+        keepalive_timeout: d.duration_or(
+            &l.keepalive_timeout,
+            "limits.keepalive_timeout",
+            def.keepalive_timeout,
+        ),
         max_connections: d.count_or(
             &l.max_connections,
             "limits.max_connections",

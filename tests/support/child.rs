@@ -24,6 +24,8 @@ pub struct ChildGateway {
     pub child: std::process::Child,
     pub http: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The probe listener (`server.health_listen`), from the `health=` field of the ready line.
+    pub health: Option<SocketAddr>,
     pub stdout: std::sync::mpsc::Receiver<String>,
     pub stderr: std::sync::mpsc::Receiver<String>,
     pub dir: tempfile::TempDir,
@@ -65,6 +67,7 @@ impl ChildGateway {
             child,
             http: "0.0.0.0:0".parse().unwrap(),
             admin: None,
+            health: None,
             stdout,
             stderr,
             dir,
@@ -75,6 +78,7 @@ impl ChildGateway {
                 Some(("http", a)) => g.http = a.parse().unwrap(),
                 Some(("admin", "off")) => g.admin = None,
                 Some(("admin", a)) => g.admin = Some(a.parse().unwrap()),
+                Some(("health", a)) => g.health = Some(a.parse().unwrap()),
                 _ => {}
             }
         }
