@@ -103,7 +103,8 @@ fn routes_command_prints_the_table() {
     let (code, out, _) = portico_cli(&["routes", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(
-        out.lines().any(|l| l.starts_with("a\t*\t/a/*\tGET,HEAD\tapp")),
+        out.lines()
+            .any(|l| l.starts_with("a\t*\t/a/*\tGET,HEAD\tapp")),
         "{out}"
     );
 }

@@ -112,7 +112,7 @@ async fn not_found_and_method_not_allowed_are_problem_json() {
         .unwrap();
     let a = send(req).await;
     assert_eq!(a.status, 405);
-    assert_eq!(a.header("allow"), Some("GET, POST"));
+    assert_eq!(a.header("allow"), Some("GET, HEAD, POST"));
     assert_eq!(
         a.json()["type"],
         "https://portico.dev/problems/method-not-allowed"
