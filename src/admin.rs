@@ -105,6 +105,13 @@ pub async fn handle(
         }
     }
     let path = req.uri().path();
+    if path == "/admin/sagas" || path.starts_with("/admin/sagas/") {
+        if !authorized(&gateway.runtime().server.admin_token, &req) {
+            return unauthorized();
+        }
+        let (status, body) = crate::saga::admin::handle(req.method(), path).await;
+        return json_response(status, &body);
+    }
     let Some(&(_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -137,17 +144,7 @@ pub async fn handle(
         ),
         // The page itself holds no data; it asks for the token and sends it with each fetch.
         "/status" => status_page(),
-        _ if !authorized(&rt.server.admin_token, &req) => {
-            let mut resp = json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
-            );
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portico-admin\""),
-            );
-            resp
-        }
+        _ if !authorized(&rt.server.admin_token, &req) => unauthorized(),
         "/metrics" => {
             let mut resp = Response::new(Body::full(rt.metrics.encode()));
             resp.headers_mut().insert(
@@ -166,6 +163,19 @@ pub async fn handle(
         "/admin/reload" => reload(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }
+}
+
+/// 401 with the admin realm's challenge.
+fn unauthorized() -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
+    );
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"portico-admin\""),
+    );
+    resp
 }
 
 fn authorized<B>(token: &Option<crate::runtime::lifecycle::AdminToken>, req: &Request<B>) -> bool {
