@@ -33,6 +33,10 @@ use crate::error::GatewayError;
 use crate::filter::Identity;
 use crate::upstream::Upstream;
 
+/// The saga's id on a success answer (failures carry `saga_id` in the problem body).
+pub static SAGA_ID_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("portico-saga-id");
+
 /// A compiled saga: its steps in order.
 #[derive(Debug)]
 pub struct Saga {
@@ -123,6 +127,7 @@ pub async fn serve(
         base,
     };
     let id = registry::new_id();
+    let id_header = HeaderValue::try_from(id.as_str()).ok();
     let task = tokio::spawn(run::run(saga.clone(), input, deadline, id, ep.id.clone()));
     let answer = task.await.map_err(|e| GatewayError::SagaFailed {
         saga: "-".into(),
@@ -136,6 +141,9 @@ pub async fn serve(
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut()
         .insert(http::header::CACHE_CONTROL, ep.cache_control.clone());
+    if let Some(id) = id_header {
+        resp.headers_mut().insert(&SAGA_ID_HEADER, id);
+    }
     if let Some(fields) = &identity.rate_limit {
         fields.apply(resp.headers_mut());
     }

@@ -175,7 +175,7 @@ read_your_writes = { key = "ip", window = "0s" }
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
     assert!(
-        err.contains("gateway.toml:19:20: routes[0].read_your_writes.key"),
+        err.contains("gateway.toml:21:28: routes[0].read_your_writes.key"),
         "{err}"
     );
 }

@@ -185,8 +185,20 @@ async fn every_step_succeeds_and_the_answer_holds_each_shaped_answer() {
             r#"shipping POST /shipments {"reservation":"r-1"}"#.to_string(),
         ]
     );
+    // Tests share the process's saga list: find this one by its id.
+    let id = a
+        .header("portico-saga-id")
+        .expect("saga id header")
+        .to_string();
     let sagas = admin_get(s.gw.running(), "/admin/sagas").await.json();
-    assert_eq!(sagas["sagas"][0]["state"], "done");
+    let mine: Vec<&serde_json::Value> = sagas["sagas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{sagas}");
+    assert_eq!(mine[0]["state"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
