@@ -382,6 +382,6 @@ mod tests {
         assert_eq!(t["sku"].as_str(), Some("{body.sku}"));
         assert_eq!(t["qty"].as_str(), Some("{body.qty}"));
         assert_eq!(t["n"].as_integer(), Some(1));
-        assert!(json_text_to_toml("{nope").is_err());
+        assert!(json_text_to_toml("[1, 2").is_err());
     }
 }
