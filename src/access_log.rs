@@ -111,6 +111,7 @@ pub fn flag(err: &crate::error::GatewayError) -> &'static str {
         E::FaultInjected { .. } => "fault_injected",
         E::ShuttingDown => "shutting_down",
         E::ScriptError { .. } => "script_error",
+        E::SagaFailed { .. } => "saga_failed",
         E::IpDenied { .. } => "ip_denied",
         E::CorsRejected { .. } => "cors_rejected",
         E::BffUnknownClient

@@ -139,6 +139,13 @@ pub async fn handle(
         }
     }
     let path = req.uri().path();
+    if path == "/admin/sagas" || path.starts_with("/admin/sagas/") {
+        if !authorized(&gateway.runtime().server.admin_token, &req) {
+            return unauthorized();
+        }
+        let (status, body) = crate::saga::admin::handle(req.method(), path).await;
+        return json_response(status, &body);
+    }
     let Some(&(_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -171,14 +178,7 @@ pub async fn handle(
         ),
         // The page itself holds no data; it asks for the token and sends it with each fetch.
         "/status" => status_page(),
-        // problem+json like every refusal of the public listeners (type `.../unauthorized`).
-        _ if !authorized(&rt.server.admin_token, &req) => {
-            crate::error::GatewayError::Unauthorized {
-                challenge: HeaderValue::from_static("Bearer realm=\"portico-admin\""),
-                detail: "This admin endpoint needs Authorization: Bearer <token>.",
-            }
-            .into_response("")
-        }
+        _ if !authorized(&rt.server.admin_token, &req) => unauthorized(),
         "/metrics" => {
             let mut resp = Response::new(Body::full(rt.metrics.encode()));
             resp.headers_mut().insert(
@@ -197,6 +197,17 @@ pub async fn handle(
         "/admin/reload" => reload(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     }
+}
+
+/// 401 with the admin realm's challenge.
+/// The admin API's refusal: problem+json like every refusal of the public listeners
+/// (type `.../unauthorized`).
+fn unauthorized() -> Response<Body> {
+    crate::error::GatewayError::Unauthorized {
+        challenge: HeaderValue::from_static("Bearer realm=\"portico-admin\""),
+        detail: "This admin endpoint needs Authorization: Bearer <token>.",
+    }
+    .into_response("")
 }
 
 fn authorized<B>(token: &Option<crate::runtime::lifecycle::AdminToken>, req: &Request<B>) -> bool {

@@ -166,6 +166,8 @@ pub struct Endpoint {
     pub scripts: Option<crate::script::Chain>,
     /// `Cache-Control` of the answers (`cache_control`, default `private, no-store`).
     pub cache_control: HeaderValue,
+    /// `saga = true`: the steps run instead of parts; `None` costs nothing.
+    pub saga: Option<Arc<crate::saga::Saga>>,
 }
 
 /// One backend call of an endpoint.
@@ -226,6 +228,10 @@ pub async fn serve(
     parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<Body>, GatewayError> {
+    if let Some(saga) = &target.endpoint.saga {
+        return crate::saga::serve(saga, env, conn, request_id, target, identity, parts, body)
+            .await;
+    }
     let started = Instant::now();
     let ep = target.endpoint;
     let rate_limit_fields = identity.rate_limit.clone();
@@ -310,7 +316,7 @@ pub fn budget(deadline: Duration, headers: &HeaderMap) -> Result<Duration, Gatew
 /// Headers every part call carries: request id, forwarding headers (as the proxy sets them),
 /// `accept: application/json`, and the verified-claim headers of `forward_claims` (the guards
 /// removed client-sent copies and set verified ones, as for routes).
-fn base_headers(
+pub(crate) fn base_headers(
     env: BffEnv<'_>,
     conn: &ConnInfo,
     request_id: &HeaderValue,
@@ -335,7 +341,7 @@ fn base_headers(
 }
 
 /// Reads the client's body as JSON (empty: `None`), within the size limit and the budget.
-async fn read_json_body(
+pub(crate) async fn read_json_body(
     body: Incoming,
     limit: u64,
     deadline: tokio::time::Instant,

@@ -153,6 +153,20 @@ pub enum GatewayError {
         /// The placeholder, e.g. `{query.user}`.
         input: Box<str>,
     },
+    /// A saga step failed; the finished steps were compensated (`done`) or not (`stuck`).
+    #[error("saga {saga}: step `{step}` failed ({reason}); compensation {compensation}")]
+    SagaFailed {
+        /// Saga id (shown to the client, for the admin API).
+        saga: Box<str>,
+        /// The step that failed.
+        step: std::sync::Arc<str>,
+        /// Reason token (`bad-status`, `timeout`, `unreachable`, `missing-input`, ...).
+        reason: &'static str,
+        /// 409 (the service refused), 502, 504 (timeout or budget), 400 (missing input).
+        status: StatusCode,
+        /// `done` or `stuck`.
+        compensation: &'static str,
+    },
     /// A script hook failed (error, budget, memory, bad value): 500, details in the log only.
     #[error("script `{script}` failed ({kind}): {message}")]
     ScriptError {
@@ -329,6 +343,20 @@ impl GatewayError {
                 title: "Bad Request",
                 detail: format!("The part `{part}` needs {input}, which this request lacks."),
             },
+            E::SagaFailed {
+                step,
+                reason,
+                status,
+                compensation,
+                ..
+            } => Problem {
+                status: *status,
+                slug: "saga-failed",
+                title: status.canonical_reason().unwrap_or("Saga Failed"),
+                detail: format!(
+                    "The saga step `{step}` failed ({reason}); compensation of the finished steps: {compensation}."
+                ),
+            },
             E::ScriptError { .. } => p(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "script-error",
@@ -341,13 +369,24 @@ impl GatewayError {
     /// The `application/problem+json` response for this error.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
         let p = self.problem();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("https://portico.dev/problems/{}", p.slug),
             "title": p.title,
             "status": p.status.as_u16(),
             "detail": p.detail,
             "request_id": request_id,
         });
+        if let GatewayError::SagaFailed {
+            saga,
+            step,
+            compensation,
+            ..
+        } = &self
+        {
+            body["failed_step"] = (**step).into();
+            body["compensation"] = (*compensation).into();
+            body["saga_id"] = (**saga).into();
+        }
         let mut resp = Response::new(Body::full(body.to_string()));
         *resp.status_mut() = p.status;
         let headers = resp.headers_mut();
@@ -401,7 +440,7 @@ impl GatewayError {
             | GatewayError::BffPartTimeout { .. }
             | GatewayError::BffMissingInput { .. }
             | GatewayError::FaultInjected { .. } => {}
-            GatewayError::ScriptError { .. } => {}
+            GatewayError::ScriptError { .. } | GatewayError::SagaFailed { .. } => {}
         }
         resp
     }

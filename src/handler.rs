@@ -345,8 +345,17 @@ async fn proxy<'a>(
     let dispatch =
         route::traffic::dispatch(route, action, client, &mut parts.headers, &mut trace.fault)
             .await?;
-    // A script's pick (one of the route's upstreams) overrides the split.
-    let upstream = picked.as_ref().unwrap_or(dispatch.upstream);
+    // CQRS (`write_upstream`): writes, and a recent writer's reads, go to the write side. A
+    // script's pick (one of the route's upstreams) overrides it and the split.
+    let cqrs = route.cqrs.as_deref().map(|c| {
+        let d = c.decide(&parts.method, &parts.headers, identity.claims.as_ref());
+        (c, d)
+    });
+    let upstream = match (&picked, &cqrs) {
+        (Some(p), _) => p,
+        (None, Some((c, d))) if d.write => &c.write,
+        _ => dispatch.upstream,
+    };
     trace.upstream = Some(upstream.name.clone());
     let key = upstream.key(&crate::upstream::balance::KeySource {
         headers: &parts.headers,
@@ -399,6 +408,9 @@ async fn proxy<'a>(
     if let (true, Some(client)) = (switched, client_upgrade) {
         let upstream_io = hyper::upgrade::on(&mut resp);
         tokio::spawn(tunnel(client, upstream_io));
+    }
+    if let Some((c, d)) = &cqrs {
+        c.observe(d, resp.status(), resp.headers());
     }
     let (mut head, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod net;
 pub mod route;
 pub mod runtime;
+pub mod saga;
 pub mod script;
 pub(crate) mod server;
 pub mod tls;

@@ -14,6 +14,7 @@ pub mod answer;
 pub mod chance;
 pub mod compile;
 pub mod conditions;
+pub mod cqrs;
 pub mod fault;
 pub mod mirror;
 pub mod shadow;
@@ -77,6 +78,8 @@ pub struct Route {
     pub mirror: Option<Box<mirror::Mirror>>,
     /// Injected delays and aborts.
     pub fault: Option<Box<fault::Fault>>,
+    /// CQRS: `write_upstream` (and `read_your_writes`); `None` costs nothing.
+    pub cqrs: Option<Box<cqrs::Cqrs>>,
     /// This route's metric series, resolved when the config is compiled.
     pub metrics: crate::metrics::RouteMetrics,
     /// `scripts = [...]`: run after the guards; `None` costs nothing.

@@ -111,7 +111,7 @@ DIR/gateway.toml:34:35: routes[2].match.method: unknown field `method`; did you 
 DIR/gateway.toml:35:12: routes[2].upstream: unknown upstream `ap` in route `three`; did you mean `app`?
 DIR/gateway.toml:36:1: routes[2].timout: unknown field `timout`; did you mean `timeout`?
 DIR/gateway.toml:37:21: routes[2].auth: unknown auth provider `mian`; did you mean `main`?
-DIR/bff/iot.toml:7:1: endpoints[0].cache_ttl: unknown field `cache_ttl`; expected one of `method`, `path`, `deadline`, `auth`, `rate_limit`, `ip_list`, `cors`, `cache_control`, `scripts`, `parts`
+DIR/bff/iot.toml:7:1: endpoints[0].cache_ttl: unknown field `cache_ttl`; expected one of `method`, `path`, `deadline`, `auth`, `rate_limit`, `ip_list`, `cors`, `cache_control`, `scripts`, `parts`, `saga`, `steps`
 DIR/bff/web.toml:3:1: deadlin: unknown field `deadlin`; did you mean `deadline`?
 DIR/bff/web.toml:11:14: endpoints[0].parts[0].upstream: unknown upstream `apps`; did you mean `app`? (upstreams in gateway.toml: app)
 11 problem(s) found

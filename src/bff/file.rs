@@ -68,6 +68,11 @@ pub struct EndpointFile {
     /// `[[endpoints.parts]]`: the backend calls whose answers make up the response.
     #[serde(default)]
     pub parts: Vec<PartFile>,
+    /// `true`: the endpoint runs `steps` as a saga (instead of `parts`).
+    pub saga: Option<Spanned<bool>>,
+    /// `[[endpoints.steps]]` of a saga endpoint.
+    #[serde(default)]
+    pub steps: Vec<crate::saga::file::StepFile>,
 }
 
 /// `[[endpoints.parts]]`.

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod cluster;
 pub mod compression;
+pub mod cqrs;
 pub mod edge;
 pub mod rate_limit;
 pub mod script;
@@ -236,6 +237,10 @@ pub struct RouteFile {
     pub ip_list: Option<Text>,
     /// `[cors.NAME]` policy answering preflights and adding CORS headers.
     pub cors: Option<Text>,
+    /// CQRS: non-safe methods go to this upstream, safe ones (GET, HEAD, OPTIONS) to `upstream`.
+    pub write_upstream: Option<Text>,
+    /// After a key's successful write, its reads go to the write side for a window.
+    pub read_your_writes: Option<Spanned<cqrs::ReadYourWritesFile>>,
 }
 
 /// `match = { ... }` of a route.

@@ -116,6 +116,7 @@ fn route(d: &mut Diagnostics, r: &RouteFile, key: &str, cx: Context<'_>) -> Opti
         split: traffic.split,
         mirror: traffic.mirror,
         fault: traffic.fault,
+        cqrs: traffic.cqrs,
         guards,
         metrics: Default::default(),
         scripts,
@@ -188,6 +189,11 @@ fn only_forwarding_keys_absent(d: &mut Diagnostics, r: &RouteFile, key: &str) {
         ("timeout", span(&r.timeout)),
         ("sticky", span(&r.sticky)),
         ("upgrades", r.upgrades.as_ref().map(|s| s.span())),
+        ("write_upstream", span(&r.write_upstream)),
+        (
+            "read_your_writes",
+            r.read_your_writes.as_ref().map(|s| s.span()),
+        ),
     ];
     for (name, at) in present {
         if let Some(at) = at {
@@ -244,6 +250,8 @@ struct Traffic {
     pub mirror: Option<Box<super::mirror::Mirror>>,
     /// `fault`.
     pub fault: Option<Box<super::fault::Fault>>,
+    /// `write_upstream` + `read_your_writes`.
+    pub cqrs: Option<Box<super::cqrs::Cqrs>>,
 }
 
 /// Compiles route `r`'s conditions, split, mirror and fault (`key`: e.g. `routes[2]`).
@@ -266,6 +274,7 @@ fn traffic(d: &mut Diagnostics, key: &str, r: &RouteFile, cx: Context<'_>) -> Tr
             .fault
             .as_ref()
             .and_then(|f| super::fault::compile::compile(d, key, id, f, cx.metrics)),
+        cqrs: super::cqrs::compile::compile(d, key, r, cx).map(Box::new),
     }
 }
 

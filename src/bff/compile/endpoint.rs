@@ -56,7 +56,8 @@ pub(super) fn endpoint(
         defaults.deadline,
     );
     let parts_file = &e.parts;
-    if parts_file.is_empty() {
+    let is_saga = saga_keys(d, e, &key);
+    if parts_file.is_empty() && !is_saga {
         d.error(
             e.path.span(),
             format!("{key}.parts"),
@@ -66,6 +67,16 @@ pub(super) fn endpoint(
     // Names first: templates may refer to any part of the endpoint, in any order.
     let names = part_names(d, parts_file, &key);
     let path = path?;
+    let saga = if is_saga {
+        let scx = crate::saga::compile::Context {
+            upstreams: cx.upstreams,
+            declared: cx.declared,
+            captures: &path.captures,
+        };
+        crate::saga::compile::compile(d, &e.steps, &key, &scx).map(Arc::new)
+    } else {
+        None
+    };
     let scope = Scope {
         captures: &path.captures,
         parts: &names,
@@ -115,7 +126,37 @@ pub(super) fn endpoint(
         metrics,
         scripts,
         cache_control,
+        saga,
     })
+}
+
+/// `saga = true` takes `steps` and no `parts`; `steps` need `saga = true`. Returns whether the
+/// endpoint is a saga.
+fn saga_keys(d: &mut Diagnostics, e: &EndpointFile, key: &str) -> bool {
+    let is_saga = e.saga.as_ref().is_some_and(|s| *s.get_ref());
+    let span = e.saga.as_ref().map_or(e.path.span(), |s| s.span());
+    if is_saga && !e.parts.is_empty() {
+        d.error(
+            span.clone(),
+            format!("{key}.parts"),
+            "a saga endpoint runs `steps`, not `parts`: give one or the other",
+        );
+    }
+    if is_saga && e.steps.is_empty() {
+        d.error(
+            span,
+            format!("{key}.steps"),
+            "a saga endpoint needs at least one [[endpoints.steps]]",
+        );
+    }
+    if !is_saga && !e.steps.is_empty() {
+        d.error(
+            e.steps[0].name.span(),
+            format!("{key}.steps"),
+            "`steps` run only on a saga endpoint: add `saga = true`",
+        );
+    }
+    is_saga
 }
 
 /// `Cache-Control` of the endpoint's answers: its own, else its profile's, else
