@@ -113,6 +113,7 @@ pub fn flag(err: &crate::error::GatewayError) -> &'static str {
         E::ScriptError { .. } => "script_error",
         E::IpDenied { .. } => "ip_denied",
         E::CorsRejected { .. } => "cors_rejected",
+        E::TunnelLimit => "tunnel_limit",
         E::BffUnknownClient
         | E::BffPartFailed { .. }
         | E::BffPartTimeout { .. }

@@ -145,6 +145,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open connections per listener.
     pub max_connections: usize,
+    /// Idle upgraded tunnels are closed after this.
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -156,6 +158,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
 }
