@@ -224,14 +224,16 @@ mod tests {
         assert!(TunnelGate::new(None).enter().is_some());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn idle_tunnels_close() {
         let (client, mut client_far) = tokio::io::duplex(64);
         let (upstream, mut upstream_far) = tokio::io::duplex(64);
         let m = Metrics::new();
         let s = series(&m, "r");
         let run =
-            tokio::spawn(async move { copy(client, upstream, Duration::from_secs(300), &s).await });
+            tokio::spawn(
+                async move { copy(client, upstream, Duration::from_millis(100), &s).await },
+            );
         client_far.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         upstream_far.read_exact(&mut got).await.unwrap();
