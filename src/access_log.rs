@@ -114,6 +114,7 @@ pub fn flag(err: &crate::error::GatewayError) -> &'static str {
         E::SagaFailed { .. } => "saga_failed",
         E::IpDenied { .. } => "ip_denied",
         E::CorsRejected { .. } => "cors_rejected",
+        E::TunnelLimit => "tunnel_limit",
         E::BffUnknownClient
         | E::BffPartFailed { .. }
         | E::BffPartTimeout { .. }

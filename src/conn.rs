@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 
 use crate::tls::ClientCert;
 
@@ -18,4 +21,45 @@ pub struct ConnInfo {
     pub client_cert: Option<Arc<ClientCert>>,
     /// Port of this gateway's HTTPS listener, if any (where `redirect_https` points).
     pub https_port: Option<u16>,
+    /// Upgraded tunnels open from this connection: its task (and its place in a drain) waits
+    /// for them.
+    pub tunnels: Arc<TunnelCount>,
+}
+
+/// Tunnels still open on one client connection.
+#[derive(Debug, Default)]
+pub struct TunnelCount {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// Held by an open tunnel; dropping it counts the tunnel closed.
+#[derive(Debug)]
+pub struct TunnelHold(Arc<TunnelCount>);
+
+impl TunnelCount {
+    /// Counts one more open tunnel until the hold is dropped.
+    pub fn hold(self: &Arc<Self>) -> TunnelHold {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        TunnelHold(self.clone())
+    }
+
+    /// Waits until no tunnel of this connection is open.
+    pub async fn wait_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TunnelHold {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
 }

@@ -12,7 +12,6 @@ use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use crate::bff;
 use crate::body::{Body, RequestBody};
@@ -67,6 +66,8 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         bytes_in: content_length(&req),
     });
     let method = req.method().clone();
+    // A gRPC client gets the gateway's own errors as trailers-only gRPC answers.
+    let grpc = crate::grpc::is_grpc(req.headers());
     let mut trace = Trace::default();
     // The coding is chosen from the request's head before the request moves on.
     let coding = rt
@@ -112,7 +113,11 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
                 rt.metrics.auth_denied(detail);
             }
             flag = Some(crate::access_log::flag(&err));
-            err.into_response(request_id.to_str().unwrap_or(""))
+            if grpc {
+                err.into_grpc_response()
+            } else {
+                err.into_response(request_id.to_str().unwrap_or(""))
+            }
         }
     };
     if let Some((cors, origin)) = &trace.cors {
@@ -217,6 +222,8 @@ async fn proxy<'a>(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     // Phase 1: reject what must never reach routing; one checked Host, one normalized path.
+    // An HTTP/2 extended CONNECT (WebSocket over h2) goes on as the upgrade it stands for.
+    let extended_connect = crate::tunnel::from_extended_connect(&mut req);
     admit::admit(&rt.server, |name| gateway_set(rt, name), &mut req)?;
     let host = request_host(req.uri(), req.headers());
     if let Some(redirect) =
@@ -270,13 +277,21 @@ async fn proxy<'a>(
     // Only an allow-listed protocol is tunnelled; any other offer goes as a plain request.
     let upgrading = match &target {
         Target::Route(r) => {
-            req.version() == Version::HTTP_11
+            (req.version() == Version::HTTP_11 || extended_connect)
                 && headers::wants_upgrade(req.headers())
                 && r.proxy().is_some_and(|p| p.upgrades.allows(req.headers()))
         }
         Target::Bff(_) => false,
     };
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    // A tunnel takes a place under the route's `max_tunnels` before anything is forwarded.
+    let tunnel_slot = match (&target, upgrading) {
+        (Target::Route(r), true) => match r.proxy().map(|p| p.tunnels.enter()) {
+            Some(None) => return Err(GatewayError::TunnelLimit),
+            slot => slot.flatten(),
+        },
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
     // Hop-by-hop fields go before any gateway-set header is added (guards add verified claims
     // and the client certificate), so `Connection` cannot name those away.
@@ -365,12 +380,18 @@ async fn proxy<'a>(
         claims: identity.claims.as_deref(),
     });
     let offered = upgrading.then(|| parts.headers.clone());
+    // A gRPC client's `grpc-timeout` shortens the deadline; what is left goes upstream.
+    let timeout = if crate::grpc::is_grpc(&parts.headers) {
+        crate::grpc::deadline(&mut parts.headers, dispatch.timeout)
+    } else {
+        dispatch.timeout
+    };
     prepare_request_head(rt, conn, action, request_id, &mut parts);
 
     // Phase 6: forward (and mirror).
     let mut resp = match route.mirror.as_deref() {
         Some(m) if m.wants(&parts, &body, upgrading) => {
-            m.forward(upstream, parts, body, limit, dispatch.timeout, key)
+            m.forward(upstream, parts, body, limit, timeout, key)
                 .await?
         }
         _ => {
@@ -383,7 +404,7 @@ async fn proxy<'a>(
                 .forward(
                     Request::from_parts(parts, body),
                     reclaim,
-                    dispatch.timeout,
+                    timeout,
                     key,
                     &mut trace.served,
                 )
@@ -405,15 +426,23 @@ async fn proxy<'a>(
             reason: "101 Switching Protocols to a protocol the client did not offer or the route does not allow".into(),
         });
     }
-    if let (true, Some(client)) = (switched, client_upgrade) {
+    if let (true, Some(client), Some(slot)) = (switched, client_upgrade, tunnel_slot) {
         let upstream_io = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client, upstream_io));
+        let tunnel = crate::tunnel::Tunnel {
+            slot,
+            conn: conn.tunnels.clone(),
+            idle: rt.limits.tunnel_idle_timeout,
+        };
+        tunnel.spawn(&rt.metrics, &route.id, client, upstream_io);
     }
     if let Some((c, d)) = &cqrs {
         c.observe(d, resp.status(), resp.headers());
     }
     let (mut head, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);
+    if switched && extended_connect {
+        crate::tunnel::answer_extended_connect(&mut head);
+    }
     if !action.response_headers.is_empty() {
         action.response_headers.apply(&mut head.headers);
     }
@@ -498,18 +527,6 @@ pub fn upstream_path(action: &ProxyAction, pq: Option<&PathAndQuery>) -> PathAnd
         out.push_str(q);
     }
     PathAndQuery::try_from(out).unwrap_or(original)
-}
-
-/// Copies bytes both ways after a successful protocol switch (e.g. WebSocket).
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
-        return;
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended");
-    }
 }
 
 /// Whether `name` (lowercase, with `-`) is a header the gateway sets from what it verified:

@@ -19,6 +19,7 @@ pub mod demo;
 pub(crate) mod error;
 pub mod filter;
 pub mod gateway;
+pub mod grpc;
 pub(crate) mod handler;
 pub mod logging;
 pub mod metrics;
@@ -30,6 +31,7 @@ pub mod script;
 pub(crate) mod server;
 pub mod tls;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;
 
 pub use app::{Running, StartError, probe};

@@ -119,6 +119,8 @@ pub struct ProxyAction {
     pub response_headers: HeaderOps,
     /// Protocols a client may switch to through this route (`upgrades`).
     pub upgrades: upgrades::Upgrades,
+    /// The cap on concurrent tunnels (`max_tunnels`).
+    pub tunnels: crate::tunnel::TunnelGate,
 }
 
 impl Route {

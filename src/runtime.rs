@@ -152,6 +152,8 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// Open connections per listener.
     pub max_connections: usize,
+    /// Idle upgraded tunnels are closed after this.
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -164,6 +166,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
 }

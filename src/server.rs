@@ -156,6 +156,7 @@ pub async fn accept_plain(
             tls: false,
             client_cert: None,
             https_port: gateway.https_port(),
+            tunnels: Default::default(),
         };
         let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
         Some(async move {
@@ -180,6 +181,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(250)
+        // RFC 8441: WebSocket over HTTP/2 (extended CONNECT).
+        .enable_connect_protocol()
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     b
@@ -279,4 +282,7 @@ pub async fn serve_connection<I>(
             }
         }
     }
+    // Tunnels upgraded from this connection keep its slot: a drain waits for them (up to
+    // `shutdown_grace`, after which the process exits and closes them).
+    conn.info.tunnels.wait_closed().await;
 }

@@ -66,6 +66,8 @@ pub struct UpstreamSettings {
     pub health: Option<Arc<HealthSettings>>,
     /// `[upstreams.NAME.outlier]`.
     pub outlier: Option<OutlierSettings>,
+    /// `protocol`: HTTP/1.1, HTTP/2, or chosen by ALPN.
+    pub protocol: transport::Protocol,
 }
 
 impl UpstreamSettings {
@@ -75,6 +77,7 @@ impl UpstreamSettings {
             && self.max_idle_per_endpoint == other.max_idle_per_endpoint
             && self.pool_idle_timeout == other.pool_idle_timeout
             && self.tls == other.tls
+            && self.protocol == other.protocol
     }
 }
 

@@ -293,3 +293,33 @@ fn bad_compression_settings_are_check_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("compression.algorithms: is empty"), "{err}");
 }
+
+#[tokio::test]
+async fn a_bff_answer_is_compressed_too() {
+    let backend = backend().await;
+    let toml = support::config()
+        .no_access_log()
+        .upstream("app", &[backend.addr])
+        .toml(ALL)
+        .build();
+    // The part's 20 KB list is shaped into the aggregate unchanged (no field selection).
+    let bff = profile("/c")
+        .endpoint("/home")
+        .part("list", "app", "/app/list", "required = true")
+        .build();
+    let gw = TestGateway::start_with_files(&toml, &[("bff/c.toml", &bff)]).await;
+    let plain = get(&gw.url("/c/home")).await;
+    assert_eq!(plain.status, 200);
+    assert!(plain.body.len() > 10_000, "{} bytes", plain.body.len());
+    for coding in ["gzip", "br", "zstd"] {
+        let a = get_with(&gw.url("/c/home"), &[("accept-encoding", coding)]).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("content-encoding"), Some(coding), "{coding}");
+        assert!(
+            a.header("vary")
+                .is_some_and(|v| v.contains("accept-encoding") || v.contains("Accept-Encoding"))
+        );
+        assert_eq!(decode(coding, &a.body), plain.body, "{coding}");
+        assert!(a.body.len() * 5 < plain.body.len(), "{coding}");
+    }
+}

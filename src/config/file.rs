@@ -129,6 +129,9 @@ pub struct LimitsFile {
     pub max_connections: Option<Spanned<i64>>,
     /// Memory one worker thread's script VM may hold; default `16MiB`.
     pub script_memory: Option<Text>,
+    /// An upgraded tunnel (WebSocket...) with no bytes either way for this long is closed;
+    /// default `5m`.
+    pub tunnel_idle_timeout: Option<Text>,
 }
 
 /// `[log]`.
@@ -178,6 +181,8 @@ pub struct UpstreamFile {
     pub health: Option<Spanned<balance::HealthFile>>,
     /// `[upstreams.NAME.outlier]`: passive ejection; default: none.
     pub outlier: Option<Spanned<balance::OutlierFile>>,
+    /// `http1` (default), `h2` (h2c on http://, ALPN h2 on https://) or `auto` (ALPN).
+    pub protocol: Option<Text>,
 }
 
 /// `[[routes]]`.
@@ -231,6 +236,8 @@ pub struct RouteFile {
     pub scripts: Option<script::ScriptRefs>,
     /// Protocols a client may switch to (`Upgrade`); default `["websocket"]`; never `h2c`.
     pub upgrades: Option<Spanned<Vec<Text>>>,
+    /// Most upgraded tunnels (WebSocket...) open at once through this route; default: no cap.
+    pub max_tunnels: Option<Spanned<i64>>,
     /// `false` sends this route's answers uncompressed even with `[compression]`; default `true`.
     pub compress: Option<Spanned<bool>>,
     /// `[ip_lists.NAME]` the client address must pass.

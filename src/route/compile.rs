@@ -158,6 +158,14 @@ fn proxy_action(
     let request_headers =
         compile_header_ops(d, &r.request_headers, &format!("{key}.request_headers"));
     let upgrades = super::upgrades::compile(d, r.upgrades.as_ref(), key);
+    let max_tunnels = r.max_tunnels.as_ref().map(|_| {
+        d.count_or(
+            &r.max_tunnels,
+            &format!("{key}.max_tunnels"),
+            (0, 10_000_000),
+            0,
+        )
+    });
     let upstream = upstream?;
     Some(ProxyAction {
         timeout: timeout.unwrap_or(upstream.settings.timeout),
@@ -168,6 +176,7 @@ fn proxy_action(
         request_headers,
         response_headers,
         upgrades,
+        tunnels: crate::tunnel::TunnelGate::new(max_tunnels),
     })
 }
 
@@ -194,6 +203,7 @@ fn only_forwarding_keys_absent(d: &mut Diagnostics, r: &RouteFile, key: &str) {
             "read_your_writes",
             r.read_your_writes.as_ref().map(|s| s.span()),
         ),
+        ("max_tunnels", r.max_tunnels.as_ref().map(|s| s.span())),
     ];
     for (name, at) in present {
         if let Some(at) = at {

@@ -202,6 +202,7 @@ mod tests {
             },
             health: None,
             outlier: None,
+            protocol: Default::default(),
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

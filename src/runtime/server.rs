@@ -156,5 +156,10 @@ pub fn limits(d: &mut Diagnostics, l: &LimitsFile) -> Limits {
             (1, 10_000_000),
             def.max_connections,
         ),
+        tunnel_idle_timeout: d.duration_or(
+            &l.tunnel_idle_timeout,
+            "limits.tunnel_idle_timeout",
+            def.tunnel_idle_timeout,
+        ),
     }
 }

@@ -162,9 +162,13 @@ impl<'a> Session<'a> {
             return Ok(resp);
         }
         let (mut head, body) = resp.into_parts();
-        let (buffered, body) = match self.chain.buffer_body {
-            Some(cap) => (Some(read_body(self.chain, body, cap).await?), None),
-            None => (None, Some(body)),
+        // A buffered body keeps its trailers (gRPC status) for the rebuilt one.
+        let (buffered, body, trailers) = match self.chain.buffer_body {
+            Some(cap) => {
+                let (bytes, trailers) = read_body(self.chain, body, cap).await?;
+                (Some(bytes), None, trailers)
+            }
+            None => (None, Some(body), None),
         };
         let obj = RespObj {
             status: head.status,
@@ -190,7 +194,7 @@ impl<'a> Session<'a> {
                 if obj.body_changed {
                     head.headers.remove(CONTENT_LENGTH);
                 }
-                Body::full(bytes.unwrap_or_default())
+                with_trailers(bytes.unwrap_or_default(), trailers)
             }
         };
         Ok(Response::from_parts(head, body))
@@ -416,10 +420,32 @@ fn fail(f: Fault) -> GatewayError {
     }
 }
 
-/// Reads a response body whole, failing past `cap` bytes.
-async fn read_body(chain: &Chain, body: Body, cap: usize) -> Result<Bytes, GatewayError> {
+/// A body of `bytes`, then `trailers` when the original had some.
+fn with_trailers(bytes: Bytes, trailers: Option<http::HeaderMap>) -> Body {
+    use http_body_util::BodyExt as _;
+    let Some(trailers) = trailers else {
+        return Body::full(bytes);
+    };
+    let mut frames = Vec::with_capacity(2);
+    if !bytes.is_empty() {
+        frames.push(Ok(http_body::Frame::data(bytes)));
+    }
+    frames.push(Ok(http_body::Frame::trailers(trailers)));
+    let stream = futures_util::stream::iter(frames);
+    Body::Boxed(http_body_util::StreamBody::new(stream).boxed_unsync())
+}
+
+/// Reads a response body whole (and its trailers), failing past `cap` bytes.
+async fn read_body(
+    chain: &Chain,
+    body: Body,
+    cap: usize,
+) -> Result<(Bytes, Option<http::HeaderMap>), GatewayError> {
     match Limited::new(body, cap).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
+        Ok(c) => {
+            let trailers = c.trailers().cloned();
+            Ok((c.to_bytes(), trailers))
+        }
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>

@@ -74,6 +74,7 @@ pub async fn accept_tls(
                     tls: true,
                     client_cert,
                     https_port: Some(local.port()),
+                    tunnels: Default::default(),
                 };
                 serve_connection(stream, info, gateway, shutdown).await;
                 drop(slot);

@@ -65,6 +65,11 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
             &k("connect_timeout"),
             Duration::from_secs(2),
         ),
+        protocol: u
+            .protocol
+            .as_ref()
+            .and_then(|v| d.parse(v, k("protocol"), super::transport::Protocol::parse))
+            .unwrap_or_default(),
         fail_timeout: d.duration_or(&u.fail_timeout, &k("fail_timeout"), Duration::from_secs(10)),
         max_idle_per_endpoint: d.count_or(
             &u.max_idle_per_endpoint,

@@ -1,5 +1,8 @@
-//! How one request travels to one endpoint: the pooled HTTP/1.1 client (plain TCP, or TLS for
-//! `https` endpoints). Endpoint choice, failover and timeouts are `Upstream`'s business.
+//! How one request travels to one endpoint: the pooled client (plain TCP, or TLS for `https`
+//! endpoints) speaking the upstream's `protocol`: HTTP/1.1, HTTP/2 (prior-knowledge h2c on
+//! `http://`, ALPN h2 on `https://`; one multiplexed connection per endpoint), or `auto`
+//! (ALPN h2 or http/1.1 over TLS, HTTP/1.1 on plain TCP). Endpoint choice, failover and
+//! timeouts are `Upstream`'s business.
 
 use std::time::Duration;
 
@@ -14,6 +17,32 @@ use super::{Endpoint, UpstreamSettings};
 use crate::body::{BodyTooLarge, ClientBodyError, RequestBody};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// `[upstreams.NAME] protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 only: h2c with prior knowledge on `http://`, ALPN `h2` on `https://`.
+    H2,
+    /// ALPN offers `h2` and `http/1.1` over TLS; HTTP/1.1 on plain TCP.
+    Auto,
+}
+
+impl Protocol {
+    /// Reads `http1`, `h2` or `auto`.
+    pub fn parse(text: &str) -> Result<Protocol, String> {
+        match text {
+            "http1" => Ok(Protocol::Http1),
+            "h2" => Ok(Protocol::H2),
+            "auto" => Ok(Protocol::Auto),
+            other => Err(format!(
+                "unknown protocol \"{other}\": expected \"http1\", \"h2\" or \"auto\""
+            )),
+        }
+    }
+}
 
 /// Pooled connections to the endpoints of one upstream.
 pub struct Transport {
@@ -54,13 +83,29 @@ impl Transport {
             Some(resolver) => builder.with_server_name_resolver(resolver),
             None => builder,
         };
-        let connector = builder.enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        // ALPN offers what the protocol allows; the client speaks what was negotiated.
+        let connector = match settings.protocol {
+            Protocol::Http1 => builder.enable_http1().wrap_connector(http),
+            Protocol::H2 => builder.enable_http2().wrap_connector(http),
+            Protocol::Auto => builder.enable_all_versions().wrap_connector(http),
+        };
+        let mut client = Client::builder(TokioExecutor::new());
+        client
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-            .build(connector);
+            .pool_max_idle_per_host(settings.max_idle_per_endpoint);
+        if settings.protocol != Protocol::Http1 {
+            // One connection per endpoint carries every stream; pings keep it (and a quiet
+            // gRPC stream) alive and find a dead peer.
+            client
+                .http2_only(settings.protocol == Protocol::H2)
+                .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+                .http2_keep_alive_timeout(Duration::from_secs(20))
+                .http2_keep_alive_while_idle(true)
+                .http2_adaptive_window(true);
+        }
+        let client = client.build(connector);
         Transport { client }
     }
 
