@@ -33,6 +33,7 @@ fn upstream(policy: Policy, n: usize) -> Upstream {
         },
         health: None,
         outlier: None,
+        resilience: Default::default(),
     };
     Upstream::new(Arc::from("bench"), settings)
 }

@@ -4,11 +4,14 @@
 //! refused. `transport` carries requests.
 
 pub mod balance;
+pub mod circuit;
 pub mod compile;
 pub mod compile_policy;
 pub mod health;
 pub mod outlier;
 mod parse;
+pub mod resilience;
+pub mod retry;
 mod served;
 mod spans;
 pub mod state;
@@ -66,6 +69,8 @@ pub struct UpstreamSettings {
     pub health: Option<Arc<HealthSettings>>,
     /// `[upstreams.NAME.outlier]`.
     pub outlier: Option<OutlierSettings>,
+    /// `[upstreams.NAME.retry]` and `[upstreams.NAME.circuit]`.
+    pub resilience: resilience::ResilienceSettings,
 }
 
 impl UpstreamSettings {
@@ -129,6 +134,8 @@ pub struct Upstream {
     panics: Counter,
     /// Time to the response head of each answered exchange.
     latency: Histogram,
+    /// Retry budget and circuit state.
+    resilience: resilience::Resilience,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -221,6 +228,12 @@ impl Upstream {
         // Endpoints that left or joined change who is usable.
         board.bump();
         let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
+        let resilience = resilience::Resilience::build(
+            &name,
+            &settings.resilience,
+            previous.map(|p| &p.resilience),
+            metrics,
+        );
         Upstream {
             name,
             settings,
@@ -231,7 +244,18 @@ impl Upstream {
             checkers,
             panics,
             latency,
+            resilience,
         }
+    }
+
+    /// Whether a retry policy with attempts applies: the handler then keeps the client body
+    /// reclaimable even for one endpoint.
+    pub fn retries(&self) -> bool {
+        self.settings
+            .resilience
+            .retry
+            .as_ref()
+            .is_some_and(|p| p.attempts > 0)
     }
 
     /// The endpoints, in config order.
@@ -296,7 +320,7 @@ impl Upstream {
         served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.send(req, replay, Deadline::now() + timeout, key, served)
+        self.attempts(req, replay, Deadline::now() + timeout, key, served)
             .await
     }
 
@@ -321,7 +345,7 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         let mut served = Served::default();
-        self.send(req, Replay::Bytes(body), until, key, &mut served)
+        self.attempts(req, Replay::Bytes(body), until, key, &mut served)
             .await
     }
 
@@ -346,20 +370,29 @@ impl Upstream {
         *req.headers_mut() = headers;
         req.extensions_mut().insert(Shadow);
         let mut served = Served::default();
-        self.send(req, Replay::Bytes(body), until, None, &mut served)
-            .await
+        let mut tried = Tried::default();
+        self.send(
+            req,
+            &Replay::Bytes(body),
+            until,
+            None,
+            &mut served,
+            &mut tried,
+        )
+        .await
     }
 
     /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
     /// connection skips that endpoint for `fail_timeout` and, when the body can be sent again,
-    /// tries another endpoint not tried yet.
+    /// tries another endpoint not tried yet (`tried`: endpoints this request already used).
     async fn send(
         &self,
         mut req: Request<RequestBody>,
-        replay: Replay,
+        replay: &Replay,
         deadline: Deadline,
         key: Option<u64>,
         served: &mut Served,
+        tried: &mut Tried,
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
@@ -376,10 +409,9 @@ impl Upstream {
                 req.headers().clone(),
             )
         });
-        let mut tried = Tried::default();
         let mut refused: Option<String> = None;
         loop {
-            let Some(pick) = self.select(key, &tried) else {
+            let Some(pick) = self.select(key, tried) else {
                 return Err(match refused {
                     Some(reason) => GatewayError::UpstreamUnreachable {
                         upstream: self.name.clone(),

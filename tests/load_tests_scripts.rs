@@ -28,6 +28,7 @@ fn every_script_parses() {
         "bff",
         "script",
         "edge",
+        "resilience",
         "tracing",
         "tls-keepalive",
         "tls-new",

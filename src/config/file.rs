@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod compression;
 pub mod edge;
 pub mod rate_limit;
+pub mod resilience;
 pub mod script;
 pub mod trace;
 pub mod traffic;
@@ -171,6 +172,10 @@ pub struct UpstreamFile {
     pub health: Option<Spanned<balance::HealthFile>>,
     /// `[upstreams.NAME.outlier]`: passive ejection; default: none.
     pub outlier: Option<Spanned<balance::OutlierFile>>,
+    /// `[upstreams.NAME.retry]`: retries, backoff and budget; default: none.
+    pub retry: Option<Spanned<resilience::RetryFile>>,
+    /// `[upstreams.NAME.circuit]`: bulkhead limits; default: none.
+    pub circuit: Option<Spanned<resilience::CircuitFile>>,
 }
 
 /// `[[routes]]`.

@@ -202,6 +202,7 @@ mod tests {
             },
             health: None,
             outlier: None,
+            resilience: Default::default(),
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

@@ -10,6 +10,8 @@ pub struct Served {
     pub endpoint: Option<Authority>,
     /// Endpoints tried, 1 unless a refused connection moved the request on.
     pub attempts: u32,
+    /// The retry policy asks for `portico-attempts` on the answer.
+    pub expose_attempts: bool,
 }
 
 /// Endpoint labels added and removed between two lists, as log fields: plain words, not
