@@ -40,7 +40,7 @@ use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
 use health::{Checker, HealthSettings};
 use outlier::{Outcome, OutlierSettings};
 pub use parse::parse_endpoint;
-pub use served::Served;
+pub use served::{Served, error_chain};
 use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
 use transport::Transport;
 
@@ -246,16 +246,6 @@ impl Upstream {
             latency,
             resilience,
         }
-    }
-
-    /// Whether a retry policy with attempts applies: the handler then keeps the client body
-    /// reclaimable even for one endpoint.
-    pub fn retries(&self) -> bool {
-        self.settings
-            .resilience
-            .retry
-            .as_ref()
-            .is_some_and(|p| p.attempts > 0)
     }
 
     /// The endpoints, in config order.
@@ -566,18 +556,6 @@ fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
         _ => authority.host(),
     };
     HeaderValue::from_str(text).expect("a parsed authority is a valid header value")
-}
-
-/// An error and its causes on one line, for logs.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

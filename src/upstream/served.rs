@@ -36,3 +36,15 @@ fn list_or_dash(items: &[&str]) -> String {
         items.join(" ")
     }
 }
+
+/// An error and its causes on one line, for logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

@@ -22,6 +22,16 @@ use crate::upstream::{Replay, Served, Upstream};
 const MIN_TRY: Duration = Duration::from_millis(1);
 
 impl Upstream {
+    /// Whether a retry policy with attempts applies: the handler then keeps the client body
+    /// reclaimable even for one endpoint.
+    pub fn retries(&self) -> bool {
+        self.settings
+            .resilience
+            .retry
+            .as_ref()
+            .is_some_and(|p| p.attempts > 0)
+    }
+
     /// Sends `req` under the upstream's circuit and retry policy (see the module doc).
     pub(in crate::upstream) async fn attempts(
         &self,
