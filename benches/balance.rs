@@ -34,6 +34,7 @@ fn upstream(policy: Policy, n: usize) -> Upstream {
         health: None,
         outlier: None,
         protocol: Default::default(),
+        resilience: Default::default(),
     };
     Upstream::new(Arc::from("bench"), settings)
 }

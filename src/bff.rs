@@ -199,6 +199,8 @@ pub struct Part {
     pub flatten: bool,
     /// Value used when the part fails.
     pub default: Option<Value>,
+    /// Value served when the part fails, reported as `fallback`.
+    pub fallback: Option<Value>,
     /// Largest answer read.
     pub max_bytes: usize,
     /// Answer cache, if configured.

@@ -67,6 +67,12 @@ pub enum GatewayError {
         /// Upstream name (logs only).
         upstream: std::sync::Arc<str>,
     },
+    /// The upstream's circuit is full (`[upstreams.NAME.circuit]`): refused at once, 503.
+    #[error("upstream `{upstream}` overloaded")]
+    Overloaded {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+    },
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
@@ -260,6 +266,12 @@ impl GatewayError {
                 "Service Unavailable",
                 "No healthy instance of the upstream service is available.",
             ),
+            E::Overloaded { .. } => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Service Unavailable",
+                "The upstream service has too many requests in flight; retry later.",
+            ),
             E::ShuttingDown => p(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",
@@ -441,6 +453,9 @@ impl GatewayError {
             GatewayError::ShuttingDown => {
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
+            GatewayError::Overloaded { .. } => {
+                headers.insert(&OVERLOADED, HeaderValue::from_static("upstream"));
+            }
             GatewayError::Unauthorized { challenge, .. }
             | GatewayError::Forbidden { challenge, .. } => {
                 headers.insert(http::header::WWW_AUTHENTICATE, challenge);
@@ -498,6 +513,8 @@ pub struct RateLimitHeaders {
 
 /// `RateLimit-Policy`.
 pub static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// `portico-overloaded`: which limit refused the request (`upstream`).
+pub static OVERLOADED: http::HeaderName = http::HeaderName::from_static("portico-overloaded");
 /// `RateLimit`.
 pub static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 

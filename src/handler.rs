@@ -134,6 +134,10 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -
         spans::finish_server(span, head, &t, &resp, error_slug);
     }
     resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+    if trace.served.expose_attempts && trace.served.attempts > 1 {
+        resp.headers_mut()
+            .insert("portico-attempts", HeaderValue::from(trace.served.attempts));
+    }
     if let Some(c) = rt.compression.as_deref().filter(|_| !trace.uncompressed) {
         resp = c.apply(coding, resp);
     }
@@ -395,7 +399,7 @@ async fn proxy<'a>(
                 .await?
         }
         _ => {
-            let (body, reclaim) = if upstream.endpoints().len() > 1 {
+            let (body, reclaim) = if upstream.endpoints().len() > 1 || upstream.retries() {
                 RequestBody::reclaimable(body, limit)
             } else {
                 (RequestBody::stream(body, limit), None)

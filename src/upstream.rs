@@ -4,11 +4,14 @@
 //! refused. `transport` carries requests.
 
 pub mod balance;
+pub mod circuit;
 pub mod compile;
 pub mod compile_policy;
 pub mod health;
 pub mod outlier;
 mod parse;
+pub mod resilience;
+pub mod retry;
 mod served;
 mod spans;
 pub mod state;
@@ -37,7 +40,7 @@ use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
 use health::{Checker, HealthSettings};
 use outlier::{Outcome, OutlierSettings};
 pub use parse::parse_endpoint;
-pub use served::Served;
+pub use served::{Served, error_chain};
 use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
 use transport::Transport;
 
@@ -68,6 +71,8 @@ pub struct UpstreamSettings {
     pub outlier: Option<OutlierSettings>,
     /// `protocol`: HTTP/1.1, HTTP/2, or chosen by ALPN.
     pub protocol: transport::Protocol,
+    /// `[upstreams.NAME.retry]` and `[upstreams.NAME.circuit]`.
+    pub resilience: resilience::ResilienceSettings,
 }
 
 impl UpstreamSettings {
@@ -132,6 +137,8 @@ pub struct Upstream {
     panics: Counter,
     /// Time to the response head of each answered exchange.
     latency: Histogram,
+    /// Retry budget and circuit state.
+    resilience: resilience::Resilience,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -224,6 +231,12 @@ impl Upstream {
         // Endpoints that left or joined change who is usable.
         board.bump();
         let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
+        let resilience = resilience::Resilience::build(
+            &name,
+            &settings.resilience,
+            previous.map(|p| &p.resilience),
+            metrics,
+        );
         Upstream {
             name,
             settings,
@@ -234,6 +247,7 @@ impl Upstream {
             checkers,
             panics,
             latency,
+            resilience,
         }
     }
 
@@ -299,7 +313,7 @@ impl Upstream {
         served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.send(req, replay, Deadline::now() + timeout, key, served)
+        self.attempts(req, replay, Deadline::now() + timeout, key, served)
             .await
     }
 
@@ -324,7 +338,7 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         let mut served = Served::default();
-        self.send(req, Replay::Bytes(body), until, key, &mut served)
+        self.attempts(req, Replay::Bytes(body), until, key, &mut served)
             .await
     }
 
@@ -349,20 +363,29 @@ impl Upstream {
         *req.headers_mut() = headers;
         req.extensions_mut().insert(Shadow);
         let mut served = Served::default();
-        self.send(req, Replay::Bytes(body), until, None, &mut served)
-            .await
+        let mut tried = Tried::default();
+        self.send(
+            req,
+            &Replay::Bytes(body),
+            until,
+            None,
+            &mut served,
+            &mut tried,
+        )
+        .await
     }
 
     /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
     /// connection skips that endpoint for `fail_timeout` and, when the body can be sent again,
-    /// tries another endpoint not tried yet.
+    /// tries another endpoint not tried yet (`tried`: endpoints this request already used).
     async fn send(
         &self,
         mut req: Request<RequestBody>,
-        replay: Replay,
+        replay: &Replay,
         deadline: Deadline,
         key: Option<u64>,
         served: &mut Served,
+        tried: &mut Tried,
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
@@ -379,10 +402,9 @@ impl Upstream {
                 req.headers().clone(),
             )
         });
-        let mut tried = Tried::default();
         let mut refused: Option<String> = None;
         loop {
-            let Some(pick) = self.select(key, &tried) else {
+            let Some(pick) = self.select(key, tried) else {
                 return Err(match refused {
                     Some(reason) => GatewayError::UpstreamUnreachable {
                         upstream: self.name.clone(),
@@ -537,18 +559,6 @@ fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
         _ => authority.host(),
     };
     HeaderValue::from_str(text).expect("a parsed authority is a valid header value")
-}
-
-/// An error and its causes on one line, for logs.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ fn every_script_parses() {
         "script",
         "edge",
         "h2",
+        "resilience",
         "tracing",
         "tls-keepalive",
         "tls-new",

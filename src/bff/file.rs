@@ -112,6 +112,9 @@ pub struct PartFile {
     pub flatten: Option<bool>,
     /// Value used when the (optional) part fails.
     pub default: Option<Spanned<toml::Value>>,
+    /// Value served when the (optional) part fails or misses the budget, reported as
+    /// `fallback` in `portico-partial` and `_partial` (unlike `default`).
+    pub fallback: Option<Spanned<toml::Value>>,
     /// Overrides the profile's `max_part_bytes`.
     pub max_bytes: Option<Text>,
     /// Per-part answer cache.

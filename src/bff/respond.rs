@@ -55,7 +55,9 @@ pub fn respond(
             }
             None => None,
         };
-        let value = value.or_else(|| part.default.clone());
+        let value = value
+            .or_else(|| part.default.clone())
+            .or_else(|| part.fallback.clone());
         let Some(value) = value else { continue };
         if !part.flatten {
             sep(&mut out);
@@ -100,13 +102,24 @@ pub fn respond(
                 out.push(b',');
                 partial_header.push_str(", ");
             }
+            // A served fallback is reported as such, with the failure as its cause.
+            let fallback = ep.parts[*i].fallback.is_some();
+            let shown = if fallback {
+                "fallback"
+            } else {
+                f.reason.as_str()
+            };
             out.extend_from_slice(ep.parts[*i].key_json.as_bytes());
             out.push(b'"');
-            out.extend_from_slice(f.reason.as_str().as_bytes());
+            out.extend_from_slice(shown.as_bytes());
             out.push(b'"');
             partial_header.push_str(name);
             partial_header.push_str(";reason=");
-            partial_header.push_str(f.reason.as_str());
+            partial_header.push_str(shown);
+            if fallback {
+                partial_header.push_str(";cause=");
+                partial_header.push_str(f.reason.as_str());
+            }
             if let Some(s) = f.status {
                 let _ = write!(partial_header, ";status={}", s.as_u16());
             }

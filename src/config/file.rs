@@ -10,6 +10,7 @@ pub mod compression;
 pub mod cqrs;
 pub mod edge;
 pub mod rate_limit;
+pub mod resilience;
 pub mod script;
 pub mod trace;
 pub mod traffic;
@@ -183,6 +184,10 @@ pub struct UpstreamFile {
     pub outlier: Option<Spanned<balance::OutlierFile>>,
     /// `http1` (default), `h2` (h2c on http://, ALPN h2 on https://) or `auto` (ALPN).
     pub protocol: Option<Text>,
+    /// `[upstreams.NAME.retry]`: retries, backoff and budget; default: none.
+    pub retry: Option<Spanned<resilience::RetryFile>>,
+    /// `[upstreams.NAME.circuit]`: bulkhead limits; default: none.
+    pub circuit: Option<Spanned<resilience::CircuitFile>>,
 }
 
 /// `[[routes]]`.

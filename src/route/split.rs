@@ -203,6 +203,7 @@ mod tests {
             health: None,
             outlier: None,
             protocol: Default::default(),
+            resilience: Default::default(),
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

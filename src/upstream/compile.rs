@@ -53,13 +53,16 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
     let mut endpoints = policy.endpoints;
     let tls = super::tls::compile(d, u, key, &mut endpoints);
     let k = |name: &str| format!("{key}.{name}");
+    let timeout = d.duration_or(&u.timeout, &k("timeout"), Duration::from_secs(30));
+    let resilience = resilience(d, u, key, timeout);
     UpstreamSettings {
+        resilience,
         tls,
         endpoints,
         balance: policy.balance,
         health: policy.health,
         outlier: policy.outlier,
-        timeout: d.duration_or(&u.timeout, &k("timeout"), Duration::from_secs(30)),
+        timeout,
         connect_timeout: d.duration_or(
             &u.connect_timeout,
             &k("connect_timeout"),
@@ -82,5 +85,31 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
             &k("pool_idle_timeout"),
             Duration::from_secs(90),
         ),
+    }
+}
+
+/// `[retry]` and `[circuit]` of an upstream.
+fn resilience(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    timeout: Duration,
+) -> super::resilience::ResilienceSettings {
+    let (retry, budget) = match &u.retry {
+        Some(r) => {
+            let (p, b) =
+                super::retry::compile::compile(d, r.get_ref(), &format!("{key}.retry"), timeout);
+            (Some(Arc::new(p)), Some(b))
+        }
+        None => (None, None),
+    };
+    let circuit = u
+        .circuit
+        .as_ref()
+        .map(|c| super::circuit::compile::compile(d, c.get_ref(), &format!("{key}.circuit")));
+    super::resilience::ResilienceSettings {
+        retry,
+        budget,
+        circuit,
     }
 }

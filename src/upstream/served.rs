@@ -10,6 +10,8 @@ pub struct Served {
     pub endpoint: Option<Authority>,
     /// Endpoints tried, 1 unless a refused connection moved the request on.
     pub attempts: u32,
+    /// The retry policy asks for `portico-attempts` on the answer.
+    pub expose_attempts: bool,
 }
 
 /// Endpoint labels added and removed between two lists, as log fields: plain words, not
@@ -33,4 +35,16 @@ fn list_or_dash(items: &[&str]) -> String {
     } else {
         items.join(" ")
     }
+}
+
+/// An error and its causes on one line, for logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
 }

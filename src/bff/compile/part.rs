@@ -69,6 +69,7 @@ pub(super) fn part(
             .map_err(|msg| d.error(v.span(), format!("{key}.default"), msg))
             .ok()
     });
+    let fallback = fallback(d, p, key, required);
     let shape = shape(d, p, key);
     let max_bytes = size(
         d,
@@ -97,6 +98,7 @@ pub(super) fn part(
         shape: shape.unwrap_or_default(),
         flatten: p.flatten.unwrap_or(false),
         default,
+        fallback,
         max_bytes,
         cache,
         stats,
@@ -295,4 +297,30 @@ fn shape(d: &mut Diagnostics, p: &PartFile, key: &str) -> Option<Shape> {
             None
         }
     }
+}
+
+/// `fallback = {...}`: optional parts only, and not beside `default`.
+fn fallback(
+    d: &mut Diagnostics,
+    p: &PartFile,
+    key: &str,
+    required: bool,
+) -> Option<serde_json::Value> {
+    let v = p.fallback.as_ref()?;
+    let k = format!("{key}.fallback");
+    if required {
+        d.error(
+            v.span(),
+            k,
+            "a required part cannot have a fallback: its failure fails the request",
+        );
+        return None;
+    }
+    if p.default.is_some() {
+        d.error(v.span(), k, "use either `default` or `fallback`, not both");
+        return None;
+    }
+    toml_to_json(v.get_ref())
+        .map_err(|msg| d.error(v.span(), k, msg))
+        .ok()
 }

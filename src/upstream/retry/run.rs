@@ -1,0 +1,156 @@
+//! The attempt loop around the single-try send (`Upstream::send`, which already moves a
+//! refused connection on to another endpoint): the circuit's admission, then — with a retry
+//! policy — another try on a different endpoint after a retriable failure, when the method
+//! allows it, the body can be sent again, the backoff plus one `per_try_timeout` fits in what
+//! is left of the deadline, and the upstream's budget has a retry left. A refused retry
+//! answers with the failure at hand.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant as Deadline;
+
+use super::{RetryOn, RetryPolicy, is_idempotent};
+use crate::body::RequestBody;
+use crate::error::GatewayError;
+use crate::upstream::balance::{Tried, rng};
+use crate::upstream::state::clock_ms;
+use crate::upstream::{Replay, Served, Upstream};
+
+/// A retry needs at least this much time left when the policy has no `per_try_timeout`.
+const MIN_TRY: Duration = Duration::from_millis(1);
+
+impl Upstream {
+    /// Whether a retry policy with attempts applies: the handler then keeps the client body
+    /// reclaimable even for one endpoint.
+    pub fn retries(&self) -> bool {
+        self.settings
+            .resilience
+            .retry
+            .as_ref()
+            .is_some_and(|p| p.attempts > 0)
+    }
+
+    /// Sends `req` under the upstream's circuit and retry policy (see the module doc).
+    pub(in crate::upstream) async fn attempts(
+        &self,
+        req: Request<RequestBody>,
+        replay: Replay,
+        deadline: Deadline,
+        key: Option<u64>,
+        served: &mut Served,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let permit = match &self.resilience.circuit {
+            None => None,
+            Some(c) => match c.admit() {
+                Some(p) => Some(p),
+                None => {
+                    self.resilience.overloaded();
+                    return Err(GatewayError::Overloaded {
+                        upstream: self.name.clone(),
+                    });
+                }
+            },
+        };
+        let policy = self.settings.resilience.retry.as_deref();
+        let out = match policy.filter(|p| p.attempts > 0) {
+            None => {
+                self.send(req, &replay, deadline, key, served, &mut Tried::default())
+                    .await
+            }
+            Some(p) => self.retrying(p, req, replay, deadline, key, served).await,
+        };
+        if let Some(p) = permit {
+            p.done(!matches!(&out, Ok(r) if !r.status().is_server_error()));
+        }
+        out
+    }
+
+    async fn retrying(
+        &self,
+        p: &RetryPolicy,
+        mut req: Request<RequestBody>,
+        replay: Replay,
+        deadline: Deadline,
+        key: Option<u64>,
+        served: &mut Served,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        if let Some(b) = &self.resilience.budget {
+            b.request(clock_ms());
+        }
+        let idempotent = is_idempotent(req.method());
+        // A protocol switch is never tried twice.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        let head = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        );
+        served.expose_attempts = p.expose_attempts;
+        let mut tried = Tried::default();
+        let mut retries = 0;
+        loop {
+            let until = p
+                .per_try_timeout
+                .map_or(deadline, |t| (Deadline::now() + t).min(deadline));
+            let result = self
+                .send(req, &replay, until, key, served, &mut tried)
+                .await;
+            if upgrade || retries >= p.attempts {
+                return result;
+            }
+            let Some(reason) = reason(p, &result, idempotent, until < deadline) else {
+                return result;
+            };
+            let wait = rng::with_thread(|r| p.backoff.delay(retries + 1, r));
+            // No retry starts that could not finish before the deadline.
+            if Deadline::now() + wait + p.per_try_timeout.unwrap_or(MIN_TRY) > deadline {
+                return result;
+            }
+            let Some(body) = replay.body() else {
+                return result;
+            };
+            if let Some(b) = &self.resilience.budget {
+                if !b.try_retry(clock_ms()) {
+                    self.resilience.budget_exhausted();
+                    return result;
+                }
+            }
+            self.resilience.retried(reason);
+            retries += 1;
+            drop(result);
+            tokio::time::sleep(wait).await;
+            // Every endpoint was tried: start over rather than give up.
+            if tried.len() >= self.endpoints.len() {
+                tried = Tried::default();
+            }
+            req = Request::new(body);
+            *req.method_mut() = head.0.clone();
+            *req.uri_mut() = head.1.clone();
+            *req.headers_mut() = head.2.clone();
+        }
+    }
+}
+
+/// The `retry_on` word a try's outcome matches, if the policy retries it.
+fn reason(
+    p: &RetryPolicy,
+    result: &Result<Response<Incoming>, GatewayError>,
+    idempotent: bool,
+    cut_short: bool,
+) -> Option<&'static str> {
+    let on = |bit: RetryOn, word: &'static str| p.on.contains(bit).then_some(word);
+    match result {
+        Ok(resp) if idempotent => p.status_reason(resp.status()),
+        // Nothing was sent: any method may go again.
+        Err(GatewayError::UpstreamUnreachable { .. }) => {
+            on(RetryOn::CONNECT_FAILURE, "connect-failure")
+        }
+        Err(GatewayError::UpstreamProtocol { .. }) if idempotent => on(RetryOn::RESET, "reset"),
+        Err(GatewayError::UpstreamTimeout { .. }) if idempotent && cut_short => {
+            on(RetryOn::TIMEOUT, "timeout")
+        }
+        _ => None,
+    }
+}
