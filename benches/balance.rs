@@ -33,6 +33,7 @@ fn upstream(policy: Policy, n: usize) -> Upstream {
         },
         health: None,
         outlier: None,
+        discovery: None,
     };
     Upstream::new(Arc::from("bench"), settings)
 }

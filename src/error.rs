@@ -67,6 +67,12 @@ pub enum GatewayError {
         /// Upstream name (logs only).
         upstream: std::sync::Arc<str>,
     },
+    /// The upstream's endpoint set is empty now (every discovered instance left).
+    #[error("upstream {upstream} has no endpoints")]
+    NoEndpoints {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+    },
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
@@ -241,6 +247,12 @@ impl GatewayError {
                 "Service Unavailable",
                 "No healthy instance of the upstream service is available.",
             ),
+            E::NoEndpoints { .. } => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-endpoints",
+                "Service Unavailable",
+                "The upstream service has no registered instances right now.",
+            ),
             E::ShuttingDown => p(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",
@@ -381,6 +393,7 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::NoEndpoints { .. }
             | GatewayError::ClientCertRequired
             | GatewayError::IpDenied { .. }
             | GatewayError::CorsRejected { .. }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod balance;
 pub mod cluster;
 pub mod compression;
+pub mod discovery;
 pub mod edge;
 pub mod rate_limit;
 pub mod script;
@@ -71,6 +72,8 @@ pub struct GatewayFile {
     pub cors: BTreeMap<Spanned<String>, edge::CorsFile>,
     /// `[tracing]`: W3C trace context and OTLP span export.
     pub tracing: Option<Spanned<trace::TracingFile>>,
+    /// `[discovery]`: resolvers, the registry file, etcd endpoints.
+    pub discovery: Option<Spanned<discovery::DiscoveryFile>>,
 }
 
 /// `[server]`.
@@ -140,7 +143,9 @@ pub struct LogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    /// `host:port` or `http://host:port` entries, or `{ address, weight }` tables.
+    /// `host:port` or `http://host:port` entries, or `{ address, weight }` tables (may be
+    /// empty, or left out, with `discovery`).
+    #[serde(default = "no_endpoints")]
     pub endpoints: Spanned<Vec<Spanned<balance::EndpointFile>>>,
     /// Time to the response head; default `30s`.
     pub timeout: Option<Text>,
@@ -171,6 +176,13 @@ pub struct UpstreamFile {
     pub health: Option<Spanned<balance::HealthFile>>,
     /// `[upstreams.NAME.outlier]`: passive ejection; default: none.
     pub outlier: Option<Spanned<balance::OutlierFile>>,
+    /// `discovery = { registry = true }` (or `dns`, `srv`, `etcd`): endpoints that change at
+    /// run time.
+    pub discovery: Option<Spanned<discovery::UpstreamDiscoveryFile>>,
+}
+
+fn no_endpoints() -> Spanned<Vec<Spanned<balance::EndpointFile>>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 /// `[[routes]]`.

@@ -202,6 +202,7 @@ mod tests {
             },
             health: None,
             outlier: None,
+            discovery: None,
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

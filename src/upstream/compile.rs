@@ -59,6 +59,10 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
         balance: policy.balance,
         health: policy.health,
         outlier: policy.outlier,
+        discovery: u
+            .discovery
+            .as_ref()
+            .and_then(|f| super::discovery::compile::compile(d, f, key)),
         timeout: d.duration_or(&u.timeout, &k("timeout"), Duration::from_secs(30)),
         connect_timeout: d.duration_or(
             &u.connect_timeout,
