@@ -35,6 +35,7 @@ fn upstream(policy: Policy, n: usize) -> Upstream {
         outlier: None,
         protocol: Default::default(),
         resilience: Default::default(),
+        discovery: None,
     };
     Upstream::new(Arc::from("bench"), settings)
 }

@@ -104,6 +104,7 @@ pub fn flag(err: &crate::error::GatewayError) -> &'static str {
         E::UpstreamUnreachable { .. } => "upstream_connect_failure",
         E::NoHealthyUpstream { .. } => "no_healthy_upstream",
         E::Overloaded { .. } => "upstream_overloaded",
+        E::NoEndpoints { .. } => "no_endpoints",
         E::UpstreamTimeout { .. } => "upstream_timeout",
         E::UpstreamProtocol { .. } => "upstream_protocol_error",
         E::ClientCertRequired | E::Unauthorized { .. } | E::Forbidden { .. } => "auth_denied",

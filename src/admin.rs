@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+mod registry;
 mod stats;
 
 use crate::body::Body;
@@ -146,6 +147,14 @@ pub async fn handle(
         let (status, body) = crate::saga::admin::handle(req.method(), path).await;
         return json_response(status, &body);
     }
+    if let Some(rest) = path.strip_prefix("/registry/") {
+        let rt = gateway.runtime();
+        if !authorized(&rt.server.admin_token, &req) {
+            return unauthorized();
+        }
+        let rest = rest.to_owned();
+        return registry::handle(&rt, &rest, req).await;
+    }
     let Some(&(_, allowed)) = ENDPOINTS.iter().find(|(p, _)| *p == path) else {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -218,6 +227,18 @@ fn authorized<B>(token: &Option<crate::runtime::lifecycle::AdminToken>, req: &Re
                 .map(HeaderValue::as_bytes),
         )
     })
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
+    );
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"portico-admin\""),
+    );
+    resp
 }
 
 async fn reload(gateway: &Arc<Gateway>) -> Response<Body> {

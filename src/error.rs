@@ -73,6 +73,12 @@ pub enum GatewayError {
         /// Upstream name (logs only).
         upstream: std::sync::Arc<str>,
     },
+    /// The upstream's endpoint set is empty now (every discovered instance left).
+    #[error("upstream {upstream} has no endpoints")]
+    NoEndpoints {
+        /// Upstream name (logs only).
+        upstream: std::sync::Arc<str>,
+    },
     /// The gateway is draining for shutdown.
     #[error("shutting down")]
     ShuttingDown,
@@ -271,6 +277,12 @@ impl GatewayError {
                 "overloaded",
                 "Service Unavailable",
                 "The upstream service has too many requests in flight; retry later.",
+            ),
+            E::NoEndpoints { .. } => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-endpoints",
+                "Service Unavailable",
+                "The upstream service has no registered instances right now.",
             ),
             E::ShuttingDown => p(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -487,6 +499,7 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::NoEndpoints { .. }
             | GatewayError::ClientCertRequired
             | GatewayError::IpDenied { .. }
             | GatewayError::CorsRejected { .. }

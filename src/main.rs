@@ -382,7 +382,7 @@ async fn start_demo_upstreams(
         let Some(app) = demo::App::for_upstream(name) else {
             continue;
         };
-        for ep in upstream.endpoints() {
+        for ep in upstream.endpoints().iter() {
             let addr = format!(
                 "{}:{}",
                 ep.authority.host(),

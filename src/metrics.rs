@@ -181,7 +181,9 @@ impl RouteMetrics {
     /// Counts an upstream failure by kind; other errors are not upstream errors.
     pub fn upstream_error(&self, err: &GatewayError) {
         let kind = match err {
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::NoHealthyUpstream { .. } => 0,
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::NoEndpoints { .. } => 0,
             GatewayError::UpstreamTimeout { .. } => 1,
             GatewayError::UpstreamProtocol { .. } => 2,
             // Client-side and routing errors say nothing about upstream health.

@@ -7,7 +7,9 @@ pub mod balance;
 pub mod circuit;
 pub mod compile;
 pub mod compile_policy;
+pub mod discovery;
 pub mod health;
+mod members;
 pub mod outlier;
 mod parse;
 pub mod resilience;
@@ -23,6 +25,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -36,8 +40,10 @@ use tokio::time::Instant as Deadline;
 use crate::body::{Reclaim, RequestBody};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use balance::{BalanceSettings, Balancer, KeySource, Pick, Tried};
-use health::{Checker, HealthSettings};
+use balance::{BalanceSettings, KeySource, Pick, Tried};
+use health::HealthSettings;
+pub use members::Members;
+use members::{MemberEnv, wanted};
 use outlier::{Outcome, OutlierSettings};
 pub use parse::parse_endpoint;
 pub use served::{Served, error_chain};
@@ -73,6 +79,8 @@ pub struct UpstreamSettings {
     pub protocol: transport::Protocol,
     /// `[upstreams.NAME.retry]` and `[upstreams.NAME.circuit]`.
     pub resilience: resilience::ResilienceSettings,
+    /// `discovery = {...}`: endpoints that change at run time, besides `endpoints`.
+    pub discovery: Option<discovery::DiscoverySettings>,
 }
 
 impl UpstreamSettings {
@@ -100,6 +108,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// Health, ejection, counts: kept across reloads while the endpoint stays.
     pub state: Arc<EndpointState>,
+    /// Where it came from (config or a discovery source).
+    pub source: discovery::Source,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -129,11 +139,13 @@ pub struct Upstream {
     pub name: Arc<str>,
     /// Its settings (compared on reload).
     pub settings: UpstreamSettings,
-    endpoints: Vec<Endpoint>,
+    members: ArcSwap<Members>,
     transport: Arc<Transport>,
-    balancer: Balancer,
     board: Arc<Board>,
-    checkers: Vec<Arc<Checker>>,
+    /// The discovery source, when the endpoint set changes at run time.
+    live: Option<discovery::Live>,
+    families: Option<Families>,
+    refreshing: std::sync::Mutex<()>,
     panics: Counter,
     /// Time to the response head of each answered exchange.
     latency: Histogram,
@@ -175,49 +187,32 @@ impl Upstream {
             );
         let board = previous.map_or_else(Default::default, |p| p.board.clone());
         let families = metrics.map(Families::of);
-        let ramp = previous.is_some() && !settings.balance.slow_start.is_zero();
-        let endpoints: Vec<Endpoint> = settings
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, (scheme, authority))| {
-                let label = label(scheme, authority);
-                let kept = previous.and_then(|p| p.endpoints.iter().find(|e| e.label() == label));
-                let state = match kept {
-                    Some(old) => old.state.clone(),
-                    None => {
-                        let m = families
-                            .as_ref()
-                            .map_or_else(EndpointMetrics::detached, |f| {
-                                EndpointMetrics::new(f, &name, &label)
-                            });
-                        Arc::new(EndpointState::new(board.clone(), m, ramp))
-                    }
-                };
-                Endpoint {
-                    scheme: scheme.clone(),
-                    authority: authority.clone(),
-                    host_header: host_header(scheme, authority),
-                    weight: settings.balance.weights.get(i).copied().unwrap_or(1),
-                    state,
+        let live =
+            settings.discovery.as_ref().map(|d| match d {
+                discovery::DiscoverySettings::Registry => {
+                    let kept = previous.and_then(|p| p.live.as_ref()?.registry().cloned());
+                    discovery::Live::Registry(kept.unwrap_or_else(|| {
+                        Arc::new(discovery::Registry::new(name.clone(), metrics))
+                    }))
                 }
-            })
-            .collect();
-        let checkers = match &settings.health {
-            Some(h) => endpoints
-                .iter()
-                .map(|ep| {
-                    let kept = previous
-                        .and_then(|p| p.checkers.iter().find(|c| c.same(ep, h, &transport)));
-                    kept.cloned().unwrap_or_else(|| {
-                        let c =
-                            Checker::new(name.clone(), ep.clone(), h.clone(), transport.clone());
-                        Arc::new(c)
-                    })
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+            });
+        let version = live.as_ref().map_or(0, discovery::Live::version);
+        let ramp = previous.is_some() && !settings.balance.slow_start.is_zero();
+        let old = previous.map(|p| p.members.load_full());
+        let wanted = wanted(&settings, live.as_ref());
+        let members = Members::build(
+            &MemberEnv {
+                name: &name,
+                settings: &settings,
+                board: &board,
+                families: families.as_ref(),
+                transport: &transport,
+                ramp,
+            },
+            wanted,
+            old.as_deref(),
+            version,
+        );
         let panics = metrics.map_or_else(Counter::default, |m| {
             let family: Family<[(&'static str, String); 1], Counter> = m.family(
                 "portico_upstream_panic",
@@ -230,7 +225,6 @@ impl Upstream {
             metrics.map_or_else(|| Histogram::new([0.0; 0]), |m| m.upstream_latency(&name));
         // Endpoints that left or joined change who is usable.
         board.bump();
-        let balancer = Balancer::new(settings.balance.clone(), board.clone(), &endpoints);
         let resilience = resilience::Resilience::build(
             &name,
             &settings.resilience,
@@ -240,32 +234,80 @@ impl Upstream {
         Upstream {
             name,
             settings,
-            endpoints,
+            members: ArcSwap::from_pointee(members),
             transport,
-            balancer,
             board,
-            checkers,
+            live,
+            families,
+            refreshing: std::sync::Mutex::new(()),
             panics,
             latency,
             resilience,
         }
     }
 
-    /// The endpoints, in config order.
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
+    /// The endpoint set now (static endpoints in config order, then discovered ones). A
+    /// request holds the set it started with, so an endpoint removed meanwhile still serves
+    /// the requests already sent to it.
+    #[inline]
+    pub fn endpoints(&self) -> Arc<Members> {
+        let set = self.members.load_full();
+        match &self.live {
+            None => set,
+            Some(live) if live.version() == set.version => set,
+            Some(live) => self.refresh(live, set),
+        }
     }
 
-    /// The endpoint selector.
-    pub fn balancer(&self) -> &Balancer {
-        &self.balancer
+    /// The discovery source, if the set changes at run time.
+    pub fn live(&self) -> Option<&discovery::Live> {
+        self.live.as_ref()
     }
 
-    /// Starts the active health checks that are not running yet (idempotent; needs a tokio
-    /// runtime). Checkers carried over from the previous config keep their schedule.
+    /// Rebuilds the set from the source's current instances, keeping the state of endpoints
+    /// that stay; one rebuild at a time (the others go on with the set they loaded).
+    #[cold]
+    fn refresh(&self, live: &discovery::Live, set: Arc<Members>) -> Arc<Members> {
+        let Ok(_one) = self.refreshing.try_lock() else {
+            return set;
+        };
+        let current = self.members.load_full();
+        let version = live.version();
+        if current.version == version {
+            return current;
+        }
+        let next = Members::build(
+            &MemberEnv {
+                name: &self.name,
+                settings: &self.settings,
+                board: &self.board,
+                families: self.families.as_ref(),
+                transport: &self.transport,
+                ramp: !self.settings.balance.slow_start.is_zero(),
+            },
+            wanted(&self.settings, Some(live)),
+            Some(&current),
+            version,
+        );
+        next.checkers.iter().for_each(|c| c.start());
+        let labels = |x: &Members| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
+        let (added, removed) = served::changes(&labels(&current), &labels(&next));
+        tracing::info!(upstream = %self.name, added, removed, "discovered endpoints changed");
+        let next = Arc::new(next);
+        self.members.store(next.clone());
+        self.board.bump();
+        next
+    }
+
+    /// Starts the active health checks that are not running yet, and the discovery source's
+    /// background work (idempotent; needs a tokio runtime). Checkers carried over from the
+    /// previous config keep their schedule.
     pub fn start_health_checks(&self) {
-        for c in &self.checkers {
+        for c in &self.members.load().checkers {
             c.start();
+        }
+        if let Some(live) = &self.live {
+            live.start();
         }
     }
 
@@ -273,27 +315,32 @@ impl Upstream {
     /// request carries the key).
     #[inline]
     pub fn key(&self, src: &KeySource<'_>) -> Option<u64> {
-        self.balancer.key(src)
+        self.members.load().balancer.key(src)
     }
 
-    /// Chooses an endpoint that is not in `tried` (see [`Balancer::pick`]); counts panic-mode
-    /// choices.
+    /// Chooses an endpoint of the current set that is not in `tried` (see
+    /// [`Balancer::pick`]); counts panic-mode choices.
     #[inline]
     pub fn select(&self, key: Option<u64>, tried: &Tried) -> Option<Pick> {
+        self.select_in(&self.endpoints(), key, tried)
+    }
+
+    #[inline]
+    fn select_in(&self, set: &Members, key: Option<u64>, tried: &Tried) -> Option<Pick> {
         let pick =
-            balance::rng::with_thread(|rng| self.balancer.pick(&self.endpoints, key, tried, rng))?;
+            balance::rng::with_thread(|rng| set.balancer.pick(&set.endpoints, key, tried, rng))?;
         if pick.panic {
             self.panics.inc();
         }
         Some(pick)
     }
 
-    /// Records how an attempt on endpoint `index` ended (counts, outlier ejection, the
-    /// refused-connection skip).
+    /// Records how an attempt on endpoint `index` of `set` ended (counts, outlier ejection,
+    /// the refused-connection skip).
     #[inline]
-    pub fn report(&self, index: usize, outcome: Outcome) {
+    pub fn report(&self, set: &Members, index: usize, outcome: Outcome) {
         outlier::report(
-            &self.endpoints,
+            &set.endpoints,
             index,
             outcome,
             self.settings.outlier.as_ref(),
@@ -390,7 +437,13 @@ impl Upstream {
         let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
         let request_id = req.headers().get("x-request-id").cloned();
-        let n = self.endpoints.len();
+        let set = self.endpoints();
+        if set.endpoints.is_empty() {
+            return Err(GatewayError::NoEndpoints {
+                upstream: self.name.clone(),
+            });
+        }
+        let n = set.endpoints.len();
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
         let shadow = req.extensions().get::<Shadow>().is_some();
@@ -404,7 +457,7 @@ impl Upstream {
         });
         let mut refused: Option<String> = None;
         loop {
-            let Some(pick) = self.select(key, tried) else {
+            let Some(pick) = self.select_in(&set, key, tried) else {
                 return Err(match refused {
                     Some(reason) => GatewayError::UpstreamUnreachable {
                         upstream: self.name.clone(),
@@ -416,7 +469,7 @@ impl Upstream {
                 });
             };
             tried.add(pick.index);
-            let ep = &self.endpoints[pick.index];
+            let ep = &set.endpoints[pick.index];
             served.attempts += 1;
             served.endpoint = Some(ep.authority.clone());
             if set_host {
@@ -438,12 +491,12 @@ impl Upstream {
             let err = match sent {
                 Ok(Ok(resp)) => {
                     self.latency.observe(attempt.elapsed().as_secs_f64());
-                    self.report(pick.index, Outcome::Status(resp.status()));
+                    self.report(&set, pick.index, Outcome::Status(resp.status()));
                     return Ok(resp);
                 }
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    self.report(pick.index, Outcome::Timeout);
+                    self.report(&set, pick.index, Outcome::Timeout);
                     return Err(GatewayError::UpstreamTimeout {
                         upstream: self.name.clone(),
                         timeout: deadline.saturating_duration_since(started),
@@ -458,13 +511,13 @@ impl Upstream {
                 return Err(GatewayError::ClientBody { reason: err.detail });
             }
             if !err.connect {
-                self.report(pick.index, Outcome::Reset);
+                self.report(&set, pick.index, Outcome::Reset);
                 return Err(GatewayError::UpstreamProtocol {
                     upstream: self.name.clone(),
                     reason: err.detail,
                 });
             }
-            self.report(pick.index, Outcome::ConnectFailed);
+            self.report(&set, pick.index, Outcome::ConnectFailed);
             let request_id = request_id
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
@@ -496,7 +549,10 @@ pub fn activate(
         u.start_health_checks();
         if u.settings.health.is_none() {
             // Checks were removed: nothing would ever bring a failing endpoint back.
-            u.endpoints.iter().for_each(|e| e.state.forget_checks());
+            u.endpoints()
+                .endpoints
+                .iter()
+                .for_each(|e| e.state.forget_checks());
         }
         let Some(old) = previous.and_then(|p| p.get(name)) else {
             continue;
@@ -504,7 +560,13 @@ pub fn activate(
         if Arc::ptr_eq(old, u) {
             continue;
         }
-        let labels = |x: &Upstream| x.endpoints.iter().map(Endpoint::label).collect::<Vec<_>>();
+        let labels = |x: &Upstream| {
+            let set = x.endpoints();
+            set.endpoints
+                .iter()
+                .map(Endpoint::label)
+                .collect::<Vec<_>>()
+        };
         let (before, after) = (labels(old), labels(u));
         let (added, removed) = served::changes(&before, &after);
         if added != "-" || removed != "-" {

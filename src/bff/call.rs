@@ -92,9 +92,9 @@ impl Failure {
     fn from_gateway(e: &GatewayError) -> Failure {
         Failure::new(match e {
             GatewayError::UpstreamTimeout { .. } => Reason::Timeout,
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::NoHealthyUpstream { .. } => {
-                Reason::Unreachable
-            }
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::NoHealthyUpstream { .. }
+            | GatewayError::NoEndpoints { .. } => Reason::Unreachable,
             _ => Reason::UpstreamError,
         })
     }

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod cluster;
 pub mod compression;
 pub mod cqrs;
+pub mod discovery;
 pub mod edge;
 pub mod rate_limit;
 pub mod resilience;
@@ -73,6 +74,8 @@ pub struct GatewayFile {
     pub cors: BTreeMap<Spanned<String>, edge::CorsFile>,
     /// `[tracing]`: W3C trace context and OTLP span export.
     pub tracing: Option<Spanned<trace::TracingFile>>,
+    /// `[discovery]`: resolvers, the registry file, etcd endpoints.
+    pub discovery: Option<Spanned<discovery::DiscoveryFile>>,
 }
 
 /// `[server]`.
@@ -151,7 +154,9 @@ pub struct LogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    /// `host:port` or `http://host:port` entries, or `{ address, weight }` tables.
+    /// `host:port` or `http://host:port` entries, or `{ address, weight }` tables (may be
+    /// empty, or left out, with `discovery`).
+    #[serde(default = "no_endpoints")]
     pub endpoints: Spanned<Vec<Spanned<balance::EndpointFile>>>,
     /// Time to the response head; default `30s`.
     pub timeout: Option<Text>,
@@ -188,6 +193,13 @@ pub struct UpstreamFile {
     pub retry: Option<Spanned<resilience::RetryFile>>,
     /// `[upstreams.NAME.circuit]`: bulkhead limits; default: none.
     pub circuit: Option<Spanned<resilience::CircuitFile>>,
+    /// `discovery = { registry = true }` (or `dns`, `srv`, `etcd`): endpoints that change at
+    /// run time.
+    pub discovery: Option<Spanned<discovery::UpstreamDiscoveryFile>>,
+}
+
+fn no_endpoints() -> Spanned<Vec<Spanned<balance::EndpointFile>>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 /// `[[routes]]`.

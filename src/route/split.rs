@@ -204,6 +204,7 @@ mod tests {
             outlier: None,
             protocol: Default::default(),
             resilience: Default::default(),
+            discovery: None,
         };
         Arc::new(Upstream::new(name.into(), settings))
     }

@@ -62,6 +62,10 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
         balance: policy.balance,
         health: policy.health,
         outlier: policy.outlier,
+        discovery: u
+            .discovery
+            .as_ref()
+            .and_then(|f| super::discovery::compile::compile(d, f, key)),
         timeout,
         connect_timeout: d.duration_or(
             &u.connect_timeout,

@@ -61,7 +61,7 @@ fn endpoints(
     u: &UpstreamFile,
     key: &str,
 ) -> (Vec<(Scheme, Authority)>, Vec<u32>) {
-    if u.endpoints.get_ref().is_empty() {
+    if u.endpoints.get_ref().is_empty() && u.discovery.is_none() {
         d.error(
             u.endpoints.span(),
             format!("{key}.endpoints"),

@@ -19,11 +19,11 @@ pub fn json(upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>) -> Value {
 
 fn upstream(u: &Upstream) -> Value {
     let now = clock_ms();
-    let b = u.balancer().settings();
+    let set = u.endpoints();
+    let b = set.balancer().settings();
     let window = b.slow_start.as_millis() as u64;
     let checks = u.settings.health.is_some();
-    let endpoints: Vec<Value> = u
-        .endpoints()
+    let endpoints: Vec<Value> = set
         .iter()
         .map(|ep| {
             let st = &ep.state;
@@ -37,6 +37,7 @@ fn upstream(u: &Upstream) -> Value {
             let effective = f64::from(ep.weight) * st.ramp(now, window);
             json!({
                 "address": ep.label(),
+                "source": ep.source.as_str(),
                 "weight": ep.weight,
                 "effective_weight": (effective * 100.0).round() / 100.0,
                 "health": health,
@@ -55,7 +56,8 @@ fn upstream(u: &Upstream) -> Value {
         "hash_key": b.hash_key.as_ref().map(describe),
         "slow_start_ms": window,
         "panic_threshold": b.panic_threshold,
-        "panic": u.balancer().in_panic(),
+        "panic": set.balancer().in_panic(),
+        "discovery": u.live().map(|_| "registry"),
         "health_checks": checks,
         "endpoints": endpoints,
     })

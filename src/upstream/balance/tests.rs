@@ -21,6 +21,7 @@ fn endpoints(weights: &[u32], board: &Arc<Board>) -> Vec<Endpoint> {
                     EndpointMetrics::detached(),
                     false,
                 )),
+                source: crate::upstream::discovery::Source::Static,
             }
         })
         .collect()

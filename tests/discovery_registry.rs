@@ -1,0 +1,196 @@
+//! The built-in registry (`discovery = { registry = true }`): instances register through the
+//! admin listener, traffic follows the set without a reload, a missed heartbeat drops an
+//! instance after its TTL, bad registrations change nothing, and an empty set answers 503
+//! `no-endpoints` at once.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+
+fn config() -> String {
+    support::config()
+        .admin()
+        .no_access_log()
+        .upstream_with("orders", &[] as &[&str], "discovery = { registry = true }")
+        .route("orders", "/orders", "orders")
+        .build()
+}
+
+async fn registry(gw: &TestGateway, method: Method, path: &str, body: &str) -> Answer {
+    let addr = gw.running().admin_addr().expect("admin listener");
+    send(
+        Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}/registry/{path}"))
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap(),
+    )
+    .await
+}
+
+fn reg(addr: std::net::SocketAddr, ttl: &str) -> String {
+    format!(r#"{{"address": "{addr}", "ttl": "{ttl}", "weight": 1, "metadata": {{"zone": "a"}}}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_instances_take_traffic_and_expire_without_heartbeat() {
+    let a = Backend::echo("a").await;
+    let b = Backend::echo("b").await;
+    let gw = TestGateway::start(&config()).await;
+
+    // Empty set: 503 no-endpoints, quickly.
+    let started = Instant::now();
+    let r = get(&gw.url("/orders/x")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/no-endpoints"),
+        "{:?}",
+        r.json()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let r = registry(&gw, Method::PUT, "orders/a", &reg(a.addr, "30s")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = registry(&gw, Method::PUT, "orders/b", &reg(b.addr, "700ms")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // A heartbeat is the same PUT: 200.
+    let r = registry(&gw, Method::PUT, "orders/a", &reg(a.addr, "30s")).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    for _ in 0..20 {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+    }
+    assert!(
+        a.hits() >= 5 && b.hits() >= 5,
+        "a={} b={}",
+        a.hits(),
+        b.hits()
+    );
+
+    let list = registry(&gw, Method::GET, "orders", "").await.json();
+    let ids: Vec<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(list["instances"][0]["metadata"]["zone"], "a");
+    assert!(list["instances"][0]["expires_at"].is_string());
+
+    let up = admin_get(gw.running(), "/admin/upstreams").await.json();
+    let eps = up["upstreams"][0]["endpoints"].as_array().unwrap().clone();
+    assert_eq!(eps.len(), 2);
+    assert!(eps.iter().all(|e| e["source"] == "registry"), "{eps:?}");
+
+    // b stops heartbeating: gone after its TTL; no request fails meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+        let n = registry(&gw, Method::GET, "orders", "").await.json()["instances"]
+            .as_array()
+            .unwrap()
+            .len();
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = b.hits();
+    for _ in 0..10 {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+    }
+    assert_eq!(b.hits(), before, "an expired instance got traffic");
+
+    // Deregister the last one: the upstream answers no-endpoints again.
+    let r = registry(&gw, Method::DELETE, "orders/a", "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&gw.url("/orders/x")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = registry(&gw, Method::DELETE, "orders/a", "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_get_problems_and_change_nothing() {
+    let a = Backend::echo("a").await;
+    let cfg = support::config()
+        .admin()
+        .no_access_log()
+        .upstream_with("orders", &[] as &[&str], "discovery = { registry = true }")
+        .upstream("plain", &[a.addr])
+        .route("orders", "/orders", "orders")
+        .build();
+    let gw = TestGateway::start(&cfg).await;
+    let cases = [
+        ("orders/x", r#"{"ttl": "10s"}"#, StatusCode::BAD_REQUEST),
+        ("orders/x", &reg(a.addr, "0s"), StatusCode::BAD_REQUEST),
+        ("orders/x", "not json", StatusCode::BAD_REQUEST),
+        (
+            "orders/x",
+            r#"{"address": "127.0.0.1"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("nope/x", &reg(a.addr, "10s"), StatusCode::NOT_FOUND),
+        ("plain/x", &reg(a.addr, "10s"), StatusCode::CONFLICT),
+    ];
+    for (path, body, status) in cases {
+        let r = registry(&gw, Method::PUT, path, body).await;
+        assert_eq!(r.status, status, "{path} {body}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    let list = registry(&gw, Method::GET, "orders", "").await.json();
+    assert_eq!(list["instances"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_reload_and_static_endpoints_combine() {
+    let a = Backend::echo("a").await;
+    let s = Backend::echo("s").await;
+    let with = |timeout: &str| {
+        support::config()
+            .admin()
+            .no_access_log()
+            .upstream_with(
+                "orders",
+                &[s.addr],
+                &format!("discovery = {{ registry = true }}\ntimeout = \"{timeout}\""),
+            )
+            .route("orders", "/orders", "orders")
+            .build()
+    };
+    let gw = TestGateway::start(&with("5s")).await;
+    let r = registry(&gw, Method::PUT, "orders/a", &reg(a.addr, "30s")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    save_atomically(&gw.config_path(), &with("6s"));
+    let r = admin_post(gw.running(), "/admin/reload").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for _ in 0..20 {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+    }
+    assert!(
+        a.hits() >= 5 && s.hits() >= 5,
+        "a={} s={}",
+        a.hits(),
+        s.hits()
+    );
+    let up = admin_get(gw.running(), "/admin/upstreams").await.json();
+    let sources: Vec<&str> = up["upstreams"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["static", "registry"]);
+}
