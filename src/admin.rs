@@ -208,7 +208,6 @@ pub async fn handle(
     }
 }
 
-/// 401 with the admin realm's challenge.
 /// The admin API's refusal: problem+json like every refusal of the public listeners
 /// (type `.../unauthorized`).
 fn unauthorized() -> Response<Body> {
@@ -227,18 +226,6 @@ fn authorized<B>(token: &Option<crate::runtime::lifecycle::AdminToken>, req: &Re
                 .map(HeaderValue::as_bytes),
         )
     })
-}
-
-fn unauthorized() -> Response<Body> {
-    let mut resp = json_response(
-        StatusCode::UNAUTHORIZED,
-        &json!({"error": "this admin endpoint needs Authorization: Bearer <token>"}),
-    );
-    resp.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"portico-admin\""),
-    );
-    resp
 }
 
 async fn reload(gateway: &Arc<Gateway>) -> Response<Body> {

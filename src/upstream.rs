@@ -47,7 +47,7 @@ use members::{MemberEnv, wanted};
 use outlier::{Outcome, OutlierSettings};
 pub use parse::parse_endpoint;
 pub use served::{Served, error_chain};
-use state::{Board, EndpointMetrics, EndpointState, Families, InFlight};
+use state::{Board, EndpointState, Families, InFlight};
 use transport::Transport;
 
 /// Settings that define an upstream; equal settings across a reload keep the same `Upstream`

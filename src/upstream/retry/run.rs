@@ -122,7 +122,7 @@ impl Upstream {
             drop(result);
             tokio::time::sleep(wait).await;
             // Every endpoint was tried: start over rather than give up.
-            if tried.len() >= self.endpoints.len() {
+            if tried.len() >= self.endpoints().endpoints.len() {
                 tried = Tried::default();
             }
             req = Request::new(body);
