@@ -199,7 +199,6 @@ pub async fn handle(
     }
 }
 
-/// 401 with the admin realm's challenge.
 /// The admin API's refusal: problem+json like every refusal of the public listeners
 /// (type `.../unauthorized`).
 fn unauthorized() -> Response<Body> {
