@@ -3,6 +3,7 @@
 //! not tried yet, send, report the outcome, fail over to another endpoint when a connection is
 //! refused. `transport` carries requests.
 
+mod activate;
 pub mod balance;
 pub mod circuit;
 pub mod compile;
@@ -21,7 +22,6 @@ pub mod status;
 pub mod tls;
 pub mod transport;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ use tokio::time::Instant as Deadline;
 use crate::body::{Reclaim, RequestBody};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+pub use activate::activate;
 use balance::{BalanceSettings, KeySource, Pick, Tried};
 use health::HealthSettings;
 pub use members::Members;
@@ -535,42 +536,6 @@ impl Upstream {
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
-        }
-    }
-}
-
-/// Runs once a config serves (at start and after each reload): starts the health checks that
-/// are not running yet and logs the endpoints each kept upstream gained or lost.
-pub fn activate(
-    previous: Option<&BTreeMap<Arc<str>, Arc<Upstream>>>,
-    upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>,
-) {
-    for (name, u) in upstreams {
-        u.start_health_checks();
-        if u.settings.health.is_none() {
-            // Checks were removed: nothing would ever bring a failing endpoint back.
-            u.endpoints()
-                .endpoints
-                .iter()
-                .for_each(|e| e.state.forget_checks());
-        }
-        let Some(old) = previous.and_then(|p| p.get(name)) else {
-            continue;
-        };
-        if Arc::ptr_eq(old, u) {
-            continue;
-        }
-        let labels = |x: &Upstream| {
-            let set = x.endpoints();
-            set.endpoints
-                .iter()
-                .map(Endpoint::label)
-                .collect::<Vec<_>>()
-        };
-        let (before, after) = (labels(old), labels(u));
-        let (added, removed) = served::changes(&before, &after);
-        if added != "-" || removed != "-" {
-            tracing::info!(upstream = %name, added, removed, "upstream endpoints changed");
         }
     }
 }
