@@ -100,6 +100,13 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Print a shell completion script: `portico completions bash > /etc/bash_completion.d/portico`,
+    /// `portico completions zsh > "${fpath[1]}/_portico"`, `portico completions fish >
+    /// ~/.config/fish/completions/portico.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Listener addresses that win over gateway.toml (containers expose admin and probes this way).
@@ -146,6 +153,16 @@ fn main() -> ExitCode {
             serve(&config, Some(latency))
         }
         Command::Probe { url, timeout } => probe(&url, timeout),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "portico",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Token {
             config,
             provider,

@@ -51,6 +51,25 @@ fn version_prints_the_version_and_the_git_commit() {
     assert!(!commit.is_empty(), "{out}");
 }
 
+#[test]
+fn completions_name_the_subcommands_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _portico"),
+        ("zsh", "#compdef portico"),
+        ("fish", "complete -c portico"),
+    ] {
+        let (code, out, err) = portico_cli(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(marker), "{shell}: {out}");
+        for sub in ["run", "demo", "check", "routes", "probe", "token"] {
+            assert!(out.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let (code, _out, err) = portico_cli(&["completions", "tcsh"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tcsh"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_succeeds_on_a_ready_gateway_and_fails_otherwise() {
     let backend = Backend::echo("app").await;
