@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 use support::tls::Pki;
@@ -15,54 +13,19 @@ use support::*;
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
 fn script() -> String {
-    format!("{}/tests/python/grpc_peer.py", env!("CARGO_MANIFEST_DIR"))
+    python_script("grpc_peer.py")
 }
 
 fn need_grpcio() {
-    let ok = Command::new("python3")
-        .args(["-c", "import grpc, grpc_health.v1.health"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "Python grpcio / grpcio-health-checking are missing: run .ci/deps"
+    need_python_modules(
+        "grpc, grpc_health.v1.health",
+        "Python grpcio / grpcio-health-checking are missing: run .ci/deps",
     );
 }
 
-/// The grpcio server, killed on drop.
-struct GrpcServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn grpc_server() -> GrpcServer {
+fn grpc_server() -> PyServer {
     need_grpcio();
-    let mut child = Command::new("python3")
-        .args([&script(), "server"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("port ")
-        .unwrap_or_else(|| panic!("grpc server said {line:?}"))
-        .parse()
-        .unwrap();
-    GrpcServer {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    }
+    PyServer::start("grpc_peer.py")
 }
 
 /// One grpcio client call; its JSON line.

@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,54 +17,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
 fn script() -> String {
-    format!("{}/tests/python/ws.py", env!("CARGO_MANIFEST_DIR"))
+    python_script("ws.py")
 }
 
 fn need_websockets() {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "Python `websockets` is missing: run .ci/deps (pip install websockets)"
+    need_python_modules(
+        "websockets",
+        "Python `websockets` is missing: run .ci/deps (pip install websockets)",
     );
 }
 
-/// The Python echo server, killed on drop.
-struct EchoServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn echo_server() -> EchoServer {
+fn echo_server() -> PyServer {
     need_websockets();
-    let mut child = Command::new("python3")
-        .args([&script(), "server"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("port ")
-        .unwrap_or_else(|| panic!("echo server said {line:?}"))
-        .parse()
-        .unwrap();
-    EchoServer {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    }
+    PyServer::start("ws.py")
 }
 
 /// Runs the Python client and returns its last line.
