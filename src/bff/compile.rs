@@ -3,6 +3,7 @@
 
 mod endpoint;
 mod part;
+pub(crate) use part::path_template;
 mod profile;
 
 use std::collections::{BTreeMap, HashMap};

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use http::uri::PathAndQuery;
 use toml::Spanned;
 
 use super::file::{CompensateFile, StepFile};
 use super::{Call, Compensation, Saga, Step};
+use crate::bff::compile::path_template;
 use crate::bff::json_template::JsonTemplate;
 use crate::bff::shape::Shape;
-use crate::bff::template::{Kind, RESERVED_SOURCES, Scope, Source, Template, Var};
+use crate::bff::template::{RESERVED_SOURCES, Scope, Source, Var};
 use crate::config::Diagnostics;
 use crate::config::file::Text;
 use crate::config::units::parse_duration;
@@ -101,7 +101,7 @@ fn step(
     let before = d.errors.len();
     let upstream = upstream(d, &s.upstream, &format!("{key}.upstream"), cx);
     let method = method(d, &s.method, &format!("{key}.method"), Method::POST);
-    let path = path(d, &s.path, &format!("{key}.path"), scope);
+    let path = path_template(d, &s.path, &format!("{key}.path"), scope);
     let body = body(d, &s.body, &format!("{key}.body"), scope);
     let timeout = d.positive_duration_or(
         &s.timeout,
@@ -182,7 +182,7 @@ fn compensation(
         None => step_upstream.cloned(),
     };
     let method = method(d, &c.method, &format!("{key}.method"), Method::DELETE);
-    let path = path(d, &c.path, &format!("{key}.path"), scope);
+    let path = path_template(d, &c.path, &format!("{key}.path"), scope);
     let body = body(d, &c.body, &format!("{key}.body"), scope);
     let attempts = match &c.attempts {
         None => DEFAULT_ATTEMPTS,
@@ -253,33 +253,6 @@ fn method(d: &mut Diagnostics, v: &Option<Text>, key: &str, default: Method) -> 
         }
         Some(m) => m,
         None => default,
-    }
-}
-
-fn path(d: &mut Diagnostics, p: &Text, key: &str, scope: &Scope<'_>) -> Option<Template> {
-    match Template::parse(p.get_ref(), Kind::Path, scope) {
-        Err(msg) => {
-            d.error(p.span(), key, msg);
-            None
-        }
-        Ok(t) => {
-            let sample = t.sample();
-            let valid = sample.starts_with('/')
-                && !sample.contains('#')
-                && PathAndQuery::try_from(sample.as_str()).is_ok();
-            if !valid {
-                d.error(
-                    p.span(),
-                    key,
-                    format!(
-                        "bad path \"{}\": must start with '/' and hold only URI characters",
-                        p.get_ref()
-                    ),
-                );
-                return None;
-            }
-            Some(t)
-        }
     }
 }
 

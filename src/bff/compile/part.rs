@@ -17,6 +17,7 @@ use crate::bff::metrics::PartStats;
 use crate::bff::shape::Shape;
 use crate::bff::template::{Kind, Scope, Source, Template};
 use crate::config::Diagnostics;
+use crate::config::file::Text;
 use crate::config::units::parse_duration;
 
 pub(super) struct PartContext<'a> {
@@ -39,7 +40,7 @@ pub(super) fn part(
     let upstream = cx.upstreams.get(up_name).cloned();
     check_upstream(d, p, key, cx);
     let method = method(d, &p.method, &format!("{key}.method"));
-    let path = path_template(d, p, key, pc.scope);
+    let path = path_template(d, &p.path, &format!("{key}.path"), pc.scope);
     let body = p.body.as_ref().and_then(|b| {
         JsonTemplate::compile(b.get_ref(), pc.scope)
             .map_err(|msg| d.error(b.span(), format!("{key}.body"), msg))
@@ -134,16 +135,17 @@ fn check_upstream(d: &mut Diagnostics, p: &PartFile, key: &str, cx: &Context<'_>
     }
 }
 
-/// The path template; a sample rendering must be a valid origin-form target.
-fn path_template(
+/// The path template at `key` (a BFF part's or a saga call's); a sample rendering must be a
+/// valid origin-form target.
+pub(crate) fn path_template(
     d: &mut Diagnostics,
-    p: &PartFile,
+    path: &Text,
     key: &str,
     scope: &Scope<'_>,
 ) -> Option<Template> {
-    match Template::parse(p.path.get_ref(), Kind::Path, scope) {
+    match Template::parse(path.get_ref(), Kind::Path, scope) {
         Err(msg) => {
-            d.error(p.path.span(), format!("{key}.path"), msg);
+            d.error(path.span(), key, msg);
             None
         }
         Ok(t) => {
@@ -153,9 +155,9 @@ fn path_template(
                 && PathAndQuery::try_from(sample.as_str()).is_ok();
             if !valid {
                 d.error(
-                    p.path.span(),
-                    format!("{key}.path"),
-                    format!("bad path \"{}\": must start with '/' and hold only URI characters (spaces and `#` must be percent-encoded)", p.path.get_ref()),
+                    path.span(),
+                    key,
+                    format!("bad path \"{}\": must start with '/' and hold only URI characters (spaces and `#` must be percent-encoded)", path.get_ref()),
                 );
             }
             Some(t)
