@@ -78,6 +78,8 @@ pub struct UpstreamSettings {
     pub outlier: Option<OutlierSettings>,
     /// `protocol`: HTTP/1.1, HTTP/2, or chosen by ALPN.
     pub protocol: transport::Protocol,
+    /// HTTP/2 streams in flight per upstream connection before another is opened.
+    pub max_concurrent_streams: u32,
     /// `[upstreams.NAME.retry]` and `[upstreams.NAME.circuit]`.
     pub resilience: resilience::ResilienceSettings,
     /// `discovery = {...}`: endpoints that change at run time, besides `endpoints`.
@@ -92,7 +94,16 @@ impl UpstreamSettings {
             && self.pool_idle_timeout == other.pool_idle_timeout
             && self.tls == other.tls
             && self.protocol == other.protocol
+            && self.max_concurrent_streams == other.max_concurrent_streams
+            && connection_limits(self) == connection_limits(other)
     }
+}
+
+/// `max_connections` and `max_pending`: the transport enforces them.
+fn connection_limits(s: &UpstreamSettings) -> Option<(u32, u32)> {
+    s.resilience
+        .circuit
+        .map(|c| (c.max_connections, c.max_pending))
 }
 
 /// One address of an upstream.
@@ -111,6 +122,8 @@ pub struct Endpoint {
     pub state: Arc<EndpointState>,
     /// Where it came from (config or a discovery source).
     pub source: discovery::Source,
+    /// Its connections: dropped with the last set that lists it (idle connections close).
+    pub pool: Arc<transport::Pool>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -504,6 +517,12 @@ impl Upstream {
                     });
                 }
             };
+            if err.overloaded {
+                self.resilience.overloaded();
+                return Err(GatewayError::Overloaded {
+                    upstream: self.name.clone(),
+                });
+            }
             if let Some(limit) = err.body_too_large {
                 // The client's body, not the endpoint, is at fault.
                 return Err(GatewayError::PayloadTooLarge { limit });

@@ -203,6 +203,8 @@ mod tests {
             health: None,
             outlier: None,
             protocol: Default::default(),
+            max_concurrent_streams: 100,
+            max_concurrent_streams: 100,
             resilience: Default::default(),
             discovery: None,
         };
