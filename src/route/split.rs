@@ -204,7 +204,6 @@ mod tests {
             outlier: None,
             protocol: Default::default(),
             max_concurrent_streams: 100,
-            max_concurrent_streams: 100,
             resilience: Default::default(),
             discovery: None,
         };
