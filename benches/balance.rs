@@ -34,6 +34,7 @@ fn upstream(policy: Policy, n: usize) -> Upstream {
         health: None,
         outlier: None,
         protocol: Default::default(),
+        max_concurrent_streams: 100,
         resilience: Default::default(),
         discovery: None,
     };

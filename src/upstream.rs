@@ -10,6 +10,7 @@ pub mod compile;
 pub mod compile_policy;
 pub mod discovery;
 pub mod health;
+mod host;
 mod members;
 pub mod outlier;
 mod parse;
@@ -43,6 +44,8 @@ use crate::metrics::Metrics;
 pub use activate::activate;
 use balance::{BalanceSettings, KeySource, Pick, Tried};
 use health::HealthSettings;
+pub use host::shadow_host;
+use host::{Shadow, host_header};
 pub use members::Members;
 use members::{MemberEnv, wanted};
 use outlier::{Outcome, OutlierSettings};
@@ -78,6 +81,8 @@ pub struct UpstreamSettings {
     pub outlier: Option<OutlierSettings>,
     /// `protocol`: HTTP/1.1, HTTP/2, or chosen by ALPN.
     pub protocol: transport::Protocol,
+    /// HTTP/2 streams in flight per upstream connection before another is opened.
+    pub max_concurrent_streams: u32,
     /// `[upstreams.NAME.retry]` and `[upstreams.NAME.circuit]`.
     pub resilience: resilience::ResilienceSettings,
     /// `discovery = {...}`: endpoints that change at run time, besides `endpoints`.
@@ -92,7 +97,16 @@ impl UpstreamSettings {
             && self.pool_idle_timeout == other.pool_idle_timeout
             && self.tls == other.tls
             && self.protocol == other.protocol
+            && self.max_concurrent_streams == other.max_concurrent_streams
+            && connection_limits(self) == connection_limits(other)
     }
+}
+
+/// `max_connections` and `max_pending`: the transport enforces them.
+fn connection_limits(s: &UpstreamSettings) -> Option<(u32, u32)> {
+    s.resilience
+        .circuit
+        .map(|c| (c.max_connections, c.max_pending))
 }
 
 /// One address of an upstream.
@@ -111,6 +125,8 @@ pub struct Endpoint {
     pub state: Arc<EndpointState>,
     /// Where it came from (config or a discovery source).
     pub source: discovery::Source,
+    /// Its connections: dropped with the last set that lists it (idle connections close).
+    pub pool: Arc<transport::Pool>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -504,6 +520,12 @@ impl Upstream {
                     });
                 }
             };
+            if err.overloaded {
+                self.resilience.overloaded();
+                return Err(GatewayError::Overloaded {
+                    upstream: self.name.clone(),
+                });
+            }
             if let Some(limit) = err.body_too_large {
                 // The client's body, not the endpoint, is at fault.
                 return Err(GatewayError::PayloadTooLarge { limit });
@@ -540,22 +562,6 @@ impl Upstream {
     }
 }
 
-/// Marks a mirror copy: the endpoint's Host is sent with the `-shadow` suffix.
-#[derive(Debug, Clone, Copy)]
-struct Shadow;
-
-/// The shadow Host: `-shadow` appended to the host part (`users.internal:8080` →
-/// `users.internal-shadow:8080`, `[::1]:8080` → `[::1]-shadow:8080`).
-pub fn shadow_host(host: &HeaderValue) -> HeaderValue {
-    let text = host.to_str().unwrap_or("");
-    let split = match text.rfind(':') {
-        Some(i) if !text[i..].contains(']') => i,
-        _ => text.len(),
-    };
-    let out = format!("{}-shadow{}", &text[..split], &text[split..]);
-    HeaderValue::from_str(&out).unwrap_or_else(|_| host.clone())
-}
-
 /// How a request's body is sent again after a refused connection.
 enum Replay {
     /// There was no body.
@@ -575,17 +581,6 @@ impl Replay {
             Replay::Reclaim(r) => r.take(),
         }
     }
-}
-
-/// `Host` for an endpoint: `host`, or `host:port` unless the port is the scheme's default (the
-/// form HTTP clients send, RFC 9110 §7.2).
-fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
-    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    let text = match authority.port_u16() {
-        Some(port) if port != default_port => authority.as_str(),
-        _ => authority.host(),
-    };
-    HeaderValue::from_str(text).expect("a parsed authority is a valid header value")
 }
 
 #[cfg(test)]

@@ -194,3 +194,29 @@ async fn registrations_survive_a_reload_and_static_endpoints_combine() {
         .collect();
     assert_eq!(sources, ["static", "registry"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_instance_closes_its_idle_connections() {
+    let backend = ConnBackend::start(ConnOpts::default()).await;
+    let gw = TestGateway::start(&config()).await;
+    let r = registry(&gw, Method::PUT, "orders/a", &reg(backend.addr, "30s")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+    }
+    assert_eq!(backend.accepted(), 1);
+    assert_eq!(backend.open.get(), 1, "the pooled connection stays open");
+
+    let r = registry(&gw, Method::DELETE, "orders/a", "").await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    // The next request sees the empty set; the removed endpoint's pool goes with the old set.
+    let r = get(&gw.url("/orders/x")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        backend
+            .open
+            .wait_for(Duration::from_secs(5), |n| n == 0)
+            .await,
+        "the removed instance's idle connection is still open"
+    );
+}

@@ -36,6 +36,11 @@ impl Drop for H2Backend {
 type Reply = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn h2_backend(delay: Duration) -> H2Backend {
+    h2_backend_with(delay, None).await
+}
+
+/// Like [`h2_backend`], announcing `max_streams` as its SETTINGS_MAX_CONCURRENT_STREAMS.
+async fn h2_backend_with(delay: Duration, max_streams: Option<u32>) -> H2Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -77,9 +82,9 @@ async fn h2_backend(delay: Duration) -> H2Backend {
                     }
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.max_concurrent_streams(max_streams);
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -154,6 +159,29 @@ async fn h2_upstream_multiplexes_and_passes_trailers() {
     assert!(
         (1..=2).contains(&conns),
         "100 concurrent requests used {conns} upstream connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_streams_past_max_concurrent_streams_open_more_connections() {
+    let backend = h2_backend_with(Duration::from_millis(300), Some(10)).await;
+    let toml = gateway_toml(&backend.addr.to_string(), "max_concurrent_streams = 10");
+    let gw = TestGateway::start(&toml).await;
+    let client = h2c_client();
+    let calls = (0..30).map(|i| {
+        let client = client.clone();
+        let url = gw.url(&format!("/svc.Echo/Slow{i}"));
+        async move { h2_call(&client, grpc_request(&url, &[])).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    for (parts, body, _) in &answers {
+        assert_eq!(parts.status, 200);
+        assert_eq!(&body[..], b"HTTP/2.0");
+    }
+    let conns = backend.connections.load(Ordering::SeqCst);
+    assert!(
+        (3..=4).contains(&conns),
+        "30 concurrent requests at 10 streams per connection used {conns} connections"
     );
 }
 

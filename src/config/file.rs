@@ -189,6 +189,9 @@ pub struct UpstreamFile {
     pub outlier: Option<Spanned<balance::OutlierFile>>,
     /// `http1` (default), `h2` (h2c on http://, ALPN h2 on https://) or `auto` (ALPN).
     pub protocol: Option<Text>,
+    /// HTTP/2 streams in flight per upstream connection before another connection is opened;
+    /// default `100`.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
     /// `[upstreams.NAME.retry]`: retries, backoff and budget; default: none.
     pub retry: Option<Spanned<resilience::RetryFile>>,
     /// `[upstreams.NAME.circuit]`: bulkhead limits; default: none.

@@ -203,6 +203,7 @@ mod tests {
             health: None,
             outlier: None,
             protocol: Default::default(),
+            max_concurrent_streams: 100,
             resilience: Default::default(),
             discovery: None,
         };

@@ -77,6 +77,12 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
             .as_ref()
             .and_then(|v| d.parse(v, k("protocol"), super::transport::Protocol::parse))
             .unwrap_or_default(),
+        max_concurrent_streams: d.count_or(
+            &u.max_concurrent_streams,
+            &k("max_concurrent_streams"),
+            (1, 10_000),
+            100,
+        ) as u32,
         fail_timeout: d.duration_or(&u.fail_timeout, &k("fail_timeout"), Duration::from_secs(10)),
         max_idle_per_endpoint: d.count_or(
             &u.max_idle_per_endpoint,

@@ -103,7 +103,13 @@ impl Members {
                         Arc::new(EndpointState::new(env.board.clone(), m, env.ramp))
                     }
                 };
+                // Connections opened under other transport settings are not reused.
+                let pool = kept
+                    .map(|o| o.pool.clone())
+                    .filter(|p| p.owner() == env.transport.id())
+                    .unwrap_or_else(|| env.transport.pool());
                 Endpoint {
+                    pool,
                     host_header: host_header(&w.scheme, &w.authority),
                     scheme: w.scheme,
                     authority: w.authority,

@@ -1,22 +1,27 @@
-//! How one request travels to one endpoint: the pooled client (plain TCP, or TLS for `https`
-//! endpoints) speaking the upstream's `protocol`: HTTP/1.1, HTTP/2 (prior-knowledge h2c on
-//! `http://`, ALPN h2 on `https://`; one multiplexed connection per endpoint), or `auto`
-//! (ALPN h2 or http/1.1 over TLS, HTTP/1.1 on plain TCP). Endpoint choice, failover and
-//! timeouts are `Upstream`'s business.
+//! How one request travels to one endpoint, over the endpoint's own pool (`pool`, owned by the
+//! `Endpoint`): HTTP/1.1 connections (`h1`: one exchange at a time, idle ones kept up to
+//! `max_idle_per_endpoint` for `pool_idle_timeout`), HTTP/2 connections (`h2`: prior-knowledge
+//! h2c on `http://`, ALPN h2 on `https://`; many streams each), or `auto` (ALPN h2 or http/1.1
+//! over TLS, HTTP/1.1 on plain TCP). `connect` opens them (TCP, TLS). Endpoint choice,
+//! failover and timeouts are `Upstream`'s business.
 
+mod connect;
+mod h1;
+mod h2;
+mod pool;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use pool::{Limits, Pool};
 
 use super::{Endpoint, UpstreamSettings};
 use crate::body::{BodyTooLarge, ClientBodyError, RequestBody};
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// `[upstreams.NAME] protocol`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,16 +49,27 @@ impl Protocol {
     }
 }
 
-/// Pooled connections to the endpoints of one upstream.
+/// What the endpoints' pools of one upstream share: how connections are opened and kept, and
+/// the upstream-wide connection limits.
 pub struct Transport {
-    client: Client<Connector, RequestBody>,
+    id: u64,
+    connector: connect::Connector,
+    protocol: Protocol,
+    max_idle: usize,
+    idle_timeout: Duration,
+    max_streams: u32,
+    /// `max_connections` and `max_pending`, when `[circuit]` is configured.
+    limits: Option<Arc<Limits>>,
 }
 
 /// Why a request did not get a response head from an endpoint.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SendError {
     /// The connection could not be opened: nothing was sent, another endpoint may be tried.
     pub connect: bool,
+    /// `max_connections` or `max_pending` of the upstream's circuit was reached: nothing was
+    /// sent, the request is refused at once.
+    pub overloaded: bool,
     /// The request body went over `limits.max_body_bytes` while streaming.
     pub body_too_large: Option<u64>,
     /// Reading the client's body failed: the client's fault (400), not the endpoint's.
@@ -62,75 +78,244 @@ pub struct SendError {
     pub detail: String,
 }
 
+/// Sends on connections found closed give the request back; a few such rounds at most.
+const ROUNDS: usize = 4;
+
+/// A fresh connection: HTTP/1.1 with its sender, or HTTP/2 (listed in the pool).
+enum Fresh {
+    H1(h1::Busy),
+    H2,
+}
+
 impl Transport {
-    /// A client with its own pool, honouring the upstream's connect timeout, pool sizes and TLS.
+    /// The transport of an upstream: connect timeout, TLS, protocol, pool sizes and limits.
     pub fn new(settings: &UpstreamSettings) -> Transport {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*settings.tls.client_config).clone())
-            .https_or_http();
-        // The name was checked when the config was compiled.
-        let fixed = settings.tls.server_name.as_ref().and_then(|n| {
-            rustls_pki_types::ServerName::try_from(n.clone())
-                .ok()
-                .map(hyper_rustls::FixedServerNameResolver::new)
-        });
-        let builder = match fixed {
-            Some(resolver) => builder.with_server_name_resolver(resolver),
-            None => builder,
-        };
-        // ALPN offers what the protocol allows; the client speaks what was negotiated.
-        let connector = match settings.protocol {
-            Protocol::Http1 => builder.enable_http1().wrap_connector(http),
-            Protocol::H2 => builder.enable_http2().wrap_connector(http),
-            Protocol::Auto => builder.enable_all_versions().wrap_connector(http),
-        };
-        let mut client = Client::builder(TokioExecutor::new());
-        client
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint);
-        if settings.protocol != Protocol::Http1 {
-            // One connection per endpoint carries every stream; pings keep it (and a quiet
-            // gRPC stream) alive and find a dead peer.
-            client
-                .http2_only(settings.protocol == Protocol::H2)
-                .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-                .http2_keep_alive_timeout(Duration::from_secs(20))
-                .http2_keep_alive_while_idle(true)
-                .http2_adaptive_window(true);
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let limits = settings
+            .resilience
+            .circuit
+            .map(|c| Arc::new(Limits::new(c.max_connections, c.max_pending)));
+        Transport {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            connector: connect::Connector::new(settings),
+            protocol: settings.protocol,
+            max_idle: settings.max_idle_per_endpoint,
+            idle_timeout: settings.pool_idle_timeout,
+            max_streams: settings.max_concurrent_streams.max(1),
+            limits,
         }
-        let client = client.build(connector);
-        Transport { client }
+    }
+
+    /// The id endpoint pools name their transport by.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A new, empty pool for an endpoint.
+    pub fn pool(&self) -> Arc<Pool> {
+        Arc::new(Pool::new(self.id))
+    }
+
+    /// Connections open now to every endpoint (counted only under `[circuit]`).
+    pub fn connections(&self) -> Option<u32> {
+        self.limits.as_ref().map(|l| l.connections())
     }
 
     /// Sends `req` (its URI holds the path and query) to `ep` and waits for the response head.
     pub async fn send(
         &self,
         ep: &Endpoint,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let h2_first = match self.protocol {
+            Protocol::Http1 => false,
+            Protocol::H2 => true,
+            Protocol::Auto => ep.scheme == Scheme::HTTPS && h2::connections(&ep.pool) > 0,
+        };
+        if h2_first {
+            self.send_h2(ep, req).await
+        } else {
+            self.send_h1(ep, req).await
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        ep: &Endpoint,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(ep.scheme.clone());
-        parts.authority = Some(ep.authority.clone());
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-        self.client.request(req).await.map_err(|e| SendError {
-            connect: e.is_connect(),
-            body_too_large: body_too_large(&e),
-            client_body: caused_by::<ClientBodyError>(&e),
-            detail: super::error_chain(&e),
-        })
+        let mut last = None;
+        for _ in 0..ROUNDS {
+            let mut busy = match h1::checkout(&ep.pool) {
+                Some(b) => b,
+                None => match self.fresh(ep, self.pending()?).await? {
+                    Fresh::H1(b) => b,
+                    Fresh::H2 => return self.send_h2(ep, req).await,
+                },
+            };
+            match busy.tx.try_send_request(req).await {
+                Ok(resp) => {
+                    busy.give_back();
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request was written: try another.
+                    Some(back) => {
+                        req = back;
+                        last = Some(e.into_error());
+                    }
+                    None => return Err(failed(&e.into_error())),
+                },
+            }
+        }
+        Err(closed(last))
+    }
+
+    async fn send_h2(
+        &self,
+        ep: &Endpoint,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        absolute(&mut req, ep);
+        let mut last = None;
+        for _ in 0..ROUNDS {
+            let mut busy = match h2::checkout(&ep.pool, self.max_streams) {
+                Some(b) => b,
+                None => self.open_h2(ep).await?,
+            };
+            match busy.tx.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => {
+                        req = back;
+                        last = Some(e.into_error());
+                    }
+                    None => return Err(failed(&e.into_error())),
+                },
+            }
+        }
+        Err(closed(last))
+    }
+
+    /// Waits for the endpoint's connection being opened, or opens one.
+    async fn open_h2(&self, ep: &Endpoint) -> Result<h2::Busy, SendError> {
+        let pending = self.pending()?;
+        let _one = ep.pool.h2_opening.lock().await;
+        if let Some(b) = h2::checkout(&ep.pool, self.max_streams) {
+            return Ok(b);
+        }
+        match self.fresh(ep, pending).await? {
+            Fresh::H2 => h2::checkout(&ep.pool, self.max_streams).ok_or_else(|| SendError {
+                connect: true,
+                detail: "the new HTTP/2 connection closed at once".into(),
+                ..SendError::default()
+            }),
+            // `auto` got http/1.1 from ALPN: its sender is not needed here.
+            Fresh::H1(_) => Err(SendError {
+                connect: true,
+                detail: "the endpoint chose http/1.1".into(),
+                ..SendError::default()
+            }),
+        }
+    }
+
+    /// Opens a connection to `ep` under the upstream's limits (`_pending`: this request
+    /// counted as waiting for it).
+    async fn fresh(
+        &self,
+        ep: &Endpoint,
+        _pending: Option<pool::Pending<'_>>,
+    ) -> Result<Fresh, SendError> {
+        let open = match &self.limits {
+            None => None,
+            Some(l) => Some(l.open().ok_or_else(|| overloaded("max_connections"))?),
+        };
+        let (stream, alpn_h2) = self.connector.connect(ep).await.map_err(|e| SendError {
+            connect: true,
+            detail: format!("connect to {}: {e}", ep.authority),
+            ..SendError::default()
+        })?;
+        let h2 = match self.protocol {
+            Protocol::Http1 => false,
+            Protocol::H2 => true,
+            Protocol::Auto => alpn_h2,
+        };
+        let handshake = |e: hyper::Error| SendError {
+            connect: true,
+            detail: format!(
+                "handshake with {}: {}",
+                ep.authority,
+                super::error_chain(&e)
+            ),
+            ..SendError::default()
+        };
+        if h2 {
+            h2::start(stream, &ep.pool, open).await.map_err(handshake)?;
+            return Ok(Fresh::H2);
+        }
+        let keep = h1::Keep {
+            idle_timeout: self.idle_timeout,
+            max_idle: self.max_idle,
+        };
+        let busy = h1::start(stream, &ep.pool, keep, open)
+            .await
+            .map_err(handshake)?;
+        Ok(Fresh::H1(busy))
+    }
+
+    fn pending(&self) -> Result<Option<pool::Pending<'_>>, SendError> {
+        match &self.limits {
+            None => Ok(None),
+            Some(l) => l
+                .pending()
+                .map(Some)
+                .ok_or_else(|| overloaded("max_pending")),
+        }
+    }
+}
+
+/// HTTP/2 requests carry the endpoint's scheme and authority.
+fn absolute(req: &mut Request<RequestBody>, ep: &Endpoint) {
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(ep.scheme.clone());
+    parts.authority = Some(ep.authority.clone());
+    parts.path_and_query = Some(path);
+    *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+}
+
+fn overloaded(limit: &str) -> SendError {
+    SendError {
+        overloaded: true,
+        detail: format!("{limit} reached"),
+        ..SendError::default()
+    }
+}
+
+/// Every connection tried was found closed before the request was written: like a refused
+/// connection, nothing was sent.
+fn closed(last: Option<hyper::Error>) -> SendError {
+    SendError {
+        connect: true,
+        detail: last.map_or_else(
+            || "connections closed".to_owned(),
+            |e| super::error_chain(&e),
+        ),
+        ..SendError::default()
+    }
+}
+
+fn failed(e: &hyper::Error) -> SendError {
+    SendError {
+        connect: false,
+        overloaded: false,
+        body_too_large: body_too_large(e),
+        client_body: caused_by::<ClientBodyError>(e),
+        detail: super::error_chain(e),
     }
 }
 

@@ -22,6 +22,7 @@ fn endpoints(weights: &[u32], board: &Arc<Board>) -> Vec<Endpoint> {
                     false,
                 )),
                 source: crate::upstream::discovery::Source::Static,
+                pool: Default::default(),
             }
         })
         .collect()
