@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod profile;
 pub mod python;
 pub mod redis;
+pub mod saga;
 pub mod tls;
 pub mod traffic;
 
