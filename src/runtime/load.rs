@@ -139,6 +139,7 @@ fn compile(
         guards,
         metrics: &metrics,
         scripts: script_cx,
+        cluster: cluster.as_ref(),
     };
     let mut routes = crate::route::compile::compile(&mut d, &file.routes, route_cx);
     let tls = crate::tls::compile::compile(
