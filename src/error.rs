@@ -181,6 +181,15 @@ pub enum GatewayError {
         /// `done` or `stuck`.
         compensation: &'static str,
     },
+    /// A request repeated an `Idempotency-Key` whose first request is still running: 409.
+    #[error("idempotency key in use")]
+    IdempotencyKeyInUse,
+    /// A request reused an `Idempotency-Key` with another body: 422.
+    #[error("idempotency key reused with another body")]
+    IdempotencyKeyMismatch,
+    /// The saga log (`[saga] dir`) could not be opened: 503.
+    #[error("saga log unavailable")]
+    SagaLogUnavailable,
     /// The route already has `max_tunnels` upgraded connections open: 503.
     #[error("tunnel limit reached")]
     TunnelLimit,
@@ -405,6 +414,24 @@ impl GatewayError {
                 "URI Too Long",
                 "The request target is longer than this gateway accepts.",
             ),
+            E::IdempotencyKeyInUse => p(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Conflict",
+                "A request with this Idempotency-Key is still being processed; retry later.",
+            ),
+            E::IdempotencyKeyMismatch => p(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-mismatch",
+                "Unprocessable Content",
+                "This Idempotency-Key was used with another request body.",
+            ),
+            E::SagaLogUnavailable => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "saga-log-unavailable",
+                "Service Unavailable",
+                "The saga log cannot be written; no saga is started.",
+            ),
             E::TunnelLimit => p(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "tunnel-limit",
@@ -508,7 +535,11 @@ impl GatewayError {
             | GatewayError::TunnelLimit
             | GatewayError::HeadTooLarge
             | GatewayError::UriTooLong => {}
-            GatewayError::ScriptError { .. } | GatewayError::SagaFailed { .. } => {}
+            GatewayError::ScriptError { .. }
+            | GatewayError::SagaFailed { .. }
+            | GatewayError::SagaLogUnavailable
+            | GatewayError::IdempotencyKeyInUse
+            | GatewayError::IdempotencyKeyMismatch => {}
         }
         resp
     }

@@ -366,10 +366,15 @@ async fn proxy<'a>(
             .await?;
     // CQRS (`write_upstream`): writes, and a recent writer's reads, go to the write side. A
     // script's pick (one of the route's upstreams) overrides it and the split.
-    let cqrs = route.cqrs.as_deref().map(|c| {
-        let d = c.decide(&parts.method, &parts.headers, identity.claims.as_ref());
-        (c, d)
-    });
+    let cqrs = match route.cqrs.as_deref() {
+        Some(c) => {
+            let d = c
+                .decide(&parts.method, &parts.headers, identity.claims.as_ref())
+                .await;
+            Some((c, d))
+        }
+        None => None,
+    };
     let upstream = match (&picked, &cqrs) {
         (Some(p), _) => p,
         (None, Some((c, d))) if d.write => &c.write,
@@ -442,7 +447,7 @@ async fn proxy<'a>(
         tunnel.spawn(&rt.metrics, &route.id, client, upstream_io);
     }
     if let Some((c, d)) = &cqrs {
-        c.observe(d, resp.status(), resp.headers());
+        c.observe(d, resp.status(), resp.headers()).await;
     }
     let (mut head, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut head.headers, switched && upgrading);

@@ -25,6 +25,9 @@ pub fn activate(rt: &Runtime) {
     if let Err(e) = crate::access_log::file::activate(rt.access_log_file.as_ref()) {
         tracing::error!("{e}");
     }
+    if let Some(store) = &rt.saga {
+        store.activate(&rt.upstreams);
+    }
     let certs = rt.tls.iter().flat_map(|t| &t.certificates);
     rt.metrics
         .set_certificates(certs.map(|c| (c.file.display().to_string(), c.meta.not_after)));
@@ -81,6 +84,8 @@ pub struct Runtime {
     pub admin_ip_list: Option<Arc<crate::filter::ip_list::IpList>>,
     /// `[tracing]`: trace context and span export (`None`: no tracing work at all).
     pub tracing: Option<Arc<crate::trace::Tracer>>,
+    /// `[saga]`: the durable saga log (opened by [`activate`] at start; kept across reloads).
+    pub saga: Option<Arc<crate::saga::store::Store>>,
     /// Config warnings (file:line:col), printed by `check` and logged at load.
     pub warnings: Vec<crate::config::ConfigError>,
 }

@@ -179,3 +179,53 @@ read_your_writes = { key = "ip", window = "0s" }
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_read_your_writes_crosses_instances_through_redis_and_falls_back_when_it_dies() {
+    let mut redis = support::redis::RedisServer::start();
+    let v = Arc::new(AtomicU64::new(0));
+    let (read, write) = (side("read", v.clone()).await, side("write", v).await);
+    let ryw = format!(
+        "read_your_writes = {{ key = \"header:x-user\", window = \"1m\", shared = true }}\n\n[cluster]\nredis = \"{}\"\ntimeout = \"500ms\"\n",
+        redis.url()
+    );
+    let a = TestGateway::start(&config(&read, &write, &ryw)).await;
+    let b = TestGateway::start(&config(&read, &write, &ryw)).await;
+    assert_eq!(call(&b, "GET", "alice").await, "read");
+    // Alice writes through A; her next read lands on B, which learnt it from Redis.
+    assert_eq!(call(&a, "POST", "alice").await, "write");
+    assert_eq!(call(&b, "GET", "alice").await, "write");
+    assert_eq!(call(&b, "GET", "bob").await, "read");
+    let keys = redis.command(&["KEYS", "portico:ryw:orders:*"]).await;
+    assert!(keys.contains("portico:ryw:orders:alice"), "{keys}");
+
+    // Redis dies: each instance decides from its own map (A still knows alice; B does not).
+    redis.kill();
+    assert_eq!(call(&a, "POST", "carol").await, "write");
+    assert_eq!(call(&a, "GET", "carol").await, "write");
+    assert_eq!(call(&b, "GET", "carol").await, "read");
+}
+
+#[test]
+fn shared_read_your_writes_needs_a_cluster() {
+    let config = traffic_config(
+        &[
+            ("orders-read", "127.0.0.1:7001".parse().unwrap()),
+            ("orders-write", "127.0.0.1:7002".parse().unwrap()),
+        ],
+        r#"
+[[routes]]
+id = "orders"
+match = { path_prefix = "/orders" }
+upstream = "orders-read"
+write_upstream = "orders-write"
+read_your_writes = { key = "header:x-user", shared = true }
+"#,
+    );
+    let (code, _, err) = check_config(&config, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("routes[0].read_your_writes.shared: `shared = true` needs `[cluster]`"),
+        "{err}"
+    );
+}

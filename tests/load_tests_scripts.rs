@@ -32,6 +32,7 @@ fn every_script_parses() {
         "compression",
         "resilience",
         "tracing",
+        "saga",
         "tls-keepalive",
         "tls-new",
         "profile",

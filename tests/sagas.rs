@@ -1,131 +1,18 @@
-//! Sagas (issue 22): three fake services (inventory, payment, shipping) on loopback; the
-//! success path, compensations in reverse order on a refusal or a timeout, compensation
-//! retries, a stuck saga in /admin/sagas and its retry, and the check errors.
+//! Sagas: three fake services (inventory, payment, shipping) on loopback; the success path,
+//! compensations in reverse order on a refusal or a timeout, compensation retries, a stuck
+//! saga in /admin/sagas and its retry, `Idempotency-Key`, and the check errors.
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
+use support::saga::*;
 use support::traffic::*;
 use support::*;
-
-/// What the three services do, and every call they got in arrival order
-/// (`"inventory DELETE /reservations/r-1 {body}"`).
-#[derive(Default)]
-struct World {
-    calls: Mutex<Vec<String>>,
-    /// Status of payment's forward call (0: 200).
-    pay_status: AtomicUsize,
-    /// Shipping hangs instead of answering.
-    ship_hangs: AtomicUsize,
-    /// Inventory's compensation fails (500) this many more times.
-    release_failures: AtomicUsize,
-}
-
-impl World {
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn count(&self, prefix: &str) -> usize {
-        self.calls()
-            .iter()
-            .filter(|c| c.starts_with(prefix))
-            .count()
-    }
-}
-
-async fn service(name: &'static str, world: Arc<World>) -> Backend {
-    Backend::start(move |req: Request<Incoming>| {
-        let world = world.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let line = format!(
-                "{name} {} {} {}",
-                parts.method,
-                parts.uri.path(),
-                String::from_utf8_lossy(&body)
-            );
-            world
-                .calls
-                .lock()
-                .unwrap()
-                .push(line.trim_end().to_string());
-            let forward = parts.method == http::Method::POST;
-            match (name, forward) {
-                ("inventory", true) => {
-                    json_response(201, serde_json::json!({"id": "r-1", "sku": "A1"}))
-                }
-                ("inventory", false) => {
-                    let left = world.release_failures.load(Ordering::SeqCst);
-                    if left > 0 {
-                        world.release_failures.store(left - 1, Ordering::SeqCst);
-                        json_response(500, serde_json::json!({}))
-                    } else {
-                        json_response(200, serde_json::json!({"released": true}))
-                    }
-                }
-                ("payment", true) => match world.pay_status.load(Ordering::SeqCst) {
-                    0 => json_response(200, serde_json::json!({"id": "p-1", "secret": "x"})),
-                    s => json_response(s as u16, serde_json::json!({"error": "declined"})),
-                },
-                ("shipping", true) if world.ship_hangs.load(Ordering::SeqCst) > 0 => {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    json_response(200, serde_json::json!({"id": "late"}))
-                }
-                ("shipping", true) => {
-                    json_response(200, serde_json::json!({"id": "s-1", "eta": "2d"}))
-                }
-                _ => json_response(200, serde_json::json!({})),
-            }
-        }
-    })
-    .await
-}
-
-const PROFILE: &str = r#"
-name = "shop"
-mount = "/shop"
-deadline = "3s"
-
-[[endpoints]]
-method = "POST"
-path = "/checkout"
-saga = true
-
-  [[endpoints.steps]]
-  name = "reserve"
-  upstream = "inventory"
-  path = "/reservations"
-  body = '{"sku": "{body.sku}", "qty": {body.qty}}'
-  compensate = { method = "DELETE", path = "/reservations/{reserve.id}", attempts = 3, backoff = "10ms" }
-
-  [[endpoints.steps]]
-  name = "pay"
-  upstream = "payment"
-  path = "/payments"
-  body = { amount = "{body.amount}", reservation = "{reserve.id}" }
-  fields = ["id"]
-  compensate = { method = "DELETE", path = "/payments/{pay.id}", attempts = 3, backoff = "10ms" }
-
-  [[endpoints.steps]]
-  name = "ship"
-  upstream = "shipping"
-  path = "/shipments"
-  timeout = "300ms"
-  body = { reservation = "{reserve.id}" }
-"#;
 
 struct Shop {
     world: Arc<World>,
@@ -135,33 +22,27 @@ struct Shop {
 
 async fn shop() -> Shop {
     let world = Arc::new(World::default());
-    let inv = service("inventory", world.clone()).await;
-    let pay = service("payment", world.clone()).await;
-    let ship = service("shipping", world.clone()).await;
-    let config = traffic_config(
-        &[
-            ("inventory", inv.addr),
-            ("payment", pay.addr),
-            ("shipping", ship.addr),
-        ],
-        "",
-    );
+    let backends = services(&world).await;
+    let config = traffic_config(&upstreams(&backends), SAGA_TABLE);
     let gw = TestGateway::start_with_files(&config, &[("bff/shop.toml", PROFILE)]).await;
     Shop {
         world,
         gw,
-        _backends: vec![inv, pay, ship],
+        _backends: backends,
     }
 }
 
 async fn checkout(s: &Shop) -> Answer {
-    let req = Request::post(s.gw.url("/shop/checkout"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            r#"{"sku": "A1", "qty": 2, "amount": 30}"#,
-        )))
-        .unwrap();
-    send(req).await
+    checkout_with(s, r#"{"sku": "A1", "qty": 2, "amount": 30}"#, &[]).await
+}
+
+async fn checkout_with(s: &Shop, body: &'static str, headers: &[(&str, &str)]) -> Answer {
+    let mut req =
+        Request::post(s.gw.url("/shop/checkout")).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(Full::new(Bytes::from(body))).unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +218,7 @@ path = "/plain"
     let (code, _, err) = check_config(&config, &[("bff/shop.toml", profile)]);
     assert_eq!(code, 1, "{err}");
     for want in [
+        "endpoints[1].saga: a saga endpoint needs `[saga] dir` in gateway.toml",
         "endpoints[0].parts: a saga endpoint runs `steps`, not `parts`",
         "endpoints[1].steps[0].compensate: the compensation of step `a` reads the later step `b`",
         "endpoints[1].steps[1].upstream: unknown upstream `nowhere`",
@@ -344,4 +226,97 @@ path = "/plain"
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_runs_the_saga_once_and_replays_its_answer() {
+    let s = shop().await;
+    let key = [("idempotency-key", "\"order-1\"")];
+    let body = r#"{"sku": "A1", "qty": 2, "amount": 30}"#;
+    let first = checkout_with(&s, body, &key).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    // The same JSON with its keys in another order is the same body.
+    let again = checkout_with(&s, r#"{"amount": 30, "qty": 2, "sku": "A1"}"#, &key).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("portico-idempotent-replay"), Some("true"));
+    assert_eq!(s.world.count("inventory POST"), 1);
+    assert_eq!(s.world.count("shipping POST"), 1);
+
+    let other = checkout_with(&s, r#"{"sku": "B2", "qty": 1, "amount": 9}"#, &key).await;
+    assert_eq!(
+        other.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
+    assert_eq!(
+        other.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(
+        other.json()["type"],
+        "https://portico.dev/problems/idempotency-key-mismatch"
+    );
+    assert_eq!(s.world.count("inventory POST"), 1);
+    // Another key runs the saga again.
+    let fresh = checkout_with(&s, body, &[("idempotency-key", "\"order-2\"")]).await;
+    assert_eq!(fresh.status, 200);
+    assert_eq!(s.world.count("inventory POST"), 2);
+    // A malformed key is refused before anything runs.
+    let bad = checkout_with(&s, body, &[("idempotency-key", "\"\"")]).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(s.world.count("inventory POST"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_saga_is_replayed_and_a_key_still_running_is_409() {
+    let s = shop().await;
+    s.world.pay_status.store(402, Ordering::SeqCst);
+    let key = [("idempotency-key", "\"order-9\"")];
+    let body = r#"{"sku": "A1", "qty": 2, "amount": 30}"#;
+    let first = checkout_with(&s, body, &key).await;
+    assert_eq!(first.status, 409);
+    let again = checkout_with(&s, body, &key).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body, first.body);
+    assert_eq!(s.world.count("payment POST"), 1);
+
+    // Shipping hangs: a repeat while the first still runs is 409 idempotency-key-in-use.
+    s.world.pay_status.store(0, Ordering::SeqCst);
+    s.world.ship_hangs.store(1, Ordering::SeqCst);
+    let key = [("idempotency-key", "\"order-10\"")];
+    let s = Arc::new(s);
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            checkout_with(&s, body, &[("idempotency-key", "\"order-10\"")]).await
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while s.world.count("shipping POST") == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "shipping never called"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let during = checkout_with(&s, body, &key).await;
+    assert_eq!(
+        during.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&during.body)
+    );
+    assert_eq!(
+        during.json()["type"],
+        "https://portico.dev/problems/idempotency-key-in-use"
+    );
+    assert_eq!(first.await.unwrap().status, 504);
+    assert_eq!(s.world.count("inventory POST"), 2);
 }

@@ -119,6 +119,8 @@ pub struct Context<'a> {
     pub guards: GuardContext<'a>,
     /// The scripts `scripts = [...]` refers to.
     pub scripts: crate::script::compile::Context<'a>,
+    /// `[saga]`: the log saga endpoints write to (`None`: a saga endpoint is an error).
+    pub saga: Option<&'a std::sync::Arc<crate::saga::store::Store>>,
 }
 
 /// Compiles every parsed profile; problems go to `errors`.

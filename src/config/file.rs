@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod edge;
 pub mod rate_limit;
 pub mod resilience;
+pub mod saga;
 pub mod script;
 pub mod trace;
 pub mod traffic;
@@ -76,6 +77,8 @@ pub struct GatewayFile {
     pub tracing: Option<Spanned<trace::TracingFile>>,
     /// `[discovery]`: resolvers, the registry file, etcd endpoints.
     pub discovery: Option<Spanned<discovery::DiscoveryFile>>,
+    /// `[saga]`: the durable saga log (saga endpoints need it).
+    pub saga: Option<Spanned<saga::SagaFile>>,
 }
 
 /// `[server]`.

@@ -32,6 +32,8 @@ pub struct Context<'a> {
     pub metrics: &'a Metrics,
     /// The scripts `scripts = [...]` may name.
     pub scripts: crate::script::compile::Context<'a>,
+    /// `[cluster]`, for state shared between instances (`read_your_writes.shared`).
+    pub cluster: Option<&'a std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 /// Compiles `[[routes]]` in file order; a route with errors is left out (and reported).

@@ -2,7 +2,9 @@
 //! others to its `write_upstream`. With `read_your_writes`, a key (claim, header or cookie)
 //! that just wrote successfully reads from the write side for a window, or, with a
 //! `consistency_header`, until the read side reports at least the version the write returned.
-//! The remembered keys live in a bounded in-memory map (per process).
+//! The remembered keys live in a bounded in-memory map (per process); with `shared = true`
+//! they are also written to the `[cluster]` Redis store, which reads consult when the local
+//! map has nothing (a store that fails or is slow leaves the decision to the local map).
 
 pub mod compile;
 
@@ -52,6 +54,17 @@ pub struct ReadYourWrites {
     recent: Mutex<HashMap<Box<str>, Recent>>,
     /// Highest version the read side has reported.
     read_version: AtomicU64,
+    /// `shared = true`: the writers are shared through `[cluster]`.
+    pub shared: Option<Shared>,
+}
+
+/// The `[cluster]` store and this route's key prefix (`PREFIXryw:ROUTE:`).
+#[derive(Debug)]
+pub struct Shared {
+    /// The store.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// Prefix of this route's keys.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,8 +91,9 @@ pub fn is_safe(method: &Method) -> bool {
 }
 
 impl Cqrs {
-    /// Decides the side of a request.
-    pub fn decide(
+    /// Decides the side of a request (asking the shared store when the local map does not
+    /// send a keyed read to the write side).
+    pub async fn decide(
         &self,
         method: &Method,
         headers: &HeaderMap,
@@ -87,17 +101,23 @@ impl Cqrs {
     ) -> Decision {
         let writes = !is_safe(method);
         let key = self.ryw.as_ref().and_then(|r| r.key_of(headers, claims));
-        let write = writes
+        let mut write = writes
             || match (&self.ryw, &key) {
                 (Some(r), Some(k)) => r.reads_from_write_side(k, Instant::now()),
                 _ => false,
             };
+        if let (false, Some(r), Some(k)) = (write, &self.ryw, &key) {
+            if let Some(s) = &r.shared {
+                write = r.shared_says_write(s, k).await;
+            }
+        }
         Decision { write, writes, key }
     }
 
     /// Learns from an answer: a successful write starts its key's window (with the version
-    /// the write side returned); a read-side answer reports the read side's version.
-    pub fn observe(&self, d: &Decision, status: StatusCode, headers: &HeaderMap) {
+    /// the write side returned; written to the shared store too, before the answer goes
+    /// out); a read-side answer reports the read side's version.
+    pub async fn observe(&self, d: &Decision, status: StatusCode, headers: &HeaderMap) {
         let Some(r) = &self.ryw else { return };
         let version = r
             .header
@@ -112,6 +132,9 @@ impl Cqrs {
         if d.writes && status.is_success() {
             if let Some(k) = &d.key {
                 r.remember(k, version, Instant::now());
+                if let Some(s) = &r.shared {
+                    r.share(s, k, version).await;
+                }
             }
         }
     }
@@ -127,7 +150,46 @@ impl ReadYourWrites {
             max_keys: max_keys.max(1),
             recent: Mutex::new(HashMap::new()),
             read_version: AtomicU64::new(0),
+            shared: None,
         }
+    }
+
+    /// Whether another instance recorded a write by `key` whose window is still open (and,
+    /// with a version, that the read side has not reached yet). A failing store says no.
+    async fn shared_says_write(&self, s: &Shared, key: &str) -> bool {
+        let name = format!("{}{key}", s.prefix);
+        let got: Option<Option<u64>> = s
+            .cluster
+            .call(|mut conn| async move {
+                redis::cmd("GET")
+                    .arg(name)
+                    .query_async::<Option<u64>>(&mut conn)
+                    .await
+            })
+            .await;
+        match got.flatten() {
+            None => false,
+            Some(0) => true,
+            Some(v) => self.read_version.load(Ordering::Relaxed) < v,
+        }
+    }
+
+    /// Records a write by `key` in the shared store for the window (`0`: no version).
+    async fn share(&self, s: &Shared, key: &str, version: Option<u64>) {
+        let name = format!("{}{key}", s.prefix);
+        let ms = self.window.as_millis() as u64;
+        let _: Option<()> = s
+            .cluster
+            .call(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(name)
+                    .arg(version.unwrap_or(0))
+                    .arg("PX")
+                    .arg(ms.max(1))
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await;
     }
 
     /// The request's key, if it has one.

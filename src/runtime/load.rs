@@ -139,6 +139,7 @@ fn compile(
         guards,
         metrics: &metrics,
         scripts: script_cx,
+        cluster: cluster.as_ref(),
     };
     let mut routes = crate::route::compile::compile(&mut d, &file.routes, route_cx);
     let tls = crate::tls::compile::compile(
@@ -151,12 +152,18 @@ fn compile(
         let tls_listen = tls.as_ref().map(|t| t.listen);
         lifecycle::check_restart_only(&mut d, &file, s, &limits, tls_listen, previous);
     }
+    let saga = crate::saga::store::compile(
+        &mut d,
+        file.saga.as_ref(),
+        previous.and_then(|p| p.saga.as_ref()),
+    );
     let bff_cx = crate::bff::compile::Context {
         upstreams: &upstreams,
         declared: &declared,
         metrics: &metrics,
         guards,
         scripts: script_cx,
+        saga: saga.as_ref(),
     };
     let bff = crate::bff::compile::compile(&mut errors, source, &file.bff, profiles, &bff_cx);
     let mut d = Diagnostics {
@@ -226,6 +233,7 @@ fn compile(
         compression,
         admin_ip_list,
         tracing,
+        saga,
     })
 }
 

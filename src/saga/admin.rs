@@ -35,10 +35,23 @@ pub async fn handle(method: &Method, path: &str) -> (StatusCode, Value) {
             StatusCode::CONFLICT,
             json!({"error": "only a stuck saga can be retried", "state": state.as_str()}),
         ),
-        Ok(left) => {
+        Ok((_, None)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "the saga has no log"}),
+        ),
+        Ok((left, Some(store))) => {
             // Finished even if the operator's connection drops.
             let id_owned = id.to_owned();
-            let task = tokio::spawn(async move { super::run::compensate(&id_owned, left).await });
+            let task = tokio::spawn(async move {
+                let rec = super::record::Rec::Compensating {
+                    id: id_owned.clone(),
+                    failed: None,
+                };
+                if let Err(e) = store.append(rec).await {
+                    tracing::error!(saga = %id_owned, "saga log: {e}");
+                }
+                super::run::compensate(&store, &id_owned, left).await
+            });
             let state = task.await.unwrap_or(State::Stuck);
             (StatusCode::OK, json!({"id": id, "state": state.as_str()}))
         }

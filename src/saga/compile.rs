@@ -31,6 +31,10 @@ pub struct Context<'a> {
     pub declared: &'a [&'a str],
     /// Capture names of the endpoint path.
     pub captures: &'a [Box<str>],
+    /// `[saga]` of gateway.toml (a saga endpoint needs its log).
+    pub store: Option<&'a Arc<super::store::Store>>,
+    /// Where `saga = true` is written (for the missing `[saga]` error).
+    pub flag: std::ops::Range<usize>,
 }
 
 /// Compiles the steps of endpoint `key` (e.g. `endpoints[0]`); `None` after an error.
@@ -41,6 +45,13 @@ pub fn compile(
     cx: &Context<'_>,
 ) -> Option<Saga> {
     let before = d.errors.len();
+    if cx.store.is_none() {
+        d.error(
+            cx.flag.clone(),
+            format!("{key}.saga"),
+            "a saga endpoint needs `[saga] dir` in gateway.toml (the durable saga log)",
+        );
+    }
     let names = step_names(d, steps, key);
     let scope = Scope {
         captures: cx.captures,
@@ -50,6 +61,7 @@ pub fn compile(
     for (i, s) in steps.iter().enumerate() {
         out.extend(step(d, s, i, &format!("{key}.steps[{i}]"), &scope, cx));
     }
+    let store = cx.store?.clone();
     if d.errors.len() > before {
         return None;
     }
@@ -62,6 +74,7 @@ pub fn compile(
     Some(Saga {
         steps: out.into(),
         reads_body,
+        store,
     })
 }
 

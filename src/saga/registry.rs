@@ -1,15 +1,16 @@
 //! Sagas of this process for the admin API: in flight, stuck (with what is left to
-//! compensate) and the most recent finished ones. In memory only (the durable log is not
-//! built yet): a restart forgets them.
+//! compensate) and the most recent finished ones. The durable log ([`super::log`]) is what
+//! survives a restart; at start the sagas it holds unfinished are listed here again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use super::run::Pending;
+use super::store::Store;
 
 /// Finished sagas kept for `GET /admin/sagas` (stuck and running ones are always kept).
 const KEEP_FINISHED: usize = 200;
@@ -55,6 +56,15 @@ struct Record {
     steps: Vec<(Arc<str>, &'static str)>,
     /// What is left to compensate of a stuck saga.
     left: Vec<Pending>,
+    /// The log its transitions go to.
+    store: Option<Arc<Store>>,
+}
+
+static BAD_RECORDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Log records dropped at start for a bad checksum (shown by the admin API).
+pub fn add_bad_records(n: usize) {
+    BAD_RECORDS.fetch_add(n, Ordering::Relaxed);
 }
 
 fn sagas() -> &'static Mutex<VecDeque<Record>> {
@@ -81,6 +91,35 @@ pub fn new_id() -> String {
 
 /// Records a saga that starts.
 pub fn start(id: &str, endpoint: &Arc<str>, steps: &[Arc<str>]) {
+    push(id, endpoint, steps, now_ms());
+}
+
+/// Lists again a saga the log holds unfinished: `done` steps, the `failed` one, the
+/// `undone` (compensated) ones.
+pub fn restore(
+    id: &str,
+    endpoint: &Arc<str>,
+    steps: &[Arc<str>],
+    started_ms: u64,
+    done: &[usize],
+    failed: Option<usize>,
+    undone: &std::collections::HashSet<String>,
+) {
+    push(id, endpoint, steps, started_ms);
+    update(id, |r| {
+        for (i, s) in r.steps.iter_mut().enumerate() {
+            if undone.contains(&*s.0) {
+                s.1 = "compensated";
+            } else if done.contains(&i) {
+                s.1 = "done";
+            } else if failed == Some(i) {
+                s.1 = "failed";
+            }
+        }
+    });
+}
+
+fn push(id: &str, endpoint: &Arc<str>, steps: &[Arc<str>], started_ms: u64) {
     with(|s| {
         let finished = s.iter().filter(|r| r.state.finished()).count();
         if finished >= KEEP_FINISHED {
@@ -92,9 +131,10 @@ pub fn start(id: &str, endpoint: &Arc<str>, steps: &[Arc<str>]) {
             id: id.into(),
             endpoint: endpoint.clone(),
             state: State::Running,
-            started_ms: now_ms(),
+            started_ms,
             steps: steps.iter().map(|n| (n.clone(), "pending")).collect(),
             left: Vec::new(),
+            store: None,
         });
     });
 }
@@ -139,28 +179,30 @@ pub fn compensated(id: &str, step: &str) {
 }
 
 /// A compensation ran out of attempts: keep what is left for a retry.
-pub fn stuck(id: &str, left: Vec<Pending>) {
+pub fn stuck(id: &str, left: Vec<Pending>, store: Option<Arc<Store>>) {
     update(id, |r| {
         r.state = State::Stuck;
         r.left = left;
+        r.store = store;
     });
 }
 
 /// Takes what is left to compensate of a stuck saga (it is `compensating` again):
 /// `Err(None)` for an unknown id, `Err(Some(state))` when it is not stuck.
-pub fn take_stuck(id: &str) -> Result<Vec<Pending>, Option<State>> {
+#[allow(clippy::type_complexity)]
+pub fn take_stuck(id: &str) -> Result<(Vec<Pending>, Option<Arc<Store>>), Option<State>> {
     with(|s| {
         let r = s.iter_mut().find(|r| r.id == id).ok_or(None)?;
         if r.state != State::Stuck {
             return Err(Some(r.state));
         }
         r.state = State::Compensating;
-        Ok(std::mem::take(&mut r.left))
+        Ok((std::mem::take(&mut r.left), r.store.take()))
     })
 }
 
-/// `{"sagas": [{"id", "endpoint", "state", "started_ms", "steps": [{"name", "state"}]}]}`,
-/// newest first.
+/// `{"sagas": [{"id", "endpoint", "state", "started_ms", "steps": [{"name", "state"}]}],
+/// "log": {"bad_records"}}`, newest first.
 pub fn json() -> Value {
     with(|s| {
         let list: Vec<Value> = s
@@ -176,6 +218,6 @@ pub fn json() -> Value {
                 })
             })
             .collect();
-        json!({ "sagas": list })
+        json!({ "sagas": list, "log": {"bad_records": BAD_RECORDS.load(Ordering::Relaxed)} })
     })
 }

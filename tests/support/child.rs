@@ -35,9 +35,39 @@ impl ChildGateway {
     /// Writes `gateway_toml` to a temporary folder and starts `portico run` on it with `env`;
     /// waits for its `ready http=... admin=...` line.
     pub fn start(gateway_toml: &str, env: &[(&str, &str)]) -> ChildGateway {
-        use std::io::BufRead;
+        Self::start_with_files(gateway_toml, &[], env)
+    }
+
+    /// Like [`ChildGateway::start`], with `files` (e.g. `bff/shop.toml`) beside gateway.toml.
+    pub fn start_with_files(
+        gateway_toml: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> ChildGateway {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "gateway.toml", gateway_toml);
+        for (name, text) in files {
+            write(dir.path(), name, text);
+        }
+        Self::spawn(dir, env)
+    }
+
+    /// Starts a new process on this one's config folder (after it was killed or exited).
+    pub fn relaunch(mut self, env: &[(&str, &str)]) -> ChildGateway {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::spawn(dir, env)
+    }
+
+    /// `kill -9`: the process dies at once, mid-write if it is writing.
+    pub fn kill_hard(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    fn spawn(dir: tempfile::TempDir, env: &[(&str, &str)]) -> ChildGateway {
+        use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
         cmd.args(["run", "--config"])
             .arg(dir.path().join("gateway.toml"))

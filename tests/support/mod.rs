@@ -18,6 +18,7 @@ pub mod pooled;
 pub mod profile;
 pub mod python;
 pub mod redis;
+pub mod saga;
 pub mod tls;
 pub mod traffic;
 

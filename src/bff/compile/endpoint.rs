@@ -72,6 +72,8 @@ pub(super) fn endpoint(
             upstreams: cx.upstreams,
             declared: cx.declared,
             captures: &path.captures,
+            store: cx.saga,
+            flag: e.saga.as_ref().map_or(e.path.span(), |s| s.span()),
         };
         crate::saga::compile::compile(d, &e.steps, &key, &scx).map(Arc::new)
     } else {

@@ -18,4 +18,6 @@ pub struct ReadYourWritesFile {
     pub consistency_header: Option<Text>,
     /// Most keys remembered at once; default `10000`.
     pub max_keys: Option<Spanned<i64>>,
+    /// Share the writers with the other instances through `[cluster]` Redis; default `false`.
+    pub shared: Option<Spanned<bool>>,
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::{Cqrs, Key, ReadYourWrites};
+use super::{Cqrs, Key, ReadYourWrites, Shared};
 use crate::config::Diagnostics;
 use crate::config::file::RouteFile;
 use crate::config::file::cqrs::ReadYourWritesFile;
@@ -40,7 +40,7 @@ pub fn compile(d: &mut Diagnostics, key: &str, r: &RouteFile, cx: Context<'_>) -
     let ryw = r
         .read_your_writes
         .as_ref()
-        .and_then(|f| read_your_writes(d, key, f.get_ref(), r.auth.is_some()));
+        .and_then(|f| read_your_writes(d, key, f.get_ref(), r, cx));
     if d.errors.len() > before {
         return None;
     }
@@ -51,8 +51,10 @@ fn read_your_writes(
     d: &mut Diagnostics,
     key: &str,
     f: &ReadYourWritesFile,
-    has_auth: bool,
+    r: &RouteFile,
+    cx: Context<'_>,
 ) -> Option<ReadYourWrites> {
+    let has_auth = r.auth.is_some();
     let key = format!("{key}.read_your_writes");
     let before = d.errors.len();
     let which = d.parse(&f.key, format!("{key}.key"), parse_key);
@@ -81,15 +83,34 @@ fn read_your_writes(
             DEFAULT_MAX_KEYS
         }
     };
+    let shared = match &f.shared {
+        Some(s) if *s.get_ref() => match cx.cluster {
+            Some(c) => Some(Shared {
+                cluster: c.clone(),
+                prefix: format!("{}ryw:{}:", c.settings.key_prefix, r.id.get_ref()),
+            }),
+            None => {
+                d.error(
+                    s.span(),
+                    format!("{key}.shared"),
+                    "`shared = true` needs `[cluster]` (the Redis store the instances share)",
+                );
+                None
+            }
+        },
+        _ => None,
+    };
     if d.errors.len() > before {
         return None;
     }
-    Some(ReadYourWrites::new(
+    let mut ryw = ReadYourWrites::new(
         which?,
         window,
         header,
         usize::try_from(max_keys).unwrap_or(usize::MAX),
-    ))
+    );
+    ryw.shared = shared;
+    Some(ryw)
 }
 
 /// `claim:NAME`, `header:NAME` or `cookie:NAME`.
