@@ -31,6 +31,7 @@ fn every_script_parses() {
         "h2",
         "resilience",
         "tracing",
+        "discovery",
         "tls-keepalive",
         "tls-new",
         "profile",
