@@ -93,7 +93,7 @@ discovery = { registry = true, min_ttl = "1s" }
             ),
             ("20:21", "upstreams.srv.discovery.srv", "not an SRV name"),
             (
-                "23:52",
+                "23:53",
                 "upstreams.ttl.discovery.min_ttl",
                 "at most max_ttl",
             ),

@@ -21,6 +21,7 @@ fn config(dns: &DnsServer, source: &str) -> String {
             &format!("discovery = {{ {source} }}"),
         )
         .route("orders", "/orders", "orders")
+        .route("slow", "/slow", "orders")
         .build()
 }
 

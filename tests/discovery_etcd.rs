@@ -22,6 +22,7 @@ fn config(etcd: &Etcd) -> String {
             &format!("discovery = {{ etcd = \"{PREFIX}\" }}"),
         )
         .route("orders", "/orders", "orders")
+        .route("slow", "/slow", "orders")
         .build()
 }
 

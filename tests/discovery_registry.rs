@@ -18,6 +18,7 @@ fn config() -> String {
         .no_access_log()
         .upstream_with("orders", &[] as &[&str], "discovery = { registry = true }")
         .route("orders", "/orders", "orders")
+        .route("slow", "/slow", "orders")
         .build()
 }
 

@@ -47,7 +47,7 @@ pub async fn wait_only(gw: &TestGateway, only: &Backend, n: usize) {
     }
 }
 
-/// With `held` in the upstream of `/orders` and `other` beside or after it: a request held
+/// With `held` in the upstream of `/orders` and `/slow` and `other` beside or after it: a request held
 /// at `held` stays in flight while `remove` takes `held` out of the set; once traffic goes to
 /// `other` only, the held request is released and must complete with 200.
 pub async fn assert_in_flight_completes<F: Future<Output = ()>>(
@@ -56,7 +56,7 @@ pub async fn assert_in_flight_completes<F: Future<Output = ()>>(
     other: &Backend,
     remove: F,
 ) {
-    let url = gw.url("/orders/slow");
+    let url = gw.url("/slow/x");
     let inflight = tokio::spawn(async move { get(&url).await });
     held.wait_arrival().await;
     remove.await;
