@@ -204,15 +204,9 @@ impl Upstream {
             );
         let board = previous.map_or_else(Default::default, |p| p.board.clone());
         let families = metrics.map(Families::of);
-        let live =
-            settings.discovery.as_ref().map(|d| match d {
-                discovery::DiscoverySettings::Registry => {
-                    let kept = previous.and_then(|p| p.live.as_ref()?.registry().cloned());
-                    discovery::Live::Registry(kept.unwrap_or_else(|| {
-                        Arc::new(discovery::Registry::new(name.clone(), metrics))
-                    }))
-                }
-            });
+        let live = settings.discovery.as_ref().map(|d| {
+            discovery::Live::build(d, previous.and_then(|p| p.live.as_ref()), &name, metrics)
+        });
         let version = live.as_ref().map_or(0, discovery::Live::version);
         let ramp = previous.is_some() && !settings.balance.slow_start.is_zero();
         let old = previous.map(|p| p.members.load_full());

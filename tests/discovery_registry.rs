@@ -18,6 +18,7 @@ fn config() -> String {
         .no_access_log()
         .upstream_with("orders", &[] as &[&str], "discovery = { registry = true }")
         .route("orders", "/orders", "orders")
+        .route("slow", "/slow", "orders")
         .build()
 }
 
@@ -219,4 +220,129 @@ async fn removed_instance_closes_its_idle_connections() {
             .await,
         "the removed instance's idle connection is still open"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_to_a_deregistered_instance_completes() {
+    let held = HeldBackend::start().await;
+    let other = Backend::echo("other").await;
+    let gw = TestGateway::start(&config()).await;
+    let r = registry(
+        &gw,
+        Method::PUT,
+        "orders/held",
+        &reg(held.backend.addr, "30s"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_in_flight_completes(&gw, &held, &other, async {
+        let r = registry(&gw, Method::PUT, "orders/other", &reg(other.addr, "30s")).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let r = registry(&gw, Method::DELETE, "orders/held", "").await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    })
+    .await;
+}
+
+const TOKEN: &str = "registry-t0ken";
+
+async fn with_token(method: Method, url: &str, token: Option<&str>, body: &str) -> Answer {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    send(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_needs_the_admin_token_and_its_file_survives_a_restart() {
+    let a = Backend::echo("a").await;
+    let b = Backend::echo("b").await;
+    let keep = tempfile::tempdir().unwrap();
+    let file = keep.path().join("registry.json");
+    let cfg = support::config()
+        .admin()
+        .no_access_log()
+        .server("admin_token_env = \"PORTICO_TEST_ADMIN_TOKEN\"")
+        .toml(&format!(
+            "[discovery]\nregistry_file = \"{}\"",
+            file.display()
+        ))
+        .upstream_with("orders", &[] as &[&str], "discovery = { registry = true }")
+        .route("orders", "/orders", "orders")
+        .build();
+    let env = [("PORTICO_TEST_ADMIN_TOKEN", TOKEN)];
+    let mut gw = ChildGateway::start(&cfg, &env);
+    let url = |g: &ChildGateway, p: &str| g.admin_url(&format!("/registry/{p}"));
+
+    // Without the token (or with a wrong one): 401, and nothing changes.
+    for (method, path, token) in [
+        (Method::PUT, "orders/a", None),
+        (Method::PUT, "orders/a", Some("wrong")),
+        (Method::GET, "orders", None),
+        (Method::DELETE, "orders/a", None),
+    ] {
+        let r = with_token(method.clone(), &url(&gw, path), token, &reg(a.addr, "30s")).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} {token:?}"
+        );
+    }
+    let r = with_token(Method::GET, &url(&gw, "orders"), Some(TOKEN), "").await;
+    assert_eq!(r.json()["instances"].as_array().unwrap().len(), 0);
+
+    let r = with_token(
+        Method::PUT,
+        &url(&gw, "orders/a"),
+        Some(TOKEN),
+        &reg(a.addr, "60s"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = with_token(
+        Method::PUT,
+        &url(&gw, "orders/b"),
+        Some(TOKEN),
+        &reg(b.addr, "2s"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Written within a sweep period (100 ms), atomically: never a partial file.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if !text.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("a whole JSON file");
+            if v["upstreams"]["orders"]
+                .as_object()
+                .is_some_and(|o| o.len() == 2)
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < until, "the registry file was not written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<_> = std::fs::read_dir(keep.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file left behind");
+
+    // Killed at once (no sweep after): b's TTL passes while the gateway is down.
+    gw.child.kill().unwrap();
+    gw.wait_exit(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let gw = ChildGateway::start(&cfg, &env);
+    let r = with_token(Method::GET, &url(&gw, "orders"), Some(TOKEN), "").await;
+    let ids: Vec<String> = r.json()["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["a"], "a reloaded, the expired b left out");
+    let before = a.hits();
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/orders/x")).await.status, StatusCode::OK);
+    }
+    assert_eq!(a.hits() - before, 5);
 }

@@ -33,6 +33,7 @@ fn every_script_parses() {
         "resilience",
         "tracing",
         "saga",
+        "discovery",
         "tls-keepalive",
         "tls-new",
         "profile",

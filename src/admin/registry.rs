@@ -1,8 +1,6 @@
 //! `PUT|DELETE|GET /registry/{upstream}[/{instance}]` on the admin listener: the built-in
 //! registry's API. Bad input gets problem+json and changes nothing.
 
-use std::time::{Duration, SystemTime};
-
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -10,10 +8,10 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::body::Body;
-use crate::config::units::{parse_duration, rfc3339};
+use crate::config::units::rfc3339;
 use crate::runtime::Runtime;
 use crate::upstream::discovery::Live;
-use crate::upstream::discovery::registry::Instance;
+use crate::upstream::discovery::record::{address, parse};
 
 /// Largest registration body.
 const MAX_BODY: usize = 64 * 1024;
@@ -111,58 +109,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
-fn address(i: &Instance) -> String {
-    if i.scheme == http::uri::Scheme::HTTPS {
-        format!("https://{}", i.authority)
-    } else {
-        i.authority.to_string()
-    }
-}
-
-/// `{"address", "ttl", "weight", "metadata"}` -> an instance expiring `ttl` from now.
-fn parse(body: &[u8]) -> Result<Instance, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v.as_object().ok_or("the body must be a JSON object")?;
-    for k in obj.keys() {
-        if !matches!(k.as_str(), "address" | "ttl" | "weight" | "metadata") {
-            return Err(format!(
-                "unknown field {k:?} (address, ttl, weight, metadata)"
-            ));
-        }
-    }
-    let addr = obj
-        .get("address")
-        .and_then(Value::as_str)
-        .ok_or("`address` (host:port) is required")?;
-    let (scheme, authority) = crate::upstream::parse_endpoint(addr)?;
-    let ttl = match obj.get("ttl") {
-        None => Duration::from_secs(30),
-        Some(Value::String(t)) => parse_duration(t).map_err(|e| format!("ttl: {e}"))?,
-        Some(_) => return Err("`ttl` is a duration text like \"10s\"".into()),
-    };
-    if ttl.is_zero() || ttl > Duration::from_secs(86_400) {
-        return Err("`ttl` must be more than 0 and at most 24h".into());
-    }
-    let weight = match obj.get("weight") {
-        None => 1,
-        Some(w) => w
-            .as_u64()
-            .filter(|w| (1..=1000).contains(w))
-            .ok_or("`weight` must be a whole number between 1 and 1000")? as u32,
-    };
-    let metadata = obj.get("metadata").cloned().unwrap_or(Value::Null);
-    if !(metadata.is_null() || metadata.is_object()) {
-        return Err("`metadata` must be a JSON object".into());
-    }
-    Ok(Instance {
-        scheme,
-        authority,
-        weight,
-        metadata,
-        expires_at: SystemTime::now() + ttl,
-    })
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {

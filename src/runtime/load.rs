@@ -76,11 +76,13 @@ fn compile(
     let server = server::settings(&mut d, &file.server);
     let limits = server::limits(&mut d, &file.limits);
     let access_log_file = crate::access_log::file::compile(&mut d, &file.log);
+    let discovery = crate::upstream::discovery::compile::globals(&mut d, file.discovery.as_ref());
     let upstreams = crate::upstream::compile::compile(
         &mut d,
         &file.upstreams,
         previous.map(|p| &p.upstreams),
         &metrics,
+        &discovery,
     );
     let declared: Vec<&str> = file
         .upstreams

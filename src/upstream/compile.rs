@@ -25,12 +25,13 @@ pub fn compile(
     files: &BTreeMap<Spanned<String>, UpstreamFile>,
     previous: Option<&Upstreams>,
     metrics: &Metrics,
+    discovery: &super::discovery::compile::Globals,
 ) -> Upstreams {
     let mut out = BTreeMap::new();
     for (name, u) in files {
         let key = format!("upstreams.{}", name.get_ref());
         let before = d.errors.len();
-        let settings = settings(d, u, &key);
+        let settings = settings(d, u, &key, discovery);
         if d.errors.len() > before {
             continue;
         }
@@ -48,7 +49,12 @@ pub fn compile(
     out
 }
 
-fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSettings {
+fn settings(
+    d: &mut Diagnostics,
+    u: &UpstreamFile,
+    key: &str,
+    discovery: &super::discovery::compile::Globals,
+) -> UpstreamSettings {
     let policy = super::compile_policy::compile(d, u, key);
     let mut endpoints = policy.endpoints;
     let tls = super::tls::compile(d, u, key, &mut endpoints);
@@ -65,7 +71,7 @@ fn settings(d: &mut Diagnostics, u: &UpstreamFile, key: &str) -> UpstreamSetting
         discovery: u
             .discovery
             .as_ref()
-            .and_then(|f| super::discovery::compile::compile(d, f, key)),
+            .and_then(|f| super::discovery::compile::compile(d, f, key, discovery)),
         timeout,
         connect_timeout: d.duration_or(
             &u.connect_timeout,

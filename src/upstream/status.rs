@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::Upstream;
 use super::balance::HashKey;
 use super::state::clock_ms;
+use super::{Upstream, discovery};
 
 /// `{"upstreams": [...]}` for every configured upstream.
 pub fn json(upstreams: &BTreeMap<Arc<str>, Arc<Upstream>>) -> Value {
@@ -57,7 +57,7 @@ fn upstream(u: &Upstream) -> Value {
         "slow_start_ms": window,
         "panic_threshold": b.panic_threshold,
         "panic": set.balancer().in_panic(),
-        "discovery": u.live().map(|_| "registry"),
+        "discovery": u.live().map(discovery::Live::kind),
         "health_checks": checks,
         "endpoints": endpoints,
     })

@@ -57,8 +57,20 @@ impl Backend {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
     {
+        Backend::start_at("127.0.0.1:0".parse().unwrap(), f)
+            .await
+            .unwrap()
+    }
+
+    /// Serves every request with `f` on `addr` (e.g. `127.0.0.2:PORT`, for DNS answers that
+    /// change the address but keep the port); `None` when the address is taken.
+    pub async fn start_at<F, Fut>(addr: SocketAddr, f: F) -> Option<Backend>
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |req| Box::pin(f(req)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.ok()?;
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
@@ -81,7 +93,7 @@ impl Backend {
                 });
             }
         });
-        Backend { addr, hits, task }
+        Some(Backend { addr, hits, task })
     }
 
     /// Switches to whatever protocol a request's `Upgrade` names (101) and then echoes every
@@ -111,7 +123,14 @@ impl Backend {
     /// Answers with a JSON description of the request: method, path, query, headers, body
     /// length and a checksum of the body, plus `x-backend: NAME`.
     pub async fn echo(name: &'static str) -> Backend {
-        Backend::start(move |req: Request<Incoming>| async move {
+        Backend::echo_at(name, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// [`Backend::echo`] on `addr`; `None` when the address is taken.
+    pub async fn echo_at(name: &'static str, addr: SocketAddr) -> Option<Backend> {
+        Backend::start_at(addr, move |req: Request<Incoming>| async move {
             let (parts, body) = req.into_parts();
             let bytes = body
                 .collect()

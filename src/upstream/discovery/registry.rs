@@ -1,19 +1,20 @@
 //! The built-in registry of one upstream: instances register and renew with a TTL through the
 //! admin listener (`PUT /registry/NAME/ID`), leave with `DELETE`, and drop out when their TTL
-//! passes without a heartbeat. Lives as long as a runtime's upstream holds it: a reload that
+//! passes without a heartbeat; kept in `[discovery] registry_file` when set. Lives as long as a runtime's upstream holds it: a reload that
 //! keeps the upstream's `discovery = { registry = true }` hands it on.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::uri::{Authority, Scheme};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::{Source, Wanted};
+use super::feed::series;
+use super::{Source, Wanted, persist};
 use crate::metrics::Metrics;
 
 /// How often expired instances are looked for.
@@ -43,46 +44,60 @@ pub struct Registry {
     sweeping: AtomicBool,
     updates: [Counter; 2],
     count: Gauge,
+    file: Mutex<Option<PathBuf>>,
+    /// Registrations changed since the registry file was written.
+    dirty: AtomicBool,
 }
 
-type Labels3 = [(&'static str, String); 3];
-
 impl Registry {
-    /// An empty registry; its series go to `metrics` when given.
-    pub fn new(upstream: Arc<str>, metrics: Option<&Metrics>) -> Registry {
-        let (updates, count) = match metrics {
-            Some(m) => {
-                let f: Family<Labels3, Counter> = m.family(
-                    "portico_discovery_updates",
-                    "Changes a discovery source made to an upstream's endpoint set, by result",
-                    Family::default,
-                );
-                let one = |result: &str| {
-                    f.get_or_create_owned(&[
-                        ("upstream", upstream.to_string()),
-                        ("source", "registry".into()),
-                        ("result", result.into()),
-                    ])
-                };
-                let g: Family<[(&'static str, String); 1], Gauge> = m.family(
-                    "portico_discovery_endpoints",
-                    "Endpoints a discovery source holds for an upstream now",
-                    Family::default,
-                );
-                (
-                    [one("ok"), one("expired")],
-                    g.get_or_create_owned(&[("upstream", upstream.to_string())]),
-                )
-            }
-            None => (Default::default(), Gauge::default()),
-        };
+    /// A registry holding the unexpired registrations kept in `file`; its series go to
+    /// `metrics` when given.
+    pub fn new(upstream: Arc<str>, metrics: Option<&Metrics>, file: Option<PathBuf>) -> Registry {
+        let (mut c, count) = series(metrics, &upstream, Source::Registry, &["ok", "expired"]);
+        let expired = c.pop().unwrap_or_default();
+        let ok = c.pop().unwrap_or_default();
+        let kept: BTreeMap<String, Instance> = file
+            .as_deref()
+            .map(|p| persist::load(p, &upstream, SystemTime::now()))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if !kept.is_empty() {
+            tracing::info!(upstream = %upstream, instances = kept.len(), "registry: registrations reloaded from the registry file");
+        }
+        count.set(kept.len() as i64);
         Registry {
             upstream,
             version: AtomicU64::new(1),
-            instances: Mutex::new(BTreeMap::new()),
+            instances: Mutex::new(kept),
             sweeping: AtomicBool::new(false),
-            updates,
+            updates: [ok, expired],
             count,
+            file: Mutex::new(file),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// Where registrations are kept from now on (`[discovery] registry_file` after a reload).
+    pub fn set_file(&self, file: Option<PathBuf>) {
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if *f != file {
+            *f = file;
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Writes the registrations to the registry file when they changed since the last write.
+    fn flush(&self) {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Some(path) = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        if let Err(e) = persist::save(&path, &self.upstream, &self.list()) {
+            tracing::warn!(upstream = %self.upstream, file = %path.display(), error = %e, "registry: could not write the registry file");
+            self.dirty.store(true, Ordering::Release);
         }
     }
 
@@ -95,6 +110,7 @@ impl Registry {
     fn changed(&self, n: usize, result: usize) {
         self.count.set(n as i64);
         self.updates[result].inc();
+        self.dirty.store(true, Ordering::Release);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -112,6 +128,7 @@ impl Registry {
                 && old.weight == inst.weight
         });
         let new = map.insert(id.to_owned(), inst).is_none();
+        self.dirty.store(true, Ordering::Release);
         if !same_set {
             let n = map.len();
             drop(map);
@@ -196,6 +213,7 @@ impl Registry {
                 tokio::time::sleep(SWEEP).await;
                 let Some(r) = weak.upgrade() else { return };
                 r.sweep(SystemTime::now());
+                r.flush();
             }
         });
     }
@@ -217,7 +235,7 @@ mod tests {
 
     #[test]
     fn put_renew_remove_and_expire() {
-        let r = Registry::new("u".into(), None);
+        let r = Registry::new("u".into(), None, None);
         let v0 = r.version();
         assert!(r.put("a", inst("127.0.0.1:1", 10_000)));
         assert!(r.version() > v0);
