@@ -201,6 +201,8 @@ pub struct Part {
     pub default: Option<Value>,
     /// Value served when the part fails, reported as `fallback`.
     pub fallback: Option<Value>,
+    /// `hedge_after`: when a second try starts (idempotent parts only).
+    pub hedge_after: Option<std::time::Duration>,
     /// Largest answer read.
     pub max_bytes: usize,
     /// Answer cache, if configured.

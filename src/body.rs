@@ -9,6 +9,9 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
+mod replay;
+pub use replay::ReplayBuffer;
+
 /// Boxed error used by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -96,6 +99,8 @@ pub struct RequestBody {
     hint: SizeHint,
     limit: u64,
     read: u64,
+    /// The copy kept for a retry (only with a retry policy).
+    tee: Option<ReplayBuffer>,
 }
 
 enum Source {
@@ -109,13 +114,22 @@ enum Source {
 pub struct Reclaim {
     slot: Arc<Mutex<Option<Incoming>>>,
     limit: u64,
+    kept: Option<ReplayBuffer>,
 }
 
 impl Reclaim {
-    /// The body, under the same size cap, if the failed attempt never started reading it.
+    /// The body, under the same size cap, if the failed attempt never started reading it;
+    /// else the copy in its replay buffer, if the body was read whole within the cap.
     pub fn take(&self) -> Option<RequestBody> {
-        let body = self.slot.lock().ok()?.take()?;
-        Some(RequestBody::stream(body, self.limit))
+        let unread = self.slot.lock().ok().and_then(|mut s| s.take());
+        match unread {
+            Some(body) => {
+                let mut b = RequestBody::stream(body, self.limit);
+                b.tee = self.kept.clone();
+                Some(b)
+            }
+            None => self.kept.as_ref()?.whole().map(RequestBody::full),
+        }
     }
 }
 
@@ -127,6 +141,7 @@ impl RequestBody {
             hint: SizeHint::with_exact(0),
             limit: u64::MAX,
             read: 0,
+            tee: None,
         }
     }
 
@@ -138,6 +153,7 @@ impl RequestBody {
             hint,
             limit: u64::MAX,
             read: 0,
+            tee: None,
         }
     }
 
@@ -152,23 +168,35 @@ impl RequestBody {
             hint,
             limit,
             read: 0,
+            tee: None,
         }
     }
 
-    /// Like [`RequestBody::stream`], plus a handle to reclaim the body if it was never polled.
-    pub fn reclaimable(body: Incoming, limit: u64) -> (Self, Option<Reclaim>) {
+    /// Like [`RequestBody::stream`], plus a handle to reclaim the body if it was never polled;
+    /// with `replay_cap`, a body of at most that many bytes is also kept as it streams, so
+    /// the handle can give it again after it was sent.
+    pub fn reclaimable(
+        body: Incoming,
+        limit: u64,
+        replay_cap: Option<u64>,
+    ) -> (Self, Option<Reclaim>) {
         if body.is_end_stream() {
             return (Self::empty(), None);
         }
         let hint = body.size_hint();
         let slot = Arc::new(Mutex::new(Some(body)));
+        // A body declared larger than the cap is never kept.
+        let kept = replay_cap
+            .filter(|cap| hint.lower() <= *cap)
+            .map(ReplayBuffer::new);
         let me = Self {
             source: Source::Shared(slot.clone()),
             hint,
             limit,
             read: 0,
+            tee: kept.clone(),
         };
-        (me, Some(Reclaim { slot, limit }))
+        (me, Some(Reclaim { slot, limit, kept }))
     }
 }
 
@@ -194,9 +222,17 @@ impl http_body::Body for RequestBody {
             Source::Stream(inc) => match Pin::new(inc).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => f,
                 Poll::Ready(Some(Err(e))) => {
+                    if let Some(t) = &this.tee {
+                        t.lose();
+                    }
                     return Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))));
                 }
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    if let Some(t) = &this.tee {
+                        t.finish();
+                    }
+                    return Poll::Ready(None);
+                }
                 Poll::Pending => return Poll::Pending,
             },
         };
@@ -204,7 +240,19 @@ impl http_body::Body for RequestBody {
             this.read += data.len() as u64;
             if this.read > this.limit {
                 this.source = Source::Empty;
+                if let Some(t) = &this.tee {
+                    t.lose();
+                }
                 return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: this.limit }))));
+            }
+            if let Some(t) = &this.tee {
+                t.push(data);
+            }
+        }
+        if let (Some(t), Source::Stream(inc)) = (&this.tee, &this.source) {
+            // A sender may stop polling once the body says it ended.
+            if inc.is_end_stream() {
+                t.finish();
             }
         }
         Poll::Ready(Some(Ok(frame)))

@@ -406,8 +406,12 @@ async fn proxy<'a>(
                 .await?
         }
         _ => {
-            let (body, reclaim) = if upstream.endpoints().len() > 1 || upstream.retries() {
-                RequestBody::reclaimable(body, limit)
+            // With a retry policy the body is also kept (up to its cap) for a retry.
+            let replay_cap = upstream
+                .retry_policy(&action.retry)
+                .map(|p| p.replay_buffer);
+            let (body, reclaim) = if upstream.endpoints().len() > 1 || replay_cap.is_some() {
+                RequestBody::reclaimable(body, limit, replay_cap)
             } else {
                 (RequestBody::stream(body, limit), None)
             };
@@ -418,6 +422,7 @@ async fn proxy<'a>(
                     timeout,
                     key,
                     &mut trace.served,
+                    &action.retry,
                 )
                 .await;
             sent?

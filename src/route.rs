@@ -121,6 +121,8 @@ pub struct ProxyAction {
     pub upgrades: upgrades::Upgrades,
     /// The cap on concurrent tunnels (`max_tunnels`).
     pub tunnels: crate::tunnel::TunnelGate,
+    /// `retry = {...}` and `retry_non_idempotent`.
+    pub retry: crate::upstream::retry::RouteRetry,
 }
 
 impl Route {

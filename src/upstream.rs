@@ -14,6 +14,7 @@ mod host;
 mod members;
 pub mod outlier;
 mod parse;
+mod replay;
 pub mod resilience;
 pub mod retry;
 mod served;
@@ -50,6 +51,7 @@ pub use members::Members;
 use members::{MemberEnv, wanted};
 use outlier::{Outcome, OutlierSettings};
 pub use parse::parse_endpoint;
+use replay::Replay;
 pub use served::{Served, error_chain};
 use state::{Board, EndpointState, Families, InFlight};
 use transport::Transport;
@@ -369,9 +371,10 @@ impl Upstream {
         timeout: Duration,
         key: Option<u64>,
         served: &mut Served,
+        route: &retry::RouteRetry,
     ) -> Result<Response<Incoming>, GatewayError> {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.attempts(req, replay, Deadline::now() + timeout, key, served)
+        self.attempts(req, replay, Deadline::now() + timeout, key, served, route)
             .await
     }
 
@@ -396,7 +399,8 @@ impl Upstream {
         *req.uri_mut() = path.into();
         *req.headers_mut() = headers;
         let mut served = Served::default();
-        self.attempts(req, Replay::Bytes(body), until, key, &mut served)
+        let none = &retry::RouteRetry::NONE;
+        self.attempts(req, Replay::Bytes(body), until, key, &mut served, none)
             .await
     }
 
@@ -458,6 +462,8 @@ impl Upstream {
         // Without a Host from the route (preserve_host), each attempt names its endpoint.
         let set_host = !req.headers().contains_key(HOST);
         let shadow = req.extensions().get::<Shadow>().is_some();
+        // A hedged call's first leg tells the hedge which endpoint it chose.
+        let picked = req.extensions_mut().remove::<retry::hedge::Picked>();
         // Keep what a retry needs only when a retry is possible.
         let head = (n > 1).then(|| {
             (
@@ -480,6 +486,9 @@ impl Upstream {
                 });
             };
             tried.add(pick.index);
+            if let Some(p) = &picked {
+                p.set(pick.index);
+            }
             let ep = &set.endpoints[pick.index];
             served.attempts += 1;
             served.endpoint = Some(ep.authority.clone());
@@ -552,27 +561,6 @@ impl Upstream {
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
-        }
-    }
-}
-
-/// How a request's body is sent again after a refused connection.
-enum Replay {
-    /// There was no body.
-    Empty,
-    /// The body is in memory.
-    Bytes(Bytes),
-    /// A streamed client body, if it was never read.
-    Reclaim(Reclaim),
-}
-
-impl Replay {
-    fn body(&self) -> Option<RequestBody> {
-        match self {
-            Replay::Empty => Some(RequestBody::empty()),
-            Replay::Bytes(b) if b.is_empty() => Some(RequestBody::empty()),
-            Replay::Bytes(b) => Some(RequestBody::full(b.clone())),
-            Replay::Reclaim(r) => r.take(),
         }
     }
 }

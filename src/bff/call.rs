@@ -335,14 +335,29 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
             .and_then(|v| v.to_str().ok().map(str::to_owned))
             .unwrap_or_else(|| "-".into())
     };
-    let resp = part
-        .upstream
-        .call(&part.method, p.path, p.headers, p.body, until, p.hash_key)
-        .await
-        .map_err(|e| {
-            tracing::debug!(request_id = %id(), part = %part.name, error = %e, "part call failed");
-            Failure::from_gateway(&e)
-        })?;
+    let up = &part.upstream;
+    let sent = match part.hedge_after {
+        None => {
+            up.call(&part.method, p.path, p.headers, p.body, until, p.hash_key)
+                .await
+        }
+        Some(after) => {
+            up.call_hedged(
+                &part.method,
+                p.path,
+                p.headers,
+                p.body,
+                until,
+                p.hash_key,
+                after,
+            )
+            .await
+        }
+    };
+    let resp = sent.map_err(|e| {
+        tracing::debug!(request_id = %id(), part = %part.name, error = %e, "part call failed");
+        Failure::from_gateway(&e)
+    })?;
     let (head, body) = resp.into_parts();
     if !head.status.is_success() {
         return Err(Failure {

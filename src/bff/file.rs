@@ -115,6 +115,9 @@ pub struct PartFile {
     /// Value served when the (optional) part fails or misses the budget, reported as
     /// `fallback` in `portico-partial` and `_partial` (unlike `default`).
     pub fallback: Option<Spanned<toml::Value>>,
+    /// Idempotent parts: a second try to another endpoint starts when the first has not
+    /// answered after this long; the first answer wins. Shorter than the deadline.
+    pub hedge_after: Option<Text>,
     /// Overrides the profile's `max_part_bytes`.
     pub max_bytes: Option<Text>,
     /// Per-part answer cache.

@@ -242,6 +242,11 @@ pub struct RouteFile {
     pub timeout: Option<Text>,
     /// Keep the client's Host header instead of the endpoint's; default `false`.
     pub preserve_host: Option<bool>,
+    /// Replaces the upstream's `[retry]` policy for this route (same keys).
+    pub retry: Option<Spanned<resilience::RetryFile>>,
+    /// Retry non-idempotent methods (POST, PATCH) after they reached the upstream; default
+    /// `false`.
+    pub retry_non_idempotent: Option<bool>,
     /// Changes to the request before it goes upstream.
     #[serde(default)]
     pub request_headers: HeaderOpsFile,

@@ -169,8 +169,17 @@ fn proxy_action(
         )
     });
     let upstream = upstream?;
+    let timeout = timeout.unwrap_or(upstream.settings.timeout);
+    let retry = crate::upstream::retry::route::compile(
+        d,
+        r.retry.as_ref().map(|t| t.get_ref()),
+        r.retry_non_idempotent,
+        &format!("{key}.retry"),
+        timeout,
+    );
     Some(ProxyAction {
-        timeout: timeout.unwrap_or(upstream.settings.timeout),
+        timeout,
+        retry,
         upstream,
         strip_prefix,
         rewrite_prefix,
@@ -198,6 +207,7 @@ fn only_forwarding_keys_absent(d: &mut Diagnostics, r: &RouteFile, key: &str) {
         ("strip_prefix", span(&r.strip_prefix)),
         ("rewrite_prefix", span(&r.rewrite_prefix)),
         ("timeout", span(&r.timeout)),
+        ("retry", r.retry.as_ref().map(|s| s.span())),
         ("sticky", span(&r.sticky)),
         ("upgrades", r.upgrades.as_ref().map(|s| s.span())),
         ("write_upstream", span(&r.write_upstream)),

@@ -6,6 +6,8 @@
 pub mod backoff;
 pub mod budget;
 pub mod compile;
+pub(in crate::upstream) mod hedge;
+pub mod route;
 mod run;
 
 use std::time::Duration;
@@ -14,6 +16,7 @@ use http::{Method, StatusCode};
 
 pub use backoff::Backoff;
 pub use budget::{Budget, BudgetSettings};
+pub use route::RouteRetry;
 
 /// Most retries a policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 10;

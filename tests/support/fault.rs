@@ -68,6 +68,9 @@ pub enum Fault {
     /// After the delay, a 200 JSON echo of the request; a connection the gateway closes
     /// during the delay counts as cancelled.
     Delay(Duration),
+    /// Like `Delay`, with the delay in milliseconds read from the cell at each request, so a
+    /// test can make the backend slow and fast again (`Box::leak` a cell for the test).
+    DelayFrom(&'static std::sync::atomic::AtomicU64),
 }
 
 /// A request a [`RawBackend`] received.
@@ -323,7 +326,12 @@ async fn serve_fault(
                 ))
                 .await;
         }
-        Fault::Delay(d) => {
+        Fault::Delay(_) | Fault::DelayFrom(_) => {
+            let d = match fault {
+                Fault::DelayFrom(ms) => Duration::from_millis(ms.load(Ordering::SeqCst)),
+                Fault::Delay(d) => d,
+                _ => Duration::ZERO,
+            };
             if peer_closes(s, d).await {
                 cancelled.fetch_add(1, Ordering::SeqCst);
                 return;

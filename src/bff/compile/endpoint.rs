@@ -98,6 +98,7 @@ pub(super) fn endpoint(
             max_part_bytes: defaults.max_part_bytes,
             profile: defaults.profile,
             label: &label,
+            deadline,
         };
         if let Some((part, ds)) = part(d, p, &pc, cx) {
             parts.push(part);

@@ -26,6 +26,8 @@ pub(super) struct PartContext<'a> {
     pub(super) max_part_bytes: usize,
     pub(super) profile: &'a Arc<str>,
     pub(super) label: &'a Arc<str>,
+    /// The endpoint's deadline (the profile's unless it sets its own).
+    pub(super) deadline: Duration,
 }
 
 pub(super) fn part(
@@ -71,6 +73,7 @@ pub(super) fn part(
             .ok()
     });
     let fallback = fallback(d, p, key, required);
+    let hedge_after = hedge_after(d, p, key, &method, pc.deadline);
     let shape = shape(d, p, key);
     let max_bytes = size(
         d,
@@ -100,6 +103,7 @@ pub(super) fn part(
         flatten: p.flatten.unwrap_or(false),
         default,
         fallback,
+        hedge_after,
         max_bytes,
         cache,
         stats,
@@ -299,6 +303,36 @@ fn shape(d: &mut Diagnostics, p: &PartFile, key: &str) -> Option<Shape> {
             None
         }
     }
+}
+
+/// `hedge_after`: idempotent methods only, and shorter than the deadline.
+fn hedge_after(
+    d: &mut Diagnostics,
+    p: &PartFile,
+    key: &str,
+    method: &http::Method,
+    deadline: Duration,
+) -> Option<Duration> {
+    let t = p.hedge_after.as_ref()?;
+    let k = format!("{key}.hedge_after");
+    let after = d.positive_duration_or(&Some(t.clone()), &k, Duration::ZERO);
+    if !crate::upstream::retry::is_idempotent(method) {
+        d.error(
+            t.span(),
+            k,
+            format!("a {method} part cannot be hedged: only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) can be sent twice"),
+        );
+        return None;
+    }
+    if after >= deadline {
+        d.error(
+            t.span(),
+            k,
+            format!("hedge_after ({after:?}) must be shorter than the deadline ({deadline:?})"),
+        );
+        return None;
+    }
+    (!after.is_zero()).then_some(after)
 }
 
 /// `fallback = {...}`: optional parts only, and not beside `default`.

@@ -11,25 +11,32 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant as Deadline;
 
-use super::{RetryOn, RetryPolicy, is_idempotent};
+use super::{Budget, RetryOn, RetryPolicy, RouteRetry, is_idempotent};
 use crate::body::RequestBody;
 use crate::error::GatewayError;
 use crate::upstream::balance::{Tried, rng};
+use crate::upstream::circuit::Permit;
 use crate::upstream::state::clock_ms;
 use crate::upstream::{Replay, Served, Upstream};
 
 /// A retry needs at least this much time left when the policy has no `per_try_timeout`.
-const MIN_TRY: Duration = Duration::from_millis(1);
+pub(super) const MIN_TRY: Duration = Duration::from_millis(1);
 
 impl Upstream {
-    /// Whether a retry policy with attempts applies: the handler then keeps the client body
-    /// reclaimable even for one endpoint.
-    pub fn retries(&self) -> bool {
-        self.settings
-            .resilience
-            .retry
-            .as_ref()
-            .is_some_and(|p| p.attempts > 0)
+    /// The retry policy in force for a request through a route with `route`'s keys; `None`
+    /// when no retry can happen (the handler then need not keep the client body).
+    #[inline]
+    pub fn retry_policy<'a>(&'a self, route: &'a RouteRetry) -> Option<&'a RetryPolicy> {
+        route.pick(self.settings.resilience.retry.as_deref())
+    }
+
+    /// The budget retries of a request through `route` count against: the upstream's, else
+    /// the route override's own.
+    fn budget<'a>(&'a self, route: &'a RouteRetry) -> Option<&'a Budget> {
+        self.resilience
+            .budget
+            .as_deref()
+            .or(route.budget.as_deref())
     }
 
     /// Sends `req` under the upstream's circuit and retry policy (see the module doc).
@@ -40,26 +47,22 @@ impl Upstream {
         deadline: Deadline,
         key: Option<u64>,
         served: &mut Served,
+        route: &RouteRetry,
     ) -> Result<Response<Incoming>, GatewayError> {
-        let permit = match &self.resilience.circuit {
-            None => None,
-            Some(c) => match c.admit() {
-                Some(p) => Some(p),
-                None => {
-                    self.resilience.overloaded();
-                    return Err(GatewayError::Overloaded {
-                        upstream: self.name.clone(),
-                    });
-                }
-            },
-        };
-        let policy = self.settings.resilience.retry.as_deref();
-        let out = match policy.filter(|p| p.attempts > 0) {
+        let permit = self.admit()?;
+        let out = match self.retry_policy(route) {
             None => {
                 self.send(req, &replay, deadline, key, served, &mut Tried::default())
                     .await
             }
-            Some(p) => self.retrying(p, req, replay, deadline, key, served).await,
+            Some(p) => {
+                let how = How {
+                    budget: self.budget(route),
+                    non_idempotent: route.non_idempotent,
+                };
+                self.retrying(p, how, req, replay, deadline, key, served)
+                    .await
+            }
         };
         if let Some(p) = permit {
             p.done(!matches!(&out, Ok(r) if !r.status().is_server_error()));
@@ -67,19 +70,37 @@ impl Upstream {
         out
     }
 
+    /// The circuit's admission: a place (or none without a circuit), or the 503 at once.
+    pub(in crate::upstream) fn admit(&self) -> Result<Option<Permit<'_>>, GatewayError> {
+        let Some(c) = &self.resilience.circuit else {
+            return Ok(None);
+        };
+        match c.admit() {
+            Some(p) => Ok(Some(p)),
+            None => {
+                self.resilience.overloaded();
+                Err(GatewayError::Overloaded {
+                    upstream: self.name.clone(),
+                })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn retrying(
         &self,
         p: &RetryPolicy,
+        how: How<'_>,
         mut req: Request<RequestBody>,
         replay: Replay,
         deadline: Deadline,
         key: Option<u64>,
         served: &mut Served,
     ) -> Result<Response<Incoming>, GatewayError> {
-        if let Some(b) = &self.resilience.budget {
+        if let Some(b) = how.budget {
             b.request(clock_ms());
         }
-        let idempotent = is_idempotent(req.method());
+        let idempotent = how.non_idempotent || is_idempotent(req.method());
         // A protocol switch is never tried twice.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
         let head = (
@@ -111,7 +132,7 @@ impl Upstream {
             let Some(body) = replay.body() else {
                 return result;
             };
-            if let Some(b) = &self.resilience.budget {
+            if let Some(b) = how.budget {
                 if !b.try_retry(clock_ms()) {
                     self.resilience.budget_exhausted();
                     return result;
@@ -131,6 +152,13 @@ impl Upstream {
             *req.headers_mut() = head.2.clone();
         }
     }
+}
+
+/// What the route adds to a policy: the budget in force and `retry_non_idempotent`.
+#[derive(Clone, Copy)]
+struct How<'a> {
+    budget: Option<&'a Budget>,
+    non_idempotent: bool,
 }
 
 /// The `retry_on` word a try's outcome matches, if the policy retries it.
