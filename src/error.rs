@@ -1,13 +1,13 @@
 //! `GatewayError`: every way a request can fail, and the one place each maps to an HTTP answer.
 
-mod grpc;
-
 use std::time::Duration;
 
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+
+mod grpc;
 
 /// Everything that can end a request early. Client-facing text never carries internal details
 /// (addresses, upstream names, parser messages); those go to the logs via `Display`.
@@ -193,6 +193,13 @@ pub enum GatewayError {
     /// The route already has `max_tunnels` upgraded connections open: 503.
     #[error("tunnel limit reached")]
     TunnelLimit,
+    /// The request head is larger than `limits.max_header_bytes` or has more than
+    /// `limits.max_headers` fields (hyper refuses it before any handler runs).
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// The request target is longer than hyper accepts.
+    #[error("request URI too long")]
+    UriTooLong,
     /// A script hook failed (error, budget, memory, bad value): 500, details in the log only.
     #[error("script `{script}` failed ({kind}): {message}")]
     ScriptError {
@@ -395,6 +402,18 @@ impl GatewayError {
                     "The saga step `{step}` failed ({reason}); compensation of the finished steps: {compensation}."
                 ),
             },
+            E::HeadTooLarge => p(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header-too-large",
+                "Request Header Fields Too Large",
+                "The request head has more bytes or fields than this gateway accepts.",
+            ),
+            E::UriTooLong => p(
+                StatusCode::URI_TOO_LONG,
+                "uri-too-long",
+                "URI Too Long",
+                "The request target is longer than this gateway accepts.",
+            ),
             E::IdempotencyKeyInUse => p(
                 StatusCode::CONFLICT,
                 "idempotency-key-in-use",
@@ -428,8 +447,8 @@ impl GatewayError {
         }
     }
 
-    /// The `application/problem+json` response for this error.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    /// The problem+json document for this error (RFC 9457 members plus `request_id`).
+    pub fn problem_json(&self, request_id: &str) -> serde_json::Value {
         let p = self.problem();
         let mut body = serde_json::json!({
             "type": format!("https://portico.dev/problems/{}", p.slug),
@@ -443,12 +462,19 @@ impl GatewayError {
             step,
             compensation,
             ..
-        } = &self
+        } = self
         {
             body["failed_step"] = (**step).into();
             body["compensation"] = (*compensation).into();
             body["saga_id"] = (**saga).into();
         }
+        body
+    }
+
+    /// The `application/problem+json` response for this error.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let body = self.problem_json(request_id);
+        let p = self.problem();
         let mut resp = Response::new(Body::full(body.to_string()));
         *resp.status_mut() = p.status;
         let headers = resp.headers_mut();
@@ -506,7 +532,9 @@ impl GatewayError {
             | GatewayError::BffPartTimeout { .. }
             | GatewayError::BffMissingInput { .. }
             | GatewayError::FaultInjected { .. }
-            | GatewayError::TunnelLimit => {}
+            | GatewayError::TunnelLimit
+            | GatewayError::HeadTooLarge
+            | GatewayError::UriTooLong => {}
             GatewayError::ScriptError { .. }
             | GatewayError::SagaFailed { .. }
             | GatewayError::SagaLogUnavailable

@@ -1,5 +1,4 @@
-//! The gRPC form of gateway errors: a trailers-only answer with `grpc-status` and
-//! `grpc-message` instead of problem+json (requests with `content-type: application/grpc*`).
+//! The gRPC face of `GatewayError`: trailers-only answers and the HTTP → gRPC status map.
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
@@ -66,7 +65,7 @@ pub fn grpc_message(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod grpc_tests {
     use super::*;
 
     #[test]
