@@ -130,3 +130,38 @@ async fn an_idempotency_key_answer_survives_a_kill_and_restart() {
     // No saga was left in flight: nothing was compensated.
     assert_eq!(world.count("inventory DELETE"), 0, "{:?}", world.calls());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_saga_stays_stuck_across_a_restart_and_can_be_retried_there() {
+    let world = Arc::new(World::default());
+    world.pay_status.store(402, Ordering::SeqCst);
+    world.release_failures.store(1000, Ordering::SeqCst);
+    let backends = services(&world).await;
+    let mut gw = start(&backends);
+    let a = checkout(gw.url("/shop/checkout"), None).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(a.json()["compensation"], "stuck");
+    let id = a.json()["saga_id"].as_str().unwrap().to_string();
+    assert_eq!(world.count("inventory DELETE"), 3);
+    kill_hard(&mut gw);
+
+    let gw = relaunch(gw);
+    let sagas = get(&gw.admin_url("/admin/sagas")).await.json();
+    assert_eq!(sagas["sagas"][0]["id"], id.as_str(), "{sagas}");
+    assert_eq!(sagas["sagas"][0]["state"], "stuck", "{sagas}");
+    // Stuck is not retried on its own.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(world.count("inventory DELETE"), 3);
+
+    world.release_failures.store(0, Ordering::SeqCst);
+    let url = gw.admin_url(&format!("/admin/sagas/{id}/retry-compensation"));
+    let r = send(Request::post(url).body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["state"], "compensated");
+    assert_eq!(world.count("inventory DELETE"), 4);
+    // Finished in the log too: the next start lists nothing.
+    let gw = relaunch(gw);
+    let sagas = get(&gw.admin_url("/admin/sagas")).await.json();
+    assert_eq!(sagas["sagas"], serde_json::json!([]), "{sagas}");
+    assert_eq!(world.count("inventory POST"), 1);
+}
