@@ -117,6 +117,8 @@ pub fn flag(err: &crate::error::GatewayError) -> &'static str {
         E::IpDenied { .. } => "ip_denied",
         E::CorsRejected { .. } => "cors_rejected",
         E::TunnelLimit => "tunnel_limit",
+        E::HeadTooLarge => "header_too_large",
+        E::UriTooLong => "uri_too_long",
         E::BffUnknownClient
         | E::BffPartFailed { .. }
         | E::BffPartTimeout { .. }

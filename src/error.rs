@@ -7,6 +7,8 @@ use http::{Response, StatusCode};
 
 use crate::body::Body;
 
+mod grpc;
+
 /// Everything that can end a request early. Client-facing text never carries internal details
 /// (addresses, upstream names, parser messages); those go to the logs via `Display`.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,13 @@ pub enum GatewayError {
     /// The route already has `max_tunnels` upgraded connections open: 503.
     #[error("tunnel limit reached")]
     TunnelLimit,
+    /// The request head is larger than `limits.max_header_bytes` or has more than
+    /// `limits.max_headers` fields (hyper refuses it before any handler runs).
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// The request target is longer than hyper accepts.
+    #[error("request URI too long")]
+    UriTooLong,
     /// A script hook failed (error, budget, memory, bad value): 500, details in the log only.
     #[error("script `{script}` failed ({kind}): {message}")]
     ScriptError {
@@ -384,6 +393,18 @@ impl GatewayError {
                     "The saga step `{step}` failed ({reason}); compensation of the finished steps: {compensation}."
                 ),
             },
+            E::HeadTooLarge => p(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header-too-large",
+                "Request Header Fields Too Large",
+                "The request head has more bytes or fields than this gateway accepts.",
+            ),
+            E::UriTooLong => p(
+                StatusCode::URI_TOO_LONG,
+                "uri-too-long",
+                "URI Too Long",
+                "The request target is longer than this gateway accepts.",
+            ),
             E::TunnelLimit => p(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "tunnel-limit",
@@ -399,39 +420,8 @@ impl GatewayError {
         }
     }
 
-    /// The gRPC status code for this error (gRPC's HTTP-to-status mapping, made finer where
-    /// the gateway knows more): the one error → gRPC map, beside the HTTP one.
-    pub fn grpc_status(&self) -> u32 {
-        grpc_code(self.status())
-    }
-
-    /// The trailers-only gRPC answer for this error (a request with `content-type:
-    /// application/grpc*`): HTTP 200, `grpc-status` and a percent-encoded `grpc-message` in
-    /// the head, no body; never problem+json.
-    pub fn into_grpc_response(self) -> Response<Body> {
-        let p = self.problem();
-        let mut resp = Response::new(Body::Empty);
-        let headers = resp.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(self.grpc_status()));
-        let message = grpc_message(&p.detail);
-        if let Ok(v) = HeaderValue::from_str(&message) {
-            headers.insert("grpc-message", v);
-        }
-        if let GatewayError::RateLimited {
-            retry_after_secs, ..
-        } = self
-        {
-            headers.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs),
-            );
-        }
-        resp
-    }
-
-    /// The `application/problem+json` response for this error.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    /// The problem+json document for this error (RFC 9457 members plus `request_id`).
+    pub fn problem_json(&self, request_id: &str) -> serde_json::Value {
         let p = self.problem();
         let mut body = serde_json::json!({
             "type": format!("https://portico.dev/problems/{}", p.slug),
@@ -445,12 +435,19 @@ impl GatewayError {
             step,
             compensation,
             ..
-        } = &self
+        } = self
         {
             body["failed_step"] = (**step).into();
             body["compensation"] = (*compensation).into();
             body["saga_id"] = (**saga).into();
         }
+        body
+    }
+
+    /// The `application/problem+json` response for this error.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let body = self.problem_json(request_id);
+        let p = self.problem();
         let mut resp = Response::new(Body::full(body.to_string()));
         *resp.status_mut() = p.status;
         let headers = resp.headers_mut();
@@ -508,7 +505,9 @@ impl GatewayError {
             | GatewayError::BffPartTimeout { .. }
             | GatewayError::BffMissingInput { .. }
             | GatewayError::FaultInjected { .. }
-            | GatewayError::TunnelLimit => {}
+            | GatewayError::TunnelLimit
+            | GatewayError::HeadTooLarge
+            | GatewayError::UriTooLong => {}
             GatewayError::ScriptError { .. } | GatewayError::SagaFailed { .. } => {}
         }
         resp
@@ -536,64 +535,5 @@ impl RateLimitHeaders {
     pub fn apply(&self, headers: &mut http::HeaderMap) {
         headers.insert(&RATELIMIT_POLICY, self.policy.clone());
         headers.insert(&RATELIMIT, self.state.clone());
-    }
-}
-
-/// gRPC status for an HTTP status the gateway answers with (gRPC's "HTTP to gRPC status"
-/// table: 401→16 UNAUTHENTICATED, 403→7 PERMISSION_DENIED, 404→12 UNIMPLEMENTED, 502/503→14
-/// UNAVAILABLE; 504→4 DEADLINE_EXCEEDED and 429/413→8 RESOURCE_EXHAUSTED where the gateway
-/// knows the cause; 400→13 INTERNAL as the table says; anything else 2 UNKNOWN).
-pub fn grpc_code(status: StatusCode) -> u32 {
-    match status.as_u16() {
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 | 405 => 12,
-        413 | 429 => 8,
-        500 => 13,
-        502 | 503 => 14,
-        504 => 4,
-        _ => 2,
-    }
-}
-
-/// `grpc-message` text: percent-encoded UTF-8, as the gRPC HTTP/2 spec asks (bytes outside
-/// printable ASCII and `%` itself).
-pub fn grpc_message(text: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
-    percent_encoding::utf8_percent_encode(text, SET).to_string()
-}
-
-#[cfg(test)]
-mod grpc_tests {
-    use super::*;
-
-    #[test]
-    fn grpc_answers_are_trailers_only() {
-        let resp = GatewayError::NoRoute.into_grpc_response();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["grpc-status"], "12");
-        assert_eq!(resp.headers()["content-type"], "application/grpc");
-        assert!(
-            resp.headers()["grpc-message"]
-                .to_str()
-                .unwrap()
-                .contains("No route")
-        );
-    }
-
-    #[test]
-    fn grpc_codes_follow_the_mapping() {
-        let code = |s: u16| grpc_code(StatusCode::from_u16(s).unwrap());
-        assert_eq!(
-            [401, 403, 404, 429, 502, 503, 504, 418].map(code),
-            [16, 7, 12, 8, 14, 14, 4, 2]
-        );
-    }
-
-    #[test]
-    fn grpc_messages_are_percent_encoded() {
-        assert_eq!(grpc_message("50% done\n"), "50%25 done%0A");
-        assert_eq!(grpc_message("café"), "caf%C3%A9");
     }
 }

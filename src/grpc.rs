@@ -1,10 +1,16 @@
 //! gRPC awareness on the request path: which requests are gRPC, and their `grpc-timeout`
 //! deadline (the error answers themselves are mapped in `error`).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http_body::{Frame, SizeHint};
+
+use crate::body::{Body, BoxError};
 
 /// `grpc-timeout`.
 pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -64,6 +70,72 @@ pub fn deadline(headers: &mut HeaderMap, route_timeout: Duration) -> Duration {
     left
 }
 
+/// Whether the client set a deadline of its own (`grpc-timeout`): then the whole call, body and
+/// trailers included, must end by it, not only the response head.
+pub fn has_client_deadline(headers: &HeaderMap) -> bool {
+    headers.contains_key(&GRPC_TIMEOUT) && is_grpc(headers)
+}
+
+/// A gRPC response body that ends at the call's deadline: a stream still running then is cut
+/// (the upstream stream is reset by dropping it) and closed with trailers `grpc-status: 4`
+/// (DEADLINE_EXCEEDED), so the client sees the status the deadline means, not a broken stream.
+pub fn bounded_by(body: Body, deadline: tokio::time::Instant) -> Body {
+    let bounded = Bounded {
+        inner: Some(body),
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+        trailers_seen: false,
+    };
+    Body::Boxed(http_body_util::BodyExt::boxed_unsync(bounded))
+}
+
+struct Bounded {
+    inner: Option<Body>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    trailers_seen: bool,
+}
+
+impl http_body::Body for Bounded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
+            match &frame {
+                Some(Ok(f)) if f.is_trailers() => this.trailers_seen = true,
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => this.inner = None,
+            }
+            return Poll::Ready(frame);
+        }
+        if this.trailers_seen || this.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.inner = None;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("4"));
+        trailers.insert(
+            "grpc-message",
+            HeaderValue::from_static("deadline%20exceeded%20at%20the%20gateway"),
+        );
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +144,45 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
         h
+    }
+
+    #[tokio::test]
+    async fn a_stream_past_its_deadline_ends_with_status_4() {
+        use http_body_util::BodyExt;
+        let (mut tx, rx) = futures_channel_like();
+        tx.push(Frame::data(Bytes::from_static(b"first")));
+        let stream = http_body_util::StreamBody::new(rx);
+        let body = Body::Boxed(stream.boxed_unsync());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut bounded = bounded_by(body, deadline);
+        let first = bounded.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "first");
+        let last = bounded.frame().await.unwrap().unwrap();
+        let trailers = last.into_trailers().unwrap();
+        assert_eq!(trailers["grpc-status"], "4");
+        assert!(bounded.frame().await.is_none());
+        assert!(tokio::time::Instant::now() >= deadline);
+        drop(tx);
+    }
+
+    /// A body stream fed by hand that never ends on its own.
+    fn futures_channel_like() -> (
+        Feed,
+        impl futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|f| (Ok(f), rx))
+        });
+        (Feed(tx), stream)
+    }
+
+    struct Feed(tokio::sync::mpsc::UnboundedSender<Frame<Bytes>>);
+
+    impl Feed {
+        fn push(&mut self, f: Frame<Bytes>) {
+            self.0.send(f).unwrap();
+        }
     }
 
     #[test]

@@ -385,11 +385,13 @@ async fn proxy<'a>(
     });
     let offered = upgrading.then(|| parts.headers.clone());
     // A gRPC client's `grpc-timeout` shortens the deadline; what is left goes upstream.
+    let grpc_deadline = crate::grpc::has_client_deadline(&parts.headers);
     let timeout = if crate::grpc::is_grpc(&parts.headers) {
         crate::grpc::deadline(&mut parts.headers, dispatch.timeout)
     } else {
         dispatch.timeout
     };
+    let ends_at = grpc_deadline.then(|| tokio::time::Instant::now() + timeout);
     prepare_request_head(rt, conn, action, request_id, &mut parts);
 
     // Phase 6: forward (and mirror).
@@ -461,7 +463,11 @@ async fn proxy<'a>(
     if let Some(cookie) = dispatch.set_cookie {
         head.headers.append(http::header::SET_COOKIE, cookie);
     }
-    let resp = Response::from_parts(head, Body::Upstream(body));
+    let body = match ends_at {
+        Some(at) => crate::grpc::bounded_by(Body::Upstream(body), at),
+        None => Body::Upstream(body),
+    };
+    let resp = Response::from_parts(head, body);
     match &mut scripts {
         Some(s) => s.on_response(resp).await,
         None => Ok(resp),

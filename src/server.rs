@@ -1,5 +1,6 @@
 //! Listeners and connections: accept loop, hyper-util auto (HTTP/1.1 + h2c), idle and drain.
 
+mod bare_errors;
 pub mod keepalive;
 pub mod preface;
 pub mod tls;

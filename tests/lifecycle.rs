@@ -60,6 +60,46 @@ async fn sigterm_lets_the_slow_request_finish_refuses_new_connections_and_exits_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_tunnel_is_served_through_the_grace_period_then_closed() {
+    const T: Duration = Duration::from_secs(5);
+    let backend = Backend::tunnel_echo().await;
+    let mut gw = ChildGateway::start(&config(backend.addr, "shutdown_grace = \"2s\"", ""), &[]);
+    let mut ws = support::attack::Raw::connect(gw.http).await;
+    ws.send(
+        b"GET /slow/ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    let switched = ws.response(T).await.expect("an answer to the upgrade");
+    assert_eq!(switched.status, 101, "{}", switched.head);
+    ws.send(b"ping1").await;
+    assert_eq!(ws.take(5, T).await.as_deref(), Some(&b"ping1"[..]));
+
+    let signalled = std::time::Instant::now();
+    gw.signal("TERM");
+    gw.stdout_line(|l| l == "draining", Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(b"ping2").await;
+    assert_eq!(
+        ws.take(5, T).await.as_deref(),
+        Some(&b"ping2"[..]),
+        "the tunnel still carries bytes while the gateway drains"
+    );
+    assert!(
+        ws.closed_within(Duration::from_secs(6)).await,
+        "the tunnel is closed once shutdown_grace is over"
+    );
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1800),
+        "closed before the grace period ended: {:?}",
+        signalled.elapsed()
+    );
+    let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
+    assert_eq!(code, 0);
+    gw.log_line(|l| l.contains("grace period over"), Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
     let held = HeldBackend::start().await;
     let mut gw = ChildGateway::start(

@@ -29,6 +29,7 @@ fn every_script_parses() {
         "script",
         "edge",
         "h2",
+        "compression",
         "resilience",
         "tracing",
         "tls-keepalive",

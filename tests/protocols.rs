@@ -50,16 +50,24 @@ async fn h2_backend(delay: Duration) -> H2Backend {
                         .headers()
                         .get("grpc-timeout")
                         .map(|v| v.to_str().unwrap().to_owned());
+                    // `/…Stream…` calls answer at once and send their trailers after `delay`.
+                    let streaming = req.uri().path().contains("Stream");
                     let _ = req.into_body().collect().await;
-                    tokio::time::sleep(delay).await;
+                    if !streaming {
+                        tokio::time::sleep(delay).await;
+                    }
                     let mut trailers = HeaderMap::new();
                     trailers.insert("grpc-status", "0".parse().unwrap());
-                    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-                        Ok(Frame::data(Bytes::from(version))),
-                        Ok(Frame::trailers(trailers)),
-                    ];
-                    let body: Reply =
-                        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)));
+                    let first = futures_util::stream::iter([Ok(Frame::data(Bytes::from(version)))]);
+                    let last = futures_util::stream::once(async move {
+                        if streaming {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Ok::<_, Infallible>(Frame::trailers(trailers))
+                    });
+                    let body: Reply = BodyExt::boxed(StreamBody::new(
+                        futures_util::StreamExt::chain(first, last),
+                    ));
                     let mut resp = Response::new(body);
                     resp.headers_mut()
                         .insert("content-type", "application/grpc".parse().unwrap());
@@ -221,6 +229,26 @@ async fn grpc_timeout_bounds_the_call_and_is_forwarded() {
     assert_eq!(parts.headers["grpc-status"], "4");
     // ~100 ms on an idle box; generous for a loaded CI machine, far below the 3 s answer.
     assert!(took < Duration::from_millis(1000), "took {took:?}");
+
+    // A stream whose head came in time is still cut at the deadline, with status 4 in its
+    // trailers (the head alone does not end the call).
+    let started = Instant::now();
+    let (parts, body, trailers) = h2_call(
+        &client,
+        grpc_request(&gw.url("/svc.Slow/Stream"), &[("grpc-timeout", "200m")]),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(parts.status, 200);
+    assert!(parts.headers.get("grpc-status").is_none(), "{parts:?}");
+    assert_eq!(
+        body, "HTTP/2.0",
+        "the data sent before the deadline arrives"
+    );
+    let trailers = trailers.expect("trailers end the cut stream");
+    assert_eq!(trailers["grpc-status"], "4");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(took >= Duration::from_millis(190), "took {took:?}");
 
     let fast = h2_backend(Duration::ZERO).await;
     let gw = TestGateway::start(&gateway_toml(&fast.addr.to_string(), "")).await;

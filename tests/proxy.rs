@@ -363,6 +363,7 @@ async fn malformed_requests_get_4xx() {
     let gw = one_backend_gateway(&backend, API_ROUTE).await;
     let garbage = raw(gw.addr, b"NOT A REQUEST\r\n\r\n").await;
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert_bare_problem(&garbage, "bad-request");
     let dots = raw(
         gw.addr,
         b"GET /api/users/../admin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -385,7 +386,43 @@ async fn malformed_requests_get_4xx() {
         "{}",
         &too_big[..too_big.len().min(100)]
     );
+    assert_bare_problem(&too_big, "header-too-large");
+    let fields: String = (0..150).map(|i| format!("x-f{i}: v\r\n")).collect();
+    let many = raw(
+        gw.addr,
+        format!("GET /api/users/1 HTTP/1.1\r\nhost: x\r\n{fields}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(many.starts_with("HTTP/1.1 431"), "{many}");
+    assert_bare_problem(&many, "header-too-large");
     assert_eq!(backend.hits(), 0);
+}
+
+/// hyper refuses these heads before any handler runs; the gateway still answers them with
+/// problem+json, a request id (header and body) and `connection: close`.
+fn assert_bare_problem(response: &str, slug: &str) {
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("x-request-id")
+        .to_string();
+    let json: serde_json::Value = serde_json::from_str(body).expect("problem+json body");
+    assert_eq!(json["type"], format!("https://portico.dev/problems/{slug}"));
+    assert_eq!(
+        json["request_id"].as_str().unwrap().to_ascii_lowercase(),
+        id
+    );
 }
 
 #[tokio::test]

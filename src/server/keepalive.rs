@@ -136,13 +136,45 @@ pin_project_lite::pin_project! {
         #[pin]
         io: I,
         activity: Arc<Activity>,
+        // A problem+json answer standing in for hyper's bare one, still to be written.
+        rewritten: Option<Box<Pending>>,
     }
+}
+
+/// Bytes written on hyper's behalf, and how many of them went out.
+struct Pending {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+/// Writes what is left of `pending` (a no-op when there is nothing).
+fn drain<I: AsyncWrite>(
+    mut io: Pin<&mut I>,
+    pending: &mut Option<Box<Pending>>,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    while let Some(p) = pending.as_mut() {
+        if p.sent == p.bytes.len() {
+            *pending = None;
+            break;
+        }
+        let n = std::task::ready!(io.as_mut().poll_write(cx, &p.bytes[p.sent..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+        }
+        p.sent += n;
+    }
+    Poll::Ready(Ok(()))
 }
 
 impl<I> Watched<I> {
     /// Wraps `io`.
     pub fn new(io: I, activity: Arc<Activity>) -> Self {
-        Watched { io, activity }
+        Watched {
+            io,
+            activity,
+            rewritten: None,
+        }
     }
 }
 
@@ -168,7 +200,14 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let mut this = self.project();
+        std::task::ready!(drain(this.io.as_mut(), this.rewritten, cx))?;
+        if let Some(bytes) = super::bare_errors::rewrite(buf) {
+            // Taken whole; it goes out on the flush hyper sends next.
+            *this.rewritten = Some(Box::new(Pending { bytes, sent: 0 }));
+            return Poll::Ready(Ok(buf.len()));
+        }
+        this.io.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -176,7 +215,16 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let mut this = self.project();
+        std::task::ready!(drain(this.io.as_mut(), this.rewritten, cx))?;
+        let mut written = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (written.next(), written.next()) {
+            if let Some(bytes) = super::bare_errors::rewrite(only) {
+                *this.rewritten = Some(Box::new(Pending { bytes, sent: 0 }));
+                return Poll::Ready(Ok(only.len()));
+            }
+        }
+        this.io.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -184,11 +232,15 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().io.poll_flush(cx)
+        let mut this = self.project();
+        std::task::ready!(drain(this.io.as_mut(), this.rewritten, cx))?;
+        this.io.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+        let mut this = self.project();
+        std::task::ready!(drain(this.io.as_mut(), this.rewritten, cx))?;
+        this.io.poll_shutdown(cx)
     }
 }
 

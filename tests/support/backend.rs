@@ -84,6 +84,30 @@ impl Backend {
         Backend { addr, hits, task }
     }
 
+    /// Switches to whatever protocol a request's `Upgrade` names (101) and then echoes every
+    /// byte back until the peer closes; requests without `Upgrade` get 400.
+    pub async fn tunnel_echo() -> Backend {
+        Backend::start(|mut req: Request<Incoming>| async move {
+            let Some(proto) = req.headers().get("upgrade").cloned() else {
+                return json_response(400, serde_json::json!({"error": "upgrade expected"}));
+            };
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = on.await {
+                    let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            let mut r = Response::new(full(""));
+            *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("upgrade", proto);
+            r.headers_mut()
+                .insert("connection", http::HeaderValue::from_static("upgrade"));
+            r
+        })
+        .await
+    }
+
     /// Answers with a JSON description of the request: method, path, query, headers, body
     /// length and a checksum of the body, plus `x-backend: NAME`.
     pub async fn echo(name: &'static str) -> Backend {
