@@ -1,7 +1,7 @@
 //! Header phase: hop-by-hop stripping, forwarding headers, request ids, per-route header edits.
 
 pub mod compile;
-mod slab;
+pub mod slab;
 pub mod underscore;
 
 use std::net::IpAddr;

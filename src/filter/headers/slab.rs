@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::HeaderValue;
 
 /// Bytes per chunk: 64 request ids.
@@ -15,21 +15,41 @@ thread_local! {
     static CHUNK_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-/// `bytes` (visible ASCII, checked by the caller's construction) as a header value sliced from
-/// this thread's chunk. Longer values than a quarter chunk get their own allocation.
-pub fn value(bytes: &[u8]) -> Option<HeaderValue> {
+/// A copy of `bytes` sliced from this thread's chunk. Longer than a quarter chunk: a copy of
+/// its own.
+pub fn bytes(bytes: &[u8]) -> Bytes {
     if bytes.len() > CHUNK / 4 {
-        return HeaderValue::from_bytes(bytes).ok();
+        return Bytes::copy_from_slice(bytes);
     }
-    let shared = CHUNK_BUF.with(|c| {
+    CHUNK_BUF.with(|c| {
         let mut chunk = c.borrow_mut();
         if chunk.capacity() - chunk.len() < bytes.len() {
             *chunk = BytesMut::with_capacity(CHUNK);
         }
         chunk.extend_from_slice(bytes);
         chunk.split().freeze()
-    });
-    HeaderValue::from_maybe_shared(shared).ok()
+    })
+}
+
+/// `bytes` as a header value sliced from this thread's chunk (`None`: not a valid value).
+pub fn value(bytes: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(self::bytes(bytes)).ok()
+}
+
+/// A number as a header value, from the chunk.
+pub fn number(n: u64) -> HeaderValue {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    value(&buf[at..]).expect("digits are a valid header value")
 }
 
 #[cfg(test)]
@@ -49,5 +69,8 @@ mod tests {
         assert!(value(b"bad\nvalue").is_none());
         let long = "x".repeat(CHUNK);
         assert_eq!(value(long.as_bytes()).unwrap(), long.as_str());
+        for n in [0, 7, 10, 249, u64::MAX] {
+            assert_eq!(number(n), n.to_string().as_str());
+        }
     }
 }
