@@ -201,13 +201,8 @@ impl GatewayThread {
                 addr_tx.send((gw.addr, extra(&gw))).unwrap();
                 // Serve until the test is done (polling the stop channel without blocking
                 // the runtime).
-                loop {
-                    match stop_rx.try_recv() {
-                        Err(mpsc::TryRecvError::Empty) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                        }
-                        _ => break,
-                    }
+                while let Err(mpsc::TryRecvError::Empty) = stop_rx.try_recv() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 drop(gw);
             });
@@ -234,12 +229,15 @@ impl Drop for GatewayThread {
 }
 
 /// Sends `n` keep-alive GETs on `stream` (the head oha sends) and reads each answer.
-fn requests(stream: &mut TcpStream, host: SocketAddr, n: usize) {
+fn requests_on(stream: &mut impl ReadWrite, host: SocketAddr, n: usize) {
     requests_to(stream, host, "/plain", "", n)
 }
 
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 /// `requests` on `path`, with `extra` header lines (each ending in CRLF).
-fn requests_to(stream: &mut TcpStream, host: SocketAddr, path: &str, extra: &str, n: usize) {
+fn requests_to(stream: &mut impl ReadWrite, host: SocketAddr, path: &str, extra: &str, n: usize) {
     let req = format!(
         "GET {path} HTTP/1.1\r\naccept: */*\r\nuser-agent: oha/1.8.0\r\nhost: {host}\r\n{extra}\r\n"
     );
@@ -343,11 +341,44 @@ fn allocations_per_proxied_plain_request() {
     );
 }
 
+/// A connection to the gateway: plain, or TLS (a blocking rustls client).
+trait Dial {
+    type Stream: Read + Write;
+    fn dial(&self) -> Self::Stream;
+}
+
+struct Plain(SocketAddr);
+
+impl Dial for Plain {
+    type Stream = TcpStream;
+    fn dial(&self) -> TcpStream {
+        let s = TcpStream::connect(self.0).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s
+    }
+}
+
+struct Tls(SocketAddr, std::sync::Arc<rustls::ClientConfig>);
+
+impl Dial for Tls {
+    type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+    fn dial(&self) -> Self::Stream {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(self.1.clone(), name).unwrap();
+        rustls::StreamOwned::new(conn, Plain(self.0).dial())
+    }
+}
+
 /// Heap bytes the gateway holds per idle keep-alive connection (each after one request): what
 /// load-tests/idle-conns measures as RSS, without the allocator's and the kernel's share.
 fn idle_heap_per_connection(gw: &GatewayThread, n: usize) -> f64 {
-    let mut warm = TcpStream::connect(gw.addr).unwrap();
-    requests(&mut warm, gw.addr, 50);
+    idle_heap_per(&Plain(gw.addr), gw.addr, n)
+}
+
+fn idle_heap_per<D: Dial>(dial: &D, host: SocketAddr, n: usize) -> f64 {
+    let mut warm = dial.dial();
+    requests_on(&mut warm, host, 50);
     std::thread::sleep(std::time::Duration::from_millis(100));
     let before = LIVE.load(Ordering::SeqCst);
     let mut held = Vec::with_capacity(n);
@@ -356,10 +387,8 @@ fn idle_heap_per_connection(gw: &GatewayThread, n: usize) -> f64 {
         if tracing && i == n - 1 {
             LIVE_TRACE.store(true, Ordering::SeqCst);
         }
-        let mut s = TcpStream::connect(gw.addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        requests(&mut s, gw.addr, 1);
+        let mut s = dial.dial();
+        requests_on(&mut s, host, 1);
         held.push(s);
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -411,6 +440,44 @@ fn demo_upstreams_thread() -> String {
     });
     rx.recv_timeout(std::time::Duration::from_secs(30))
         .expect("demo upstreams started")
+}
+
+/// Ceiling on heap bytes per idle TLS keep-alive connection.
+const IDLE_TLS_CEILING: f64 = 64_000.0;
+
+#[test]
+fn heap_per_idle_tls_keep_alive_connection() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let backend = FixedBackend::start(64);
+    let pki = support::tls::Pki::new("alloc-count CA");
+    let leaf = pki.server(&["localhost"]);
+    let config = config()
+        .no_access_log()
+        .toml(
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [ { cert = \"api.pem\", key = \"api.key\" } ]",
+        )
+        .upstream("fixed", &[&backend.addr.to_string()])
+        .route("fixed", "/", "fixed")
+        .build();
+    let files = vec![
+        ("api.pem".to_string(), leaf.cert_pem.clone()),
+        ("api.key".to_string(), leaf.key_pem.clone()),
+    ];
+    let gw = GatewayThread::start_with(config, files, |gw| {
+        gw.running().https_addr().unwrap().to_string()
+    });
+    let tls_addr: SocketAddr = gw.extra.parse().unwrap();
+    let client = support::tls::client_config(support::tls::ClientOpts {
+        roots: vec![&pki],
+        alpn: vec![b"http/1.1"],
+        ..Default::default()
+    });
+    let per = idle_heap_per(&Tls(tls_addr, client), tls_addr, 100);
+    println!("heap bytes per idle TLS keep-alive connection: {per:.0}");
+    assert!(
+        per <= IDLE_TLS_CEILING,
+        "{per:.0} heap bytes per idle TLS connection"
+    );
 }
 
 /// Ceiling on allocations per BFF mobile /home (JWT, three parts, projection, merge): 144 at
