@@ -335,7 +335,7 @@ pub(crate) fn base_headers(
             h.append(name.clone(), v.clone());
         }
     }
-    headers::forward(&mut h, conn, env.trusted_proxies, client.get(HOST));
+    headers::forward(&mut h, conn, env.trusted_proxies, client.get(HOST).cloned());
     for name in env.forwarded_claims {
         for v in client.get_all(name) {
             h.append(name.clone(), v.clone());

@@ -488,27 +488,26 @@ fn prepare_request_head(
     request_id: &HeaderValue,
     parts: &mut http::request::Parts,
 ) {
-    let original_host = parts.headers.get(HOST).cloned().or_else(|| {
+    // The client's Host moves to X-Forwarded-Host (a clone of a value still in the request
+    // buffer would cost an allocation); it is copied only when `preserve_host` keeps it.
+    let original_host = parts.headers.remove(HOST).or_else(|| {
         parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
+    if action.preserve_host {
+        if let Some(h) = &original_host {
+            parts.headers.insert(HOST, h.clone());
+        }
+    }
     headers::forward(
         &mut parts.headers,
         conn,
         &rt.server.trusted_proxies,
-        original_host.as_ref(),
+        original_host,
     );
     parts.headers.insert(&X_REQUEST_ID, request_id.clone());
-    match (action.preserve_host, original_host) {
-        (true, Some(h)) => {
-            parts.headers.insert(HOST, h);
-        }
-        _ => {
-            parts.headers.remove(HOST);
-        }
-    }
     if !action.request_headers.is_empty() {
         action.request_headers.apply(&mut parts.headers);
     }

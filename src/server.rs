@@ -1,6 +1,8 @@
-//! Listeners and connections: accept loop, hyper-util auto (HTTP/1.1 + h2c), idle and drain.
+//! Listeners and connections: accept loop, HTTP/1.1 or HTTP/2 (h2c, ALPN h2) served by hyper's
+//! own connection once the protocol is known, idle and drain.
 
 mod bare_errors;
+pub mod detect;
 pub mod keepalive;
 pub mod preface;
 pub mod tls;
@@ -11,18 +13,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::pin::Pin;
+
+use http::Response;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::body::Body;
 use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::handler;
 use crate::runtime::Limits;
+use detect::Proto;
 
 /// Counts open connections so shutdown can wait for them to drain.
 #[derive(Debug, Default)]
@@ -161,25 +168,33 @@ pub async fn accept_plain(
         };
         let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
         Some(async move {
-            serve_connection(a.stream, info, gateway, shutdown).await;
+            serve_connection(a.stream, info, None, gateway, shutdown).await;
             drop(a.slot);
         })
     })
     .await;
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
+/// What a request's future is: boxed, so that hyper's per-connection slot for it (allocated
+/// when the connection opens and kept while it is idle) is a pointer, not the whole handler
+/// state (several KB); the box lives only while a request runs.
+type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
         // keepalive.rs times request heads from their first byte (hyper's timer would run
         // from the end of the previous response and cut idle keep-alive connections).
         .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+    b
+}
+
+fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(250)
         // RFC 8441: WebSocket over HTTP/2 (extended CONNECT).
@@ -190,100 +205,158 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves one connection (plain or TLS) until it closes, is idle too long, or shutdown drains it.
+/// `proto` is what TLS negotiated (ALPN), if anything; otherwise the first bytes decide.
 pub async fn serve_connection<I>(
     io: I,
     info: ConnInfo,
+    proto: Option<Proto>,
     gateway: Arc<Gateway>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = gateway.runtime().limits.clone();
-    let activity = Arc::new(keepalive::Activity::default());
-    let conn = Arc::new(Conn {
-        gateway,
-        info,
-        activity: activity.clone(),
-        first: preface::FirstRequest::default(),
-    });
-    let svc_conn = conn.clone();
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let c = svc_conn.clone();
-        async move {
-            c.activity
-                .request_started(req.version() == hyper::Version::HTTP_2);
-            c.first.arrived();
-            let _in_flight = InFlight(&c.activity);
-            let rt = c.gateway.runtime();
-            Ok::<_, Infallible>(handler::handle(rt, &c.info, req).await)
-        }
-    });
-    let builder = builder(&limits);
-    let io = keepalive::Watched::new(io, activity.clone());
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(served);
+    let limits = &gateway.runtime().limits;
     let timeouts = keepalive::Timeouts {
         keepalive: limits.keepalive_timeout,
         idle_h2: limits.idle_timeout,
         header_read: limits.header_read_timeout,
     };
-    let mut armed = tokio::time::Instant::now() + timeouts.keepalive.max(timeouts.idle_h2);
-    let idle_timer = tokio::time::sleep_until(armed);
-    tokio::pin!(idle_timer);
     let first_deadline = preface::deadline(limits.header_read_timeout);
     tokio::pin!(first_deadline);
-    let mut first_checked = false;
-    let mut closing = *shutdown.borrow();
-    if closing {
-        served.as_mut().graceful_shutdown();
-    }
-    loop {
-        // Polled after `served` in the same pass: a head that just started (or a request that
-        // just ended) moves the deadline earlier without an extra wake-up.
-        let timer = std::future::poll_fn(|cx| {
-            if let Some(want) = activity.deadline(&timeouts) {
-                if want < armed {
-                    armed = want;
-                    idle_timer.as_mut().reset(want);
-                }
+    let activity = Arc::new(keepalive::Activity::default());
+    let mut io = detect::Prefixed::new(keepalive::Watched::new(io, activity.clone()));
+    let proto = match proto {
+        Some(p) => p,
+        // A silent connection, or one stalled in the preface, is timed by the first
+        // request's deadline; a drain closes it at once.
+        None => tokio::select! {
+            p = io.detect() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = &mut first_deadline => {
+                tracing::debug!(peer = %info.peer, "no request head within header_read_timeout; closing");
+                return;
             }
-            idle_timer.as_mut().poll(cx)
-        });
-        tokio::select! {
-            biased;
-            res = served.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(peer = %conn.info.peer, error = %e, "connection ended with error");
-                }
-                break;
-            }
-            _ = &mut first_deadline, if !first_checked => {
-                first_checked = true;
-                if !conn.first.seen() {
-                    tracing::debug!(peer = %conn.info.peer, "no request head within header_read_timeout; closing");
-                    break;
-                }
-            }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                served.as_mut().graceful_shutdown();
-            }
-            _ = timer, if !closing => {
-                match activity.verdict(&timeouts) {
-                    keepalive::Verdict::Close => {
-                        tracing::debug!(peer = %conn.info.peer, "idle keep-alive or slow request head; closing");
-                        closing = true;
-                        served.as_mut().graceful_shutdown();
-                    }
-                    keepalive::Verdict::Wait(at) => {
-                        armed = at;
-                        idle_timer.as_mut().reset(at);
-                    }
-                }
-            }
+            _ = shutdown.changed() => return,
+        },
+    };
+    let conn = Arc::new(Conn {
+        gateway,
+        info,
+        activity,
+        first: preface::FirstRequest::default(),
+    });
+    let svc_conn = conn.clone();
+    let service = service_fn(
+        move |req: hyper::Request<hyper::body::Incoming>| -> Handling {
+            let c = svc_conn.clone();
+            Box::pin(async move {
+                c.activity
+                    .request_started(req.version() == hyper::Version::HTTP_2);
+                c.first.arrived();
+                let _in_flight = InFlight(&c.activity);
+                let rt = c.gateway.runtime();
+                Ok::<_, Infallible>(handler::handle(rt, &c.info, req).await)
+            })
+        },
+    );
+    let io = TokioIo::new(io);
+    let driving = Driving {
+        conn: &conn,
+        timeouts,
+        first_deadline: first_deadline.as_mut(),
+        shutdown,
+    };
+    let limits = &conn.gateway.runtime().limits;
+    match proto {
+        Proto::Http1 => {
+            let served = http1_builder(limits)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(served);
+            driving.drive(served, |c| c.graceful_shutdown()).await;
+        }
+        // Boxed: an HTTP/1 connection's task does not carry the size of an HTTP/2 one.
+        Proto::Http2 => {
+            let mut served = Box::pin(http2_builder(limits).serve_connection(io, service));
+            Box::pin(driving.drive(served.as_mut(), |c| c.graceful_shutdown())).await;
         }
     }
     // Tunnels upgraded from this connection keep its slot: a drain waits for them (up to
     // `shutdown_grace`, after which the process exits and closes them).
     conn.info.tunnels.wait_closed().await;
+}
+
+/// What drives a served connection: its timers and the drain signal.
+struct Driving<'a> {
+    conn: &'a Conn,
+    timeouts: keepalive::Timeouts,
+    first_deadline: Pin<&'a mut tokio::time::Sleep>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Driving<'_> {
+    /// Polls hyper's connection until it ends, closing it gracefully when idle too long, when a
+    /// request head is too slow, when no first request came in time, or at shutdown.
+    async fn drive<F>(mut self, mut served: Pin<&mut F>, graceful: impl Fn(Pin<&mut F>))
+    where
+        F: Future<Output = Result<(), hyper::Error>>,
+    {
+        let (activity, timeouts) = (&self.conn.activity, &self.timeouts);
+        let mut armed = tokio::time::Instant::now() + timeouts.keepalive.max(timeouts.idle_h2);
+        let idle_timer = tokio::time::sleep_until(armed);
+        tokio::pin!(idle_timer);
+        let mut first_checked = false;
+        let mut closing = *self.shutdown.borrow();
+        if closing {
+            graceful(served.as_mut());
+        }
+        loop {
+            // Polled after `served` in the same pass: a head that just started (or a request
+            // that just ended) moves the deadline earlier without an extra wake-up.
+            let timer = std::future::poll_fn(|cx| {
+                if let Some(want) = activity.deadline(timeouts) {
+                    if want < armed {
+                        armed = want;
+                        idle_timer.as_mut().reset(want);
+                    }
+                }
+                idle_timer.as_mut().poll(cx)
+            });
+            tokio::select! {
+                biased;
+                res = served.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = %self.conn.info.peer, error = %e, "connection ended with error");
+                    }
+                    break;
+                }
+                _ = self.first_deadline.as_mut(), if !first_checked => {
+                    first_checked = true;
+                    if !self.conn.first.seen() {
+                        tracing::debug!(peer = %self.conn.info.peer, "no request head within header_read_timeout; closing");
+                        break;
+                    }
+                }
+                _ = self.shutdown.changed(), if !closing => {
+                    closing = true;
+                    graceful(served.as_mut());
+                }
+                _ = timer, if !closing => {
+                    match activity.verdict(timeouts) {
+                        keepalive::Verdict::Close => {
+                            tracing::debug!(peer = %self.conn.info.peer, "idle keep-alive or slow request head; closing");
+                            closing = true;
+                            graceful(served.as_mut());
+                        }
+                        keepalive::Verdict::Wait(at) => {
+                            armed = at;
+                            idle_timer.as_mut().reset(at);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -219,6 +219,9 @@ start_nginx() {
     render "$LT_DIR/conf/nginx.conf.in" "$WORK/$name/nginx.conf" \
         WORK="$WORK/$name" ACCESS_LOG="$access_log" BACKEND="$BACKEND_ADDR" \
         LISTEN="127.0.0.1:$NGINX_PORT${tls:+ ssl}" TLS_DIRECTIVES="$tls"
+    # More than 4,096 client connections (load-tests/idle-conns): NGINX_WORKER_CONNECTIONS.
+    sed -i "s/worker_connections 4096;/worker_connections ${NGINX_WORKER_CONNECTIONS:-4096};/" \
+        "$WORK/$name/nginx.conf"
     "$nginx" -t -q -p "$WORK/$name" -c "$WORK/$name/nginx.conf" 2>"$WORK/$name-check.log" \
         || { cat "$WORK/$name-check.log" >&2; die "nginx rejected its config"; }
     start_bg "$name" "$PROXY_CPU" "$nginx" -p "$WORK/$name" -c "$WORK/$name/nginx.conf"

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::template::{Inputs, Missing};
 use super::{BUDGET_HEADER, Part};
 use crate::error::GatewayError;
+use crate::filter::headers::slab;
 use crate::upstream::error_chain;
 
 /// Why a part has no answer. The token is what clients see in `portico-partial` and `_partial`.
@@ -190,9 +191,18 @@ pub fn prepare(
     }
     let inputs = ctx.inputs(values);
     let path = part.path.render(&inputs).map_err(Failure::missing)?;
-    // Literal text was checked at load and values are percent-encoded, so this holds.
-    let path = PathAndQuery::try_from(path).map_err(|_| Failure::new(Reason::MissingInput))?;
-    let mut headers = ctx.base.clone();
+    // Literal text was checked at load and values are percent-encoded, so this holds. (Copied
+    // into the per-thread chunk: a `String` whose length is not its capacity would cost a
+    // second allocation on the way to `Bytes`.)
+    let path = PathAndQuery::from_maybe_shared(slab::bytes(path.as_bytes()))
+        .map_err(|_| Failure::new(Reason::MissingInput))?;
+    // Sized for what is added below, so inserting does not grow it.
+    let mut headers = HeaderMap::with_capacity(
+        ctx.base.len() + part.pass_headers.len() + part.set_headers.len() + 2,
+    );
+    for (name, value) in ctx.base.iter() {
+        headers.append(name.clone(), value.clone());
+    }
     for name in part.pass_headers.iter() {
         // Verified-claim headers are already in `base`, once.
         if ctx.base.contains_key(name) {
@@ -213,7 +223,7 @@ pub fn prepare(
         headers.insert(name.clone(), value);
     }
     let budget_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
-    headers.insert(&BUDGET_HEADER, HeaderValue::from(budget_ms));
+    headers.insert(&BUDGET_HEADER, slab::number(budget_ms));
     let body = match &part.body {
         None => Bytes::new(),
         Some(t) => {

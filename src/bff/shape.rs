@@ -46,6 +46,9 @@ pub struct Shape {
     renames: Box<[Rename]>,
     /// What the parser keeps: `fields` plus the paths other parts read (`None`: everything).
     projection: Option<Node>,
+    /// `max_items` applied while parsing (elements past it are skipped unbuilt); off when
+    /// other parts' templates read this part's answer (they may index past the cap).
+    parse_cap: Option<usize>,
 }
 
 /// Parses `items[].id` into steps.
@@ -153,6 +156,7 @@ impl Shape {
         }
         Ok(Shape {
             projection: fields.clone(),
+            parse_cap: max_items,
             fields,
             max_items,
             renames: compiled.into(),
@@ -163,6 +167,9 @@ impl Shape {
     /// raw answer (`segment`, `lines.0.sku`). An index keeps its whole array; a path the tree
     /// cannot hold, or the whole answer, turns the projection off.
     pub fn keep_for_templates(&mut self, reads: &[&[Box<str>]]) {
+        if !reads.is_empty() {
+            self.parse_cap = None;
+        }
         for path in reads {
             let Some(projection) = self.projection.as_mut() else {
                 return;
@@ -184,7 +191,7 @@ impl Shape {
             None => serde_json::from_slice(bytes),
             Some(node) => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                let value = Project(node).deserialize(&mut de)?;
+                let value = Project(node, self.parse_cap).deserialize(&mut de)?;
                 de.end()?;
                 Ok(value)
             }
@@ -224,13 +231,20 @@ fn keep(node: &Node, value: Value, max: Option<usize>) -> Option<Value> {
             Some(v)
         }
         (Node::Object(children), Value::Object(mut map)) => {
-            let mut out = Map::new();
-            for (key, child) in children.iter() {
-                if let Some(v) = map.remove(&**key).and_then(|v| keep(child, v, max)) {
-                    out.insert(key.to_string(), v);
-                }
-            }
-            Some(Value::Object(out))
+            // In place: the parser's projection already left (mostly) the kept keys, so the
+            // map and its keys are reused instead of rebuilt (an object's keys are ordered by
+            // name either way).
+            map.retain(|k, v| match children.iter().find(|(key, _)| **key == **k) {
+                Some((_, child)) => match keep(child, std::mem::take(v), max) {
+                    Some(kept) => {
+                        *v = kept;
+                        true
+                    }
+                    None => false,
+                },
+                None => false,
+            });
+            Some(Value::Object(map))
         }
         (Node::Each(inner), Value::Array(mut items)) => {
             if let Some(max) = max {
@@ -282,7 +296,8 @@ fn rename(value: &mut Value, path: &[Step], from: &str, to: &str) {
 
 /// Deserializes the parts of a value a node keeps; anything else is skipped unbuilt. A value
 /// of the wrong type for its node becomes `null` (shaping then omits it).
-struct Project<'a>(&'a Node);
+/// The second field caps the arrays of `Each` nodes (`max_items`).
+struct Project<'a>(&'a Node, Option<usize>);
 
 impl<'de> DeserializeSeed<'de> for Project<'_> {
     type Value = Value;
@@ -290,7 +305,7 @@ impl<'de> DeserializeSeed<'de> for Project<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         match self.0 {
             Node::All => Value::deserialize(d),
-            node => d.deserialize_any(ProjectVisitor(node)),
+            node => d.deserialize_any(ProjectVisitor(node, self.1)),
         }
     }
 }
@@ -318,7 +333,7 @@ impl<'de> Visitor<'de> for KeyIndex<'_> {
     }
 }
 
-struct ProjectVisitor<'a>(&'a Node);
+struct ProjectVisitor<'a>(&'a Node, Option<usize>);
 
 impl<'de> Visitor<'de> for ProjectVisitor<'_> {
     type Value = Value;
@@ -337,7 +352,7 @@ impl<'de> Visitor<'de> for ProjectVisitor<'_> {
             match found {
                 Some(i) => {
                     let (key, node) = &children[i];
-                    let v = map.next_value_seed(Project(node))?;
+                    let v = map.next_value_seed(Project(node, self.1))?;
                     out.insert(key.to_string(), v);
                 }
                 None => {
@@ -353,10 +368,15 @@ impl<'de> Visitor<'de> for ProjectVisitor<'_> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(Value::Null);
         };
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(Project(inner))? {
-            out.push(v);
+        let cap = self.1.unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64).min(cap));
+        while out.len() < cap {
+            match seq.next_element_seed(Project(inner, self.1))? {
+                Some(v) => out.push(v),
+                None => return Ok(Value::Array(out)),
+            }
         }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Value::Array(out))
     }
 
@@ -457,6 +477,23 @@ mod tests {
             root.apply(json!([{"id": 1, "x": 2}, null])).unwrap(),
             json!([{"id": 1}])
         );
+    }
+
+    #[test]
+    fn max_items_caps_arrays_while_parsing_unless_templates_read_the_answer() {
+        let raw = br#"{"items": [{"id": 1}, {"id": 2, "x": 0}, 7, {"id": 4}], "n": 1}"#;
+        let mut s = shape(&["items[].id"], Some(2), &[]);
+        assert_eq!(
+            s.parse(raw).unwrap(),
+            json!({"items": [{"id": 1}, {"id": 2}]})
+        );
+        assert_eq!(
+            s.apply(s.parse(raw).unwrap()).unwrap(),
+            json!({"items": [{"id": 1}, {"id": 2}]})
+        );
+        let seg: Vec<Box<str>> = vec!["items".into()];
+        s.keep_for_templates(&[&seg]);
+        assert_eq!(s.parse(raw).unwrap()["items"].as_array().unwrap().len(), 4);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Header phase: hop-by-hop stripping, forwarding headers, request ids, per-route header edits.
 
 pub mod compile;
+pub mod slab;
 pub mod underscore;
 
 use std::net::IpAddr;
@@ -148,7 +149,7 @@ pub fn forward(
     headers: &mut HeaderMap,
     conn: &ConnInfo,
     trusted_proxies: &[Cidr],
-    host: Option<&HeaderValue>,
+    host: Option<HeaderValue>,
 ) {
     let trusted = is_trusted(trusted_proxies, conn.peer.ip());
     let proto = if conn.tls { "https" } else { "http" };
@@ -162,7 +163,7 @@ pub fn set_forwarded(
     peer: IpAddr,
     trusted: bool,
     proto: &'static str,
-    host: Option<&HeaderValue>,
+    host: Option<HeaderValue>,
 ) {
     let peer = canonical(peer);
     if !trusted {
@@ -172,7 +173,7 @@ pub fn set_forwarded(
         headers.insert(&X_FORWARDED_FOR, ip_header_value(peer));
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         match host {
-            Some(h) => headers.insert(&X_FORWARDED_HOST, h.clone()),
+            Some(h) => headers.insert(&X_FORWARDED_HOST, h),
             None => headers.remove(&X_FORWARDED_HOST),
         };
         return;
@@ -195,7 +196,7 @@ pub fn set_forwarded(
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = host {
-            headers.insert(&X_FORWARDED_HOST, h.clone());
+            headers.insert(&X_FORWARDED_HOST, h);
         }
     }
 }
@@ -222,7 +223,7 @@ pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
                 buf[len] = b'0' + octet % 10;
                 len += 1;
             }
-            HeaderValue::from_bytes(&buf[..len]).expect("digits and dots are a valid header value")
+            slab::value(&buf[..len]).expect("digits and dots are a valid header value")
         }
         IpAddr::V6(v6) => {
             HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value")
@@ -266,7 +267,7 @@ pub fn new_request_id() -> HeaderValue {
     write_hex(&mut buf[..16], prefix);
     buf[16] = b'-';
     write_hex(&mut buf[17..], n);
-    HeaderValue::from_bytes(&buf).expect("hex is a valid header value")
+    slab::value(&buf).expect("hex is a valid header value")
 }
 
 /// Writes the low `out.len()` hex digits of `n`, zero-padded, lowercase.
@@ -380,7 +381,7 @@ mod tests {
             "::ffff:10.0.0.1".parse().unwrap(),
             false,
             "http",
-            Some(&host),
+            Some(host.clone()),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");

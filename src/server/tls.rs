@@ -15,6 +15,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
+use crate::server::detect::Proto;
 use crate::server::{Accepted, ConnTracker, accept_loop, serve_connection};
 use crate::tls::ClientCert;
 
@@ -76,7 +77,8 @@ pub async fn accept_tls(
                     https_port: Some(local.port()),
                     tunnels: Default::default(),
                 };
-                serve_connection(stream, info, gateway, shutdown).await;
+                let proto = Proto::from_alpn(stream.get_ref().1.alpn_protocol());
+                serve_connection(stream, info, proto, gateway, shutdown).await;
                 drop(slot);
             })
         },
