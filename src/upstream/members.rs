@@ -2,6 +2,7 @@
 //! checkers. Swapped whole when a discovery source changes the set; endpoints that stay keep
 //! their state (health, ejection, slow-start ramp, counts) and their checkers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::balance::Balancer;
@@ -89,11 +90,15 @@ impl Members {
         old: Option<&Members>,
         version: u64,
     ) -> Members {
+        // One pass over the old set (a discovered set of hundreds is rebuilt on every change).
+        let by_label: HashMap<String, &Endpoint> = old
+            .map(|p| p.endpoints.iter().map(|e| (e.label(), e)).collect())
+            .unwrap_or_default();
         let endpoints: Vec<Endpoint> = wanted
             .into_iter()
             .map(|w| {
                 let label = label(&w.scheme, &w.authority);
-                let kept = old.and_then(|p| p.endpoints.iter().find(|e| e.label() == label));
+                let kept = by_label.get(&label);
                 let state = match kept {
                     Some(old) => old.state.clone(),
                     None => {
