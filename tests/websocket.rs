@@ -129,16 +129,19 @@ async fn max_tunnels_caps_open_tunnels() {
     let url = ws_url(&gw, "/open");
     let first = tokio::spawn({
         let url = url.clone();
-        async move { py(&["client", &url, "1", "1.5"]).await }
+        // Held open 6 s: long enough for a second Python client to start on a loaded machine.
+        async move { py(&["client", &url, "1", "6"]).await }
     });
     // The first tunnel is open (bounded wait on the gauge).
     let metrics = || gw.running().gateway.runtime().metrics.encode();
-    for _ in 0..100 {
-        if metrics().contains("portico_tunnels_open{route=\"open\"} 1") {
+    let open = "portico_tunnels_open{route=\"open\"} 1";
+    for _ in 0..500 {
+        if metrics().contains(open) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(metrics().contains(open), "the first tunnel never opened");
     assert_eq!(py(&["client", &url, "1", "0"]).await, "refused 503");
     assert_eq!(first.await.unwrap(), "echoed 2");
 }
