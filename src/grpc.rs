@@ -70,12 +70,6 @@ pub fn deadline(headers: &mut HeaderMap, route_timeout: Duration) -> Duration {
     left
 }
 
-/// Whether the client set a deadline of its own (`grpc-timeout`): then the whole call, body and
-/// trailers included, must end by it, not only the response head.
-pub fn has_client_deadline(headers: &HeaderMap) -> bool {
-    headers.contains_key(&GRPC_TIMEOUT) && is_grpc(headers)
-}
-
 /// A gRPC response body that ends at the call's deadline: a stream still running then is cut
 /// (the upstream stream is reset by dropping it) and closed with trailers `grpc-status: 4`
 /// (DEADLINE_EXCEEDED), so the client sees the status the deadline means, not a broken stream.

@@ -390,8 +390,11 @@ async fn proxy<'a>(
     });
     let offered = upgrading.then(|| parts.headers.clone());
     // A gRPC client's `grpc-timeout` shortens the deadline; what is left goes upstream.
-    let grpc_deadline = crate::grpc::has_client_deadline(&parts.headers);
-    let timeout = if crate::grpc::is_grpc(&parts.headers) {
+    // A client's own `grpc-timeout` bounds the whole call, body and trailers included, not
+    // only the response head.
+    let grpc = crate::grpc::is_grpc(&parts.headers);
+    let grpc_deadline = grpc && parts.headers.contains_key(&crate::grpc::GRPC_TIMEOUT);
+    let timeout = if grpc {
         crate::grpc::deadline(&mut parts.headers, dispatch.timeout)
     } else {
         dispatch.timeout
