@@ -320,7 +320,11 @@ async fn proxy<'a>(
         Target::Bff(endpoint) => {
             let env = rt.bff_env();
             let id = endpoint.endpoint.id.clone();
-            let serve = bff::serve(env, conn, request_id, &endpoint, identity, parts, body);
+            // Boxed, as the other large and optional branches (mirror, retries, new
+            // connections): the request future every connection holds stays small.
+            let serve = Box::pin(bff::serve(
+                env, conn, request_id, &endpoint, identity, parts, body,
+            ));
             let resp =
                 crate::trace::child(|| format!("aggregate {id}"), serve, spans::aggregate).await?;
             return match &mut scripts {
@@ -405,8 +409,7 @@ async fn proxy<'a>(
     // Phase 6: forward (and mirror).
     let mut resp = match route.mirror.as_deref() {
         Some(m) if m.wants(&parts, &body, upgrading) => {
-            m.forward(upstream, parts, body, limit, timeout, key)
-                .await?
+            Box::pin(m.forward(upstream, parts, body, limit, timeout, key)).await?
         }
         _ => {
             // With a retry policy the body is also kept (up to its cap) for a retry.

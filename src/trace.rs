@@ -13,10 +13,14 @@ pub mod otlp;
 mod span;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::Either;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::task::futures::TaskLocalFuture;
 
 pub use span::{Attr, Kind};
 
@@ -165,9 +169,11 @@ impl Tracer {
     }
 }
 
-/// Runs `fut` with `scope` as the parent of the spans it starts.
-pub async fn in_scope<F: Future>(scope: Scope, fut: F) -> F::Output {
-    SCOPE.scope(scope, fut).await
+/// Runs `fut` with `scope` as the parent of the spans it starts. A plain function, not an
+/// `async fn`: an async wrapper would hold `fut` twice (its argument and the awaited copy),
+/// doubling the size of every request's future.
+pub fn in_scope<F: Future>(scope: Scope, fut: F) -> TaskLocalFuture<Scope, F> {
+    SCOPE.scope(scope, fut)
 }
 
 /// The current request's scope, for work it spawns onto another task (a mirror copy).
@@ -175,11 +181,14 @@ pub fn current() -> Option<Scope> {
     SCOPE.try_with(Scope::clone).ok()
 }
 
-/// Runs `fut` in `scope` when there is one.
-pub async fn maybe_in_scope<F: Future>(scope: Option<Scope>, fut: F) -> F::Output {
+/// Runs `fut` in `scope` when there is one (no larger than `fut`, as [`in_scope`]).
+pub fn maybe_in_scope<F: Future>(
+    scope: Option<Scope>,
+    fut: F,
+) -> Either<TaskLocalFuture<Scope, F>, F> {
     match scope {
-        Some(s) => SCOPE.scope(s, fut).await,
-        None => fut.await,
+        Some(s) => Either::Left(SCOPE.scope(s, fut)),
+        None => Either::Right(fut),
     }
 }
 
@@ -237,33 +246,79 @@ impl Attempt {
 }
 
 /// Runs `fut` as an INTERNAL span named `name` (a BFF part, the aggregation) under the current
-/// scope; `describe` turns its output into attributes and an error. Without a sampled scope it
-/// just runs `fut`.
-pub async fn child<F, D>(name: impl FnOnce() -> String, fut: F, describe: D) -> F::Output
+/// scope; `describe` turns its output into attributes and an error. Without a recording scope
+/// it is `fut` itself; with one, the span's bookkeeping is boxed, so an unsampled request's
+/// future is no larger than `fut`. Call it from inside the request's task (it reads the scope).
+pub fn child<F, N, D>(name: N, fut: F, describe: D) -> Either<F, Pin<Box<Recorded<F, N, D>>>>
 where
     F: Future,
+    N: FnOnce() -> String,
     D: FnOnce(&F::Output) -> (Vec<Attr>, Option<String>),
 {
     let recording = SCOPE.try_with(|s| s.recording.then(|| s.clone()));
-    let Some(parent) = recording.ok().flatten() else {
-        return fut.await;
-    };
-    let mut scope = parent.clone();
-    scope.span_id = context::new_span_id();
-    let start = SystemTime::now();
-    let out = SCOPE.scope(scope.clone(), fut).await;
-    let (attrs, error) = describe(&out);
+    match recording.ok().flatten() {
+        None => Either::Left(fut),
+        Some(parent) => Either::Right(Box::pin(Recorded::new(parent, name, fut, describe))),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run as a recorded INTERNAL span (see [`child`]).
+    pub struct Recorded<F: Future, N, D> {
+        #[pin]
+        fut: TaskLocalFuture<Scope, F>,
+        done: Option<(Scope, Scope, SystemTime, N, D)>,
+    }
+}
+
+impl<F: Future, N, D> Recorded<F, N, D> {
+    fn new(parent: Scope, name: N, fut: F, describe: D) -> Self {
+        let mut scope = parent.clone();
+        scope.span_id = context::new_span_id();
+        let start = SystemTime::now();
+        Recorded {
+            fut: SCOPE.scope(scope.clone(), fut),
+            done: Some((parent, scope, start, name, describe)),
+        }
+    }
+}
+
+impl<F, N, D> Future for Recorded<F, N, D>
+where
+    F: Future,
+    N: FnOnce() -> String,
+    D: FnOnce(&F::Output) -> (Vec<Attr>, Option<String>),
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        if let Some((parent, scope, start, name, describe)) = this.done.take() {
+            finish_child(&parent, &scope, start, name(), describe(&out));
+        }
+        Poll::Ready(out)
+    }
+}
+
+/// Pushes a finished INTERNAL span.
+fn finish_child(
+    parent: &Scope,
+    scope: &Scope,
+    start: SystemTime,
+    name: String,
+    (attrs, error): (Vec<Attr>, Option<String>),
+) {
     parent.tracer.push(span::Finished {
         trace_id: scope.trace_id,
         span_id: scope.span_id,
         parent: Some(parent.span_id),
         tracestate: scope.tracestate.clone(),
-        name: name(),
+        name,
         kind: Kind::Internal,
         start,
         end: SystemTime::now(),
         attrs,
         error,
     });
-    out
 }

@@ -24,6 +24,7 @@ pub mod status;
 pub mod tls;
 pub mod transport;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -364,18 +365,18 @@ impl Upstream {
     /// Proxies a client request (its URI holds only path and query); `reclaim` gets the body
     /// back for another endpoint if the first refused the connection before reading it. `key`
     /// is the request's consistent-hash key ([`Upstream::key`]).
-    pub async fn forward(
-        &self,
+    /// (A plain function: an `async fn` wrapper would hold a second copy of `req`.)
+    pub fn forward<'a>(
+        &'a self,
         req: Request<RequestBody>,
         reclaim: Option<Reclaim>,
         timeout: Duration,
         key: Option<u64>,
-        served: &mut Served,
-        route: &retry::RouteRetry,
-    ) -> Result<Response<Incoming>, GatewayError> {
+        served: &'a mut Served,
+        route: &'a retry::RouteRetry,
+    ) -> impl Future<Output = Result<Response<Incoming>, GatewayError>> + 'a {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
         self.attempts(req, replay, Deadline::now() + timeout, key, served, route)
-            .await
     }
 
     /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a

@@ -351,8 +351,9 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
             up.call(&part.method, p.path, p.headers, p.body, until, p.hash_key)
                 .await
         }
+        // Boxed: two calls' state, which parts without `hedge_after` should not carry.
         Some(after) => {
-            up.call_hedged(
+            Box::pin(up.call_hedged(
                 &part.method,
                 p.path,
                 p.headers,
@@ -360,7 +361,7 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
                 until,
                 p.hash_key,
                 after,
-            )
+            ))
             .await
         }
     };

@@ -113,6 +113,19 @@ pub async fn find<'t>(
     if !table.has_claim_routes() {
         return table.find(host, method, path, query, headers);
     }
+    // Boxed: a token check may fetch keys, and that state stays out of plain lookups.
+    Box::pin(find_by_claims(table, host, method, uri, headers)).await
+}
+
+/// [`find`] with claim routes in the table.
+async fn find_by_claims<'t>(
+    table: &'t RouteTable,
+    host: Option<&str>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<&'t Arc<Route>, GatewayError> {
+    let (path, query) = (uri.path(), uri.query());
     let mut skipped: Vec<&Arc<Route>> = Vec::new();
     loop {
         let route = table.find_skipping(host, method, path, query, headers, &skipped)?;

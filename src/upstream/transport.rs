@@ -10,10 +10,12 @@ mod h1;
 mod h2;
 mod pool;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -122,20 +124,23 @@ impl Transport {
     }
 
     /// Sends `req` (its URI holds the path and query) to `ep` and waits for the response head.
-    pub async fn send(
-        &self,
-        ep: &Endpoint,
+    ///
+    /// A plain function returning one of the two sends: an `async fn` here would keep its own
+    /// copy of `req` beside the one the chosen send holds, in every request's future.
+    pub fn send<'a>(
+        &'a self,
+        ep: &'a Endpoint,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> impl Future<Output = Result<Response<Incoming>, SendError>> + 'a {
         let h2_first = match self.protocol {
             Protocol::Http1 => false,
             Protocol::H2 => true,
             Protocol::Auto => ep.scheme == Scheme::HTTPS && h2::connections(&ep.pool) > 0,
         };
         if h2_first {
-            self.send_h2(ep, req).await
+            Either::Left(self.send_h2(ep, req))
         } else {
-            self.send_h1(ep, req).await
+            Either::Right(self.send_h1(ep, req))
         }
     }
 
@@ -148,9 +153,11 @@ impl Transport {
         for _ in 0..ROUNDS {
             let mut busy = match h1::checkout(&ep.pool) {
                 Some(b) => b,
-                None => match self.fresh(ep, self.pending()?).await? {
+                // Opening a connection is boxed: its state (connect, TLS handshake) would
+                // otherwise sit in every request's future, which keep-alive rarely needs.
+                None => match Box::pin(self.fresh(ep, self.pending()?)).await? {
                     Fresh::H1(b) => b,
-                    Fresh::H2 => return self.send_h2(ep, req).await,
+                    Fresh::H2 => return Box::pin(self.send_h2(ep, req)).await,
                 },
             };
             match busy.tx.try_send_request(req).await {
@@ -181,7 +188,7 @@ impl Transport {
         for _ in 0..ROUNDS {
             let mut busy = match h2::checkout(&ep.pool, self.max_streams) {
                 Some(b) => b,
-                None => self.open_h2(ep).await?,
+                None => Box::pin(self.open_h2(ep)).await?,
             };
             match busy.tx.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),

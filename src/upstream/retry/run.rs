@@ -60,8 +60,9 @@ impl Upstream {
                     budget: self.budget(route),
                     non_idempotent: route.non_idempotent,
                 };
-                self.retrying(p, how, req, replay, deadline, key, served)
-                    .await
+                // Boxed: the retry loop's state (the kept head, backoff timer) stays out of
+                // the futures of requests whose routes have no retry policy.
+                Box::pin(self.retrying(p, how, req, replay, deadline, key, served)).await
             }
         };
         if let Some(p) = permit {
