@@ -2,6 +2,8 @@
 //! `handle` turns every error into a response in one place; `proxy` runs the phases in order.
 
 mod admit;
+#[cfg(test)]
+mod future_size;
 mod spans;
 
 use std::borrow::Cow;

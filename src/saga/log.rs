@@ -120,7 +120,12 @@ impl Log {
         for r in &parsed.records {
             live.apply(r, record::frame(r));
         }
-        let tail = rewrite(dir, &mut live, policy.max_keys, chunk_for(policy.compact_at))?;
+        let tail = rewrite(
+            dir,
+            &mut live,
+            policy.max_keys,
+            chunk_for(policy.compact_at),
+        )?;
         let (tx, rx) = mpsc::channel::<Job>();
         let dir = dir.to_path_buf();
         std::thread::Builder::new()
@@ -327,7 +332,11 @@ mod tests {
         let bytes = std::fs::read(&log.path).unwrap();
         let used = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         assert!(used <= 4096 + 200, "log not bounded: {used} bytes");
-        assert!(bytes.len() <= used + 2 * 4096, "tail too long: {} bytes", bytes.len());
+        assert!(
+            bytes.len() <= used + 2 * 4096,
+            "tail too long: {} bytes",
+            bytes.len()
+        );
         drop(log);
         let (_, parsed) = Log::open(dir.path(), policy(4096)).unwrap();
         assert!(parsed.records.contains(&step("open")));

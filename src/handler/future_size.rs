@@ -1,0 +1,35 @@
+//! A guard on the size of the request future: hyper keeps one per connection, and each
+//! request moves it into place, so every byte is copied per request (and held by idle
+//! connections when it is not boxed). Large, rarely taken branches (BFF, mirror, retries,
+//! new upstream connections, claim routes) are boxed where they are awaited to keep it small.
+
+use std::sync::Arc;
+
+use http::Request;
+use hyper::body::Incoming;
+
+use crate::conn::ConnInfo;
+use crate::runtime::Runtime;
+
+/// The size of what `f` returns, without calling it.
+fn output_size<A, B, C, R>(_: impl Fn(A, B, C) -> R) -> usize {
+    std::mem::size_of::<R>()
+}
+
+/// Bytes, in a debug build (a release build's future is smaller). It was 19,808 before the
+/// rare branches were boxed and the tracing wrappers stopped holding a second copy.
+const BUDGET: usize = 6_400;
+
+#[test]
+fn the_request_future_stays_small() {
+    let size = output_size(
+        |rt: Arc<Runtime>, conn: &'static ConnInfo, req: Request<Incoming>| {
+            super::handle(rt, conn, req)
+        },
+    );
+    println!("handler::handle's future: {size} bytes");
+    assert!(
+        size <= BUDGET,
+        "the request future grew to {size} bytes (budget {BUDGET}): box the new branch where it is awaited"
+    );
+}
