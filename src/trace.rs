@@ -249,7 +249,7 @@ impl Attempt {
 /// scope; `describe` turns its output into attributes and an error. Without a recording scope
 /// it is `fut` itself; with one, the span's bookkeeping is boxed, so an unsampled request's
 /// future is no larger than `fut`. Call it from inside the request's task (it reads the scope).
-pub fn child<F, N, D>(name: N, fut: F, describe: D) -> Either<F, Pin<Box<Recorded<F, N, D>>>>
+pub fn child<F, N, D>(name: N, fut: F, describe: D) -> Child<F, N, D>
 where
     F: Future,
     N: FnOnce() -> String,
@@ -261,6 +261,9 @@ where
         Some(parent) => Either::Right(Box::pin(Recorded::new(parent, name, fut, describe))),
     }
 }
+
+/// What [`child`] returns: `fut` itself, or it boxed with its span.
+pub type Child<F, N, D> = Either<F, Pin<Box<Recorded<F, N, D>>>>;
 
 pin_project_lite::pin_project! {
     /// A future run as a recorded INTERNAL span (see [`child`]).
