@@ -353,7 +353,9 @@ impl<'de> Visitor<'de> for ProjectVisitor<'_> {
                 Some(i) => {
                     let (key, node) = &children[i];
                     let v = map.next_value_seed(Project(node, self.1))?;
-                    out.insert(key.to_string(), v);
+                    // `String::from`, not `to_string`: on a `Box<str>` that goes through
+                    // `Display` (a formatter per kept key).
+                    out.insert(String::from(&**key), v);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
