@@ -3,6 +3,7 @@
 
 mod bare_errors;
 pub mod detect;
+mod idle;
 pub mod keepalive;
 pub mod preface;
 pub mod tls;
@@ -24,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::body::Body;
 use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::handler;
@@ -81,11 +81,13 @@ struct Conn {
     first: preface::FirstRequest,
 }
 
-struct InFlight<'a>(&'a keepalive::Activity);
+/// A request counted in flight on its connection until this is dropped: with its response
+/// body once hyper has sent it (or abandoned it), or with the handler if that is cancelled.
+struct InFlight(Arc<Conn>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.request_done();
+        self.0.activity.request_done();
     }
 }
 
@@ -178,7 +180,10 @@ pub async fn accept_plain(
 /// What a request's future is: boxed, so that hyper's per-connection slot for it (allocated
 /// when the connection opens and kept while it is idle) is a pointer, not the whole handler
 /// state (several KB); the box lives only while a request runs.
-type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Handling = Pin<Box<dyn Future<Output = Result<Response<Answer>, Infallible>> + Send>>;
+
+/// A response body as served: it keeps its request in flight until hyper drops it.
+type Answer = idle::Tracked<InFlight>;
 
 fn http1_builder(limits: &Limits) -> http1::Builder {
     let mut b = http1::Builder::new();
@@ -255,32 +260,62 @@ pub async fn serve_connection<I>(
                 c.activity
                     .request_started(req.version() == hyper::Version::HTTP_2);
                 c.first.arrived();
-                let _in_flight = InFlight(&c.activity);
                 let rt = c.gateway.runtime();
-                Ok::<_, Infallible>(handler::handle(rt, &c.info, req).await)
+                let in_flight = InFlight(c);
+                let resp = handler::handle(rt, &in_flight.0.info, req).await;
+                Ok::<_, Infallible>(resp.map(|body| idle::Tracked::new(body, in_flight)))
             })
         },
     );
-    let io = TokioIo::new(io);
-    let driving = Driving {
+    let mut driving = Driving {
         conn: &conn,
         timeouts,
         first_deadline: first_deadline.as_mut(),
+        first_checked: false,
         shutdown,
     };
-    let limits = &conn.gateway.runtime().limits;
     match proto {
         Proto::Http1 => {
-            let served = http1_builder(limits)
-                .serve_connection(io, service)
-                .with_upgrades();
-            tokio::pin!(served);
-            driving.drive(served, |c| c.graceful_shutdown()).await;
+            // Each pass serves until the connection ends, or until it has been quiet long
+            // enough to give hyper's buffers back (idle.rs); the socket then waits for the
+            // next request's first bytes and a fresh hyper connection serves it.
+            let mut io = io;
+            loop {
+                let limits = &conn.gateway.runtime().limits;
+                let mut served = http1_builder(limits)
+                    .serve_connection(TokioIo::new(io), service.clone())
+                    .with_upgrades();
+                let ended = driving
+                    .drive(Pin::new(&mut served), |c| c.graceful_shutdown(), true)
+                    .await;
+                if ended == Ended::Closed {
+                    break;
+                }
+                // Quiet: nothing of hyper's is pending, so its state can go.
+                let Some(parts) = served.into_parts() else {
+                    break;
+                };
+                io = parts.io.into_inner();
+                idle::replay(&mut io, parts.read_buf, &conn.activity);
+                if !io.has_replay()
+                    && !idle::wait_for_request(
+                        &mut io,
+                        &conn.activity,
+                        &timeouts,
+                        &mut driving.shutdown,
+                    )
+                    .await
+                {
+                    break;
+                }
+            }
         }
         // Boxed: an HTTP/1 connection's task does not carry the size of an HTTP/2 one.
         Proto::Http2 => {
-            let mut served = Box::pin(http2_builder(limits).serve_connection(io, service));
-            Box::pin(driving.drive(served.as_mut(), |c| c.graceful_shutdown())).await;
+            let limits = &conn.gateway.runtime().limits;
+            let mut served =
+                Box::pin(http2_builder(limits).serve_connection(TokioIo::new(io), service));
+            Box::pin(driving.drive(served.as_mut(), |c| c.graceful_shutdown(), false)).await;
         }
     }
     // Tunnels upgraded from this connection keep its slot: a drain waits for them (up to
@@ -293,13 +328,30 @@ struct Driving<'a> {
     conn: &'a Conn,
     timeouts: keepalive::Timeouts,
     first_deadline: Pin<&'a mut tokio::time::Sleep>,
+    first_checked: bool,
     shutdown: watch::Receiver<bool>,
+}
+
+/// Why [`Driving::drive`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The connection is over.
+    Closed,
+    /// Quiet for `idle::RELEASE_AFTER` with nothing pending: hyper's state can be dropped.
+    Quiet,
 }
 
 impl Driving<'_> {
     /// Polls hyper's connection until it ends, closing it gracefully when idle too long, when a
-    /// request head is too slow, when no first request came in time, or at shutdown.
-    async fn drive<F>(mut self, mut served: Pin<&mut F>, graceful: impl Fn(Pin<&mut F>))
+    /// request head is too slow, when no first request came in time, or at shutdown. With
+    /// `release`, it returns [`Ended::Quiet`] instead once the connection has been quiet for
+    /// `idle::RELEASE_AFTER` with nothing pending (the caller then drops hyper's state).
+    async fn drive<F>(
+        &mut self,
+        mut served: Pin<&mut F>,
+        graceful: impl Fn(Pin<&mut F>),
+        release: bool,
+    ) -> Ended
     where
         F: Future<Output = Result<(), hyper::Error>>,
     {
@@ -307,7 +359,9 @@ impl Driving<'_> {
         let mut armed = tokio::time::Instant::now() + timeouts.keepalive.max(timeouts.idle_h2);
         let idle_timer = tokio::time::sleep_until(armed);
         tokio::pin!(idle_timer);
-        let mut first_checked = false;
+        let mut quiet_armed = armed;
+        let quiet_timer = tokio::time::sleep_until(quiet_armed);
+        tokio::pin!(quiet_timer);
         let mut closing = *self.shutdown.borrow();
         if closing {
             graceful(served.as_mut());
@@ -324,19 +378,33 @@ impl Driving<'_> {
                 }
                 idle_timer.as_mut().poll(cx)
             });
+            // Pending while anything is in flight, and before a first request (a silent new
+            // connection stays under `header_read_timeout`). Checked on every pass, not in the
+            // branch's condition (evaluated once per loop), so a request that ends arms it.
+            let first = &self.conn.first;
+            let quiet = std::future::poll_fn(|cx| match idle::park_at(activity) {
+                Some(at) if first.seen() => {
+                    if at != quiet_armed {
+                        quiet_armed = at;
+                        quiet_timer.as_mut().reset(at);
+                    }
+                    quiet_timer.as_mut().poll(cx)
+                }
+                _ => std::task::Poll::Pending,
+            });
             tokio::select! {
                 biased;
                 res = served.as_mut() => {
                     if let Err(e) = res {
                         tracing::debug!(peer = %self.conn.info.peer, error = %e, "connection ended with error");
                     }
-                    break;
+                    return Ended::Closed;
                 }
-                _ = self.first_deadline.as_mut(), if !first_checked => {
-                    first_checked = true;
+                _ = self.first_deadline.as_mut(), if !self.first_checked => {
+                    self.first_checked = true;
                     if !self.conn.first.seen() {
                         tracing::debug!(peer = %self.conn.info.peer, "no request head within header_read_timeout; closing");
-                        break;
+                        return Ended::Closed;
                     }
                 }
                 _ = self.shutdown.changed(), if !closing => {
@@ -354,6 +422,12 @@ impl Driving<'_> {
                             armed = at;
                             idle_timer.as_mut().reset(at);
                         }
+                    }
+                }
+                _ = quiet, if release && !closing => {
+                    // Still quiet now (the check and the timer agree).
+                    if idle::park_at(activity).is_some_and(|at| at <= tokio::time::Instant::now()) {
+                        return Ended::Quiet;
                     }
                 }
             }

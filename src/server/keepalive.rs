@@ -37,6 +37,8 @@ pub struct Activity {
     /// First byte read while no request was in flight (ms since `born`, plus 1; 0: none).
     head_since: AtomicU64,
     h2: AtomicBool,
+    /// The last write to the socket was refused for want of room: bytes are still to go.
+    write_blocked: AtomicBool,
 }
 
 /// What the connection task does when its timer fires.
@@ -57,6 +59,7 @@ impl Default for Activity {
             last_active_ms: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            write_blocked: AtomicBool::new(false),
         }
     }
 }
@@ -94,13 +97,32 @@ impl Activity {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Bytes arrived from the client (a request head starts when none is in flight).
     #[inline]
-    fn bytes_read(&self) {
+    pub(super) fn bytes_read(&self) {
         if self.head_since.load(Ordering::Relaxed) == 0
             && self.in_flight.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(self.now_ms() + 1, Ordering::Relaxed);
         }
+    }
+
+    #[inline]
+    fn write_blocked(&self, blocked: bool) {
+        if self.write_blocked.load(Ordering::Relaxed) != blocked {
+            self.write_blocked.store(blocked, Ordering::Relaxed);
+        }
+    }
+
+    /// Since when an HTTP/1 connection has been quiet with nothing pending: no request in
+    /// flight, no byte read since the last one ended, no write waiting for room. `None`
+    /// otherwise, and always on HTTP/2.
+    pub fn quiet_since(&self) -> Option<Instant> {
+        let busy = self.in_flight() > 0
+            || self.h2.load(Ordering::Relaxed)
+            || self.head_since.load(Ordering::Relaxed) != 0
+            || self.write_blocked.load(Ordering::Relaxed);
+        (!busy).then(|| self.at(self.last_active_ms.load(Ordering::Relaxed)))
     }
 
     /// When the connection must next be looked at, or `None` while a request is in flight.
@@ -205,9 +227,12 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         if let Some(bytes) = super::bare_errors::rewrite(buf) {
             // Taken whole; it goes out on the flush hyper sends next.
             *this.rewritten = Some(Box::new(Pending { bytes, sent: 0 }));
+            this.activity.write_blocked(true);
             return Poll::Ready(Ok(buf.len()));
         }
-        this.io.poll_write(cx, buf)
+        let res = this.io.poll_write(cx, buf);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn poll_write_vectored(
@@ -221,10 +246,13 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         if let (Some(only), None) = (written.next(), written.next()) {
             if let Some(bytes) = super::bare_errors::rewrite(only) {
                 *this.rewritten = Some(Box::new(Pending { bytes, sent: 0 }));
+                this.activity.write_blocked(true);
                 return Poll::Ready(Ok(only.len()));
             }
         }
-        this.io.poll_write_vectored(cx, bufs)
+        let res = this.io.poll_write_vectored(cx, bufs);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -233,7 +261,9 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut this = self.project();
-        std::task::ready!(drain(this.io.as_mut(), this.rewritten, cx))?;
+        let drained = drain(this.io.as_mut(), this.rewritten, cx);
+        this.activity.write_blocked(drained.is_pending());
+        std::task::ready!(drained)?;
         this.io.poll_flush(cx)
     }
 
