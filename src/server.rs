@@ -257,8 +257,9 @@ pub async fn serve_connection<I>(
         move |req: hyper::Request<hyper::body::Incoming>| -> Handling {
             let c = svc_conn.clone();
             Box::pin(async move {
+                let h2 = req.version() == hyper::Version::HTTP_2;
                 c.activity
-                    .request_started(req.version() == hyper::Version::HTTP_2);
+                    .request_started(h2, !hyper::body::Body::is_end_stream(req.body()));
                 c.first.arrived();
                 let rt = c.gateway.runtime();
                 let in_flight = InFlight(c);
@@ -413,8 +414,15 @@ impl Driving<'_> {
                 }
                 _ = timer, if !closing => {
                     match activity.verdict(timeouts) {
+                        // A stalled head is dropped at once: nothing is in flight, and hyper
+                        // would wait for the rest of a head on a connection it did not see
+                        // serve a request (one rebuilt after a release, see idle.rs).
+                        keepalive::Verdict::Close if activity.head_started() => {
+                            tracing::debug!(peer = %self.conn.info.peer, "slow request head; closing");
+                            return Ended::Closed;
+                        }
                         keepalive::Verdict::Close => {
-                            tracing::debug!(peer = %self.conn.info.peer, "idle keep-alive or slow request head; closing");
+                            tracing::debug!(peer = %self.conn.info.peer, "idle keep-alive; closing");
                             closing = true;
                             graceful(served.as_mut());
                         }

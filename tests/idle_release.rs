@@ -163,3 +163,36 @@ async fn a_drain_closes_a_released_connection() {
     );
     assert!(shutdown.await.unwrap(), "the drain did not finish cleanly");
 }
+
+/// A request body still unread when the exchange ended (the backend answered before reading
+/// it): its rest, sent after the release delay, must not be read as a new request (a desync
+/// behind a shared front connection). hyper gives up on a body nobody reads and closes the
+/// connection; on top of that, a connection whose latest request had a body is never released
+/// (`Activity::quiet_since`, unit-tested in keepalive.rs).
+#[tokio::test]
+async fn the_rest_of_a_body_still_being_read_is_never_read_as_a_request() {
+    let (backend, gw) = gateway("keepalive_timeout = \"30s\"").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let smuggled = "GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n";
+    let body = format!("{:<64}{smuggled}", "x");
+    let head = format!(
+        "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body.as_bytes()[..8]).await.unwrap();
+    // The backend answers without reading the body; the gateway relays that answer.
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tokio::time::sleep(PAST_RELEASE).await;
+    let _ = s.write_all(&body.as_bytes()[8..]).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(!rest.contains("ok /smuggled"), "{rest}");
+    assert_eq!(
+        backend.hits(),
+        1,
+        "the body's rest reached the backend as a request"
+    );
+}

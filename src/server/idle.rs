@@ -7,8 +7,10 @@
 //!
 //! "Nothing pending" is decided from what the connection's [`Activity`] sees: no request in
 //! flight (a request counts until hyper drops its response body, see [`Tracked`]), no byte read
-//! since the last exchange ended, and no write waiting for room. Whatever hyper had read and
-//! not yet parsed comes back from `into_parts` and is served again first.
+//! since the last exchange ended, no write waiting for room, and a latest request without a
+//! body (hyper may still be reading a body after its exchange ended; that state is never
+//! dropped). Whatever hyper had read and not yet parsed comes back from `into_parts` and is
+//! served again first. HTTP/2 connections are not released.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

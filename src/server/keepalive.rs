@@ -39,6 +39,8 @@ pub struct Activity {
     h2: AtomicBool,
     /// The last write to the socket was refused for want of room: bytes are still to go.
     write_blocked: AtomicBool,
+    /// The latest request came with a body (which the gateway may not have read to its end).
+    with_body: AtomicBool,
 }
 
 /// What the connection task does when its timer fires.
@@ -60,6 +62,7 @@ impl Default for Activity {
             head_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             write_blocked: AtomicBool::new(false),
+            with_body: AtomicBool::new(false),
         }
     }
 }
@@ -73,9 +76,12 @@ impl Activity {
         self.born + Duration::from_millis(ms)
     }
 
-    /// A request reached the service (its head is complete).
+    /// A request reached the service (its head is complete); `with_body`: it has a body.
     #[inline]
-    pub fn request_started(&self, h2: bool) {
+    pub fn request_started(&self, h2: bool, with_body: bool) {
+        if self.with_body.load(Ordering::Relaxed) != with_body {
+            self.with_body.store(with_body, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if self.head_since.load(Ordering::Relaxed) != 0 {
             self.head_since.store(0, Ordering::Relaxed);
@@ -90,6 +96,11 @@ impl Activity {
     pub fn request_done(&self) {
         self.last_active_ms.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request head has started arriving (and no request is in flight).
+    pub fn head_started(&self) -> bool {
+        self.in_flight() == 0 && self.head_since.load(Ordering::Relaxed) != 0
     }
 
     /// Requests in flight.
@@ -115,10 +126,17 @@ impl Activity {
     }
 
     /// Since when an HTTP/1 connection has been quiet with nothing pending: no request in
-    /// flight, no byte read since the last one ended, no write waiting for room. `None`
-    /// otherwise, and always on HTTP/2.
+    /// flight, no byte read since the last one ended, no write waiting for room, and a latest
+    /// request without a body. `None` otherwise, and always on HTTP/2.
+    ///
+    /// The body rule is the conservative one: a handler may answer before reading a body, and
+    /// hyper then goes on reading (or draining) it after the exchange, a state that must never
+    /// be dropped (the rest of the body would be read as a new request). Which bodies were read
+    /// to their end is not visible here, so any request with a body keeps hyper's state until
+    /// a later request without one.
     pub fn quiet_since(&self) -> Option<Instant> {
         let busy = self.in_flight() > 0
+            || self.with_body.load(Ordering::Relaxed)
             || self.h2.load(Ordering::Relaxed)
             || self.head_since.load(Ordering::Relaxed) != 0
             || self.write_blocked.load(Ordering::Relaxed);
@@ -264,7 +282,9 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
         let drained = drain(this.io.as_mut(), this.rewritten, cx);
         this.activity.write_blocked(drained.is_pending());
         std::task::ready!(drained)?;
-        this.io.poll_flush(cx)
+        let res = this.io.poll_flush(cx);
+        this.activity.write_blocked(res.is_pending());
+        res
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -291,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn idle_h1_waits_keepalive_and_a_started_head_waits_header_read() {
         let a = Activity::default();
-        a.request_started(false);
+        a.request_started(false, false);
         assert_eq!(
             a.deadline(&T),
             None,
@@ -310,15 +330,43 @@ mod tests {
         };
         assert_eq!(a.verdict(&cut), Verdict::Close, "a stalled head is cut");
         // The head completed: back to the keep-alive wait.
-        a.request_started(false);
+        a.request_started(false, false);
         a.request_done();
         assert!(matches!(a.verdict(&cut), Verdict::Wait(_)));
     }
 
     #[tokio::test]
+    async fn only_a_quiet_h1_connection_after_a_bodiless_request_may_be_released() {
+        let a = Activity::default();
+        a.request_started(false, false);
+        assert_eq!(a.quiet_since(), None, "in flight");
+        a.request_done();
+        assert!(a.quiet_since().is_some(), "quiet after a GET");
+        a.write_blocked(true);
+        assert_eq!(a.quiet_since(), None, "bytes still to write");
+        a.write_blocked(false);
+        a.bytes_read();
+        assert_eq!(a.quiet_since(), None, "a head started");
+        // A request with a body: its rest may still be read after the exchange.
+        a.request_started(false, true);
+        a.request_done();
+        assert_eq!(a.quiet_since(), None, "after a request with a body");
+        a.request_started(false, false);
+        a.request_done();
+        assert!(
+            a.quiet_since().is_some(),
+            "a later bodiless request clears it"
+        );
+        let h2 = Activity::default();
+        h2.request_started(true, false);
+        h2.request_done();
+        assert_eq!(h2.quiet_since(), None, "never on HTTP/2");
+    }
+
+    #[tokio::test]
     async fn h2_reads_never_start_a_head_timer() {
         let a = Activity::default();
-        a.request_started(true);
+        a.request_started(true, false);
         a.request_done();
         a.bytes_read();
         let at = after_born(&a, a.deadline(&T).unwrap());
