@@ -360,8 +360,10 @@ impl Driving<'_> {
         let mut armed = tokio::time::Instant::now() + timeouts.keepalive.max(timeouts.idle_h2);
         let idle_timer = tokio::time::sleep_until(armed);
         tokio::pin!(idle_timer);
-        let mut quiet_armed = armed;
-        let quiet_timer = tokio::time::sleep_until(quiet_armed);
+        // Armed once per quiet spell, not per request (the release time only moves later):
+        // when it fires early, it is armed again for the current release time.
+        let mut quiet_armed = false;
+        let quiet_timer = tokio::time::sleep_until(armed);
         tokio::pin!(quiet_timer);
         let mut closing = *self.shutdown.borrow();
         if closing {
@@ -385,8 +387,8 @@ impl Driving<'_> {
             let first = &self.conn.first;
             let quiet = std::future::poll_fn(|cx| match idle::park_at(activity) {
                 Some(at) if first.seen() => {
-                    if at != quiet_armed {
-                        quiet_armed = at;
+                    if !quiet_armed {
+                        quiet_armed = true;
                         quiet_timer.as_mut().reset(at);
                     }
                     quiet_timer.as_mut().poll(cx)
@@ -433,10 +435,12 @@ impl Driving<'_> {
                     }
                 }
                 _ = quiet, if release && !closing => {
-                    // Still quiet now (the check and the timer agree).
+                    // Still quiet now (the check and the timer agree); else re-armed for the
+                    // release time the latest request moved it to.
                     if idle::park_at(activity).is_some_and(|at| at <= tokio::time::Instant::now()) {
                         return Ended::Quiet;
                     }
+                    quiet_armed = false;
                 }
             }
         }
