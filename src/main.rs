@@ -358,8 +358,9 @@ fn serve(path: &Path, demo_latency: Option<Duration>) -> ExitCode {
         if demo_latency.is_some() {
             print_tour(running.http_addr(), &running.gateway.runtime());
         }
-        announce_ready(&running);
-        wait_for_signals(running).await
+        // `ready` is printed once the signal handlers are in place: a supervisor may send
+        // SIGTERM as soon as it reads that line.
+        wait_for_signals(running, announce_ready).await
     });
     // Requests cut by an expired grace period must not keep the process alive.
     tokio.shutdown_timeout(Duration::from_secs(1));
@@ -462,9 +463,10 @@ fn print_tour(addr: std::net::SocketAddr, rt: &portico::runtime::Runtime) {
 }
 
 /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains. A second SIGTERM/SIGINT
-/// during the drain exits at once with status 1.
+/// during the drain exits at once with status 1. `ready` announces the process once the handlers
+/// are installed.
 #[cfg(unix)]
-async fn wait_for_signals(mut running: Running) -> ExitCode {
+async fn wait_for_signals(mut running: Running, ready: fn(&Running)) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -474,6 +476,7 @@ async fn wait_for_signals(mut running: Running) -> ExitCode {
         eprintln!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    ready(&running);
     loop {
         tokio::select! {
             _ = term.recv() => break,
