@@ -150,6 +150,31 @@ async fn alpn_negotiates_h2_or_http11() {
     }
 }
 
+/// A TLS connection quiet past the 1 s after which an idle HTTP/1 connection releases hyper's
+/// buffers (src/server/idle.rs) goes on serving over the same TLS session.
+#[tokio::test]
+async fn a_released_idle_tls_connection_serves_its_next_request() {
+    let backend = Backend::echo("echo").await;
+    let pki = Pki::new("Test CA");
+    let api = pki.server(&["api.test"]);
+    let gw = start(&config(backend.addr, CERT_A, "", ""), &pair("api", &api)).await;
+    for alpn in [&[][..], &[&b"http/1.1"[..]][..]] {
+        let cfg = client_config(ClientOpts {
+            roots: vec![&pki],
+            alpn: alpn.to_vec(),
+            ..Default::default()
+        });
+        let stream = tls_connect(https(&gw), "api.test", cfg).await.unwrap();
+        let mut conn = Conn::over(stream).await.unwrap();
+        for _ in 0..3 {
+            let (_, answer) = conn.get("api.test", "/x").await.unwrap();
+            assert_eq!(answer.status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    }
+    assert_eq!(backend.hits(), 6);
+}
+
 #[tokio::test]
 async fn tls12_and_tls13_accepted_tls11_refused() {
     let backend = Backend::echo("echo").await;
