@@ -6,7 +6,8 @@
 //!
 //! The file is preallocated: records overwrite a zero-filled tail, grown a chunk at a time,
 //! so a record's fdatasync flushes its data block only, not the file size and the journal
-//! commit an append needs (about a third less latency on ext4). The first NUL ends the log.
+//! commit an append needs (about a third less latency on ext4). The log ends at its last
+//! non-NUL byte (`record::parse`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -216,7 +217,6 @@ fn rewrite(dir: &Path, live: &mut Live, max_keys: usize, chunk: u64) -> Result<T
     let bytes = live.lines(now_ms(), max_keys);
     let mut f = OpenOptions::new()
         .create(true)
-        .read(true)
         .write(true)
         .truncate(true)
         .open(&temp)
