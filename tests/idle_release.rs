@@ -108,10 +108,7 @@ async fn a_released_connection_serves_its_next_requests_then_closes_at_keepalive
     assert!(second.ends_with("ok /b"), "{second}");
     assert_eq!(backend.hits(), 4);
     // Released again, and closed about keepalive_timeout after the last answer.
-    let start = Instant::now();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
-    let took = start.elapsed();
+    let (rest, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     assert!(
         took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
@@ -153,8 +150,7 @@ async fn a_drain_closes_a_released_connection() {
     tokio::time::sleep(PAST_RELEASE).await;
     let started = Instant::now();
     let shutdown = tokio::spawn(gw.running.take().unwrap().shutdown());
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    let (rest, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -186,8 +182,7 @@ async fn the_rest_of_a_body_still_being_read_is_never_read_as_a_request() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     tokio::time::sleep(PAST_RELEASE).await;
     let _ = s.write_all(&body.as_bytes()[8..]).await;
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+    let (rest, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
     let rest = String::from_utf8_lossy(&rest);
     assert!(!rest.contains("ok /smuggled"), "{rest}");
     assert_eq!(

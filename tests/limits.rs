@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,14 +28,6 @@ async fn answered_keep_alive(addr: std::net::SocketAddr) -> TcpStream {
     let n = s.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     s
-}
-
-/// Reads until EOF; returns what arrived and how long it took.
-async fn read_until_closed(s: &mut TcpStream, max: Duration) -> (Vec<u8>, Duration) {
-    let start = Instant::now();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(max, s.read_to_end(&mut out)).await;
-    (out, start.elapsed())
 }
 
 #[tokio::test]

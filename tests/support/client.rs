@@ -115,3 +115,11 @@ pub async fn get_with_token(url: &str, token: &str, headers: &[(&str, &str)]) ->
     }
     send(req.body(Full::default()).unwrap()).await
 }
+
+/// Reads until EOF (or `max`); returns what arrived and how long it took.
+pub async fn read_until_closed(s: &mut TcpStream, max: Duration) -> (Vec<u8>, Duration) {
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(max, s.read_to_end(&mut out)).await;
+    (out, start.elapsed())
+}
