@@ -99,19 +99,24 @@ fn counted() -> bool {
     WINDOW.load(Ordering::Relaxed) && on_gateway_thread()
 }
 
+/// Counts an allocation of `size` bytes made through the counting allocator.
+fn count_alloc(size: usize) {
+    if on_gateway_thread() {
+        LIVE.fetch_add(size as i64, Ordering::Relaxed);
+    }
+    if counted() {
+        if !IN_TRACE.with(Cell::get) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(size as u64, Ordering::Relaxed);
+        }
+        trace(size);
+    }
+}
+
 // SAFETY: every call is forwarded unchanged to `System`; the wrapper only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if on_gateway_thread() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        if counted() {
-            if !IN_TRACE.with(Cell::get) {
-                ALLOCS.fetch_add(1, Ordering::Relaxed);
-                BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-            }
-            trace(layout.size());
-        }
+        count_alloc(layout.size());
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc(layout) };
         trace_held(p, layout.size());
@@ -119,16 +124,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if on_gateway_thread() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        if counted() {
-            if !IN_TRACE.with(Cell::get) {
-                ALLOCS.fetch_add(1, Ordering::Relaxed);
-                BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-            }
-            trace(layout.size());
-        }
+        count_alloc(layout.size());
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc_zeroed(layout) };
         trace_held(p, layout.size());
