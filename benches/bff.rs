@@ -248,6 +248,17 @@ fn bff_work(c: &mut Criterion) {
     g.bench_function("shape_1kb", |b| {
         b.iter_batched(|| value.clone(), |v| shape.apply(v), BatchSize::SmallInput)
     });
+    // What a part's answer costs now: shaped while parsing, straight into its JSON text
+    // (compare with parse_1kb_projected + shape_1kb + serializing the shaped tree).
+    g.bench_function("parse_and_shape_1kb_as_text", |b| {
+        b.iter(|| shape.parse_answer(std::hint::black_box(&bytes)).unwrap())
+    });
+    g.bench_function("parse_shape_serialize_1kb_as_tree", |b| {
+        b.iter(|| {
+            let shaped = shape.apply(shape.parse(std::hint::black_box(&bytes)).unwrap());
+            serde_json::to_vec(&shaped).unwrap()
+        })
+    });
 
     let scope_parts = ["profile"];
     let scope = portico::bff::template::Scope {
@@ -290,6 +301,29 @@ fn bff_work(c: &mut Criterion) {
                     Some(value.clone()),
                     Some(value.clone()),
                 ],
+                texts: vec![None, None, None],
+                failures: vec![None, None, None],
+                took: vec![Some(Duration::from_micros(300)); 3],
+                origins: vec![portico::bff::call::Origin::Backend; 3],
+            },
+            |run| portico::bff::respond::respond(ep, run, Duration::from_micros(400)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    // The same parts shaped while parsing (how they arrive now): only their texts are joined.
+    let texts: Vec<_> = ep
+        .parts
+        .iter()
+        .map(|p| match p.shape.parse_answer(&bytes).unwrap() {
+            portico::bff::shape::Answer::Text { text, .. } => Some(text),
+            portico::bff::shape::Answer::Tree(_) => None,
+        })
+        .collect();
+    g.bench_function("respond_3x1kb_text", |b| {
+        b.iter_batched(
+            || portico::bff::fanout::Run {
+                values: vec![Some(Value::Null); 3],
+                texts: texts.clone(),
                 failures: vec![None, None, None],
                 took: vec![Some(Duration::from_micros(300)); 3],
                 origins: vec![portico::bff::call::Origin::Backend; 3],

@@ -51,3 +51,87 @@ mint_token() {
     TOKEN=$(printf '%s\n' "$out" | grep -Eo '[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+' | tail -n1)
     [[ -n $TOKEN ]] || die "portico token printed no JWT: $out"
 }
+
+# The demo upstreams (users, orders, catalog: `portico demo --latency 0ms`) in their own process
+# on the load generator's CPU. Sets USERS_PORT, ORDERS_PORT, CATALOG_PORT and DEMO_PID.
+start_bff_demo() {
+    USERS_PORT=$(free_port) ORDERS_PORT=$(free_port) CATALOG_PORT=$(free_port)
+    local gw_port p
+    gw_port=$(free_port)
+    mkdir -p "$WORK/demo"
+    cat >"$WORK/demo/demo.toml" <<CONF
+[server]
+listen = "127.0.0.1:$gw_port"
+admin_listen = ""
+workers = 1
+
+[log]
+access_log = false
+
+[upstreams.users]
+endpoints = ["127.0.0.1:$USERS_PORT"]
+
+[upstreams.orders]
+endpoints = ["127.0.0.1:$ORDERS_PORT"]
+
+[upstreams.catalog]
+endpoints = ["127.0.0.1:$CATALOG_PORT"]
+
+[[routes]]
+id = "users"
+match = { path_prefix = "/users" }
+upstream = "users"
+CONF
+    start_bg demo "$LOADGEN_CPU" "$PORTICO" demo --config "$WORK/demo/demo.toml" --latency 0ms
+    DEMO_PID=$LAST_PID
+    for p in "$USERS_PORT" "$ORDERS_PORT" "$CATALOG_PORT"; do
+        wait_port demo "$DEMO_PID" "$p"
+    done
+}
+
+# A gateway config on 127.0.0.1:PORT in front of the demo upstreams, with $BFF_DIR's profiles
+# copied beside it and a plain route /api/users. JWT is optional: with `portico token` the
+# profiles' `auth = { provider = "dev" }` works and AUTH_HEADER holds a token for sub 42;
+# without it AUTH_HEADER is empty and parts fall back to `?user=` in the profiles.
+# Usage: write_bff_config PORT CONFIG (after start_bff_demo). Sets AUTH_HEADER (an array).
+write_bff_config() {
+    local port=$1 config=$2 with_auth=0
+    mkdir -p "$(dirname "$config")/bff"
+    cp "$BFF_DIR"/*.toml "$(dirname "$config")/bff/"
+    "$PORTICO" token --help >/dev/null 2>&1 && with_auth=1
+    {
+        gateway_conf_head "$port"
+        cat <<CONF
+
+[upstreams.users]
+endpoints = ["127.0.0.1:$USERS_PORT"]
+timeout = "2s"
+
+[upstreams.orders]
+endpoints = ["127.0.0.1:$ORDERS_PORT"]
+timeout = "2s"
+
+[upstreams.catalog]
+endpoints = ["127.0.0.1:$CATALOG_PORT"]
+timeout = "2s"
+CONF
+        ((with_auth)) && auth_dev_provider
+        cat <<'CONF'
+
+[bff]
+dir = "bff"
+
+[[routes]]
+id = "users"
+match = { path_prefix = "/api/users", methods = ["GET"] }
+upstream = "users"
+strip_prefix = "/api"
+CONF
+    } >"$config"
+    require_portico_feature "[bff] with bff/*.toml" "$config"
+    AUTH_HEADER=()
+    if ((with_auth)); then
+        mint_token "$config" 42 "users:read orders:read catalog:read"
+        AUTH_HEADER=("authorization: Bearer $TOKEN")
+    fi
+}

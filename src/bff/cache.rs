@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use super::shape::Answer;
 
 /// Most entries kept per part; when full, expired entries go first, then the oldest.
 pub const MAX_ENTRIES: usize = 4096;
 
 #[derive(Debug)]
 struct Entry {
-    value: Value,
+    value: Answer,
     stored: Instant,
 }
 
@@ -40,19 +40,19 @@ impl PartCache {
         }
     }
 
-    fn lookup(&self, key: &str, now: Instant, max_age: Duration) -> Option<Value> {
+    fn lookup(&self, key: &str, now: Instant, max_age: Duration) -> Option<Answer> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = entries.get(key)?;
         (now.saturating_duration_since(e.stored) < max_age).then(|| e.value.clone())
     }
 
     /// A fresh answer, if there is one.
-    pub fn fresh(&self, key: &str, now: Instant) -> Option<Value> {
+    pub fn fresh(&self, key: &str, now: Instant) -> Option<Answer> {
         self.lookup(key, now, self.ttl)
     }
 
     /// The last good answer, if it is within `ttl + stale_if_error` (used when the call failed).
-    pub fn stale(&self, key: &str, now: Instant) -> Option<Value> {
+    pub fn stale(&self, key: &str, now: Instant) -> Option<Answer> {
         if self.stale_if_error.is_zero() {
             return None;
         }
@@ -60,7 +60,7 @@ impl PartCache {
     }
 
     /// Stores a good answer.
-    pub fn put(&self, key: String, value: Value, now: Instant) {
+    pub fn put(&self, key: String, value: Answer, now: Instant) {
         let keep_for = self.ttl + self.stale_if_error;
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
@@ -94,28 +94,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn tree(v: serde_json::Value) -> Answer {
+        Answer::Tree(v)
+    }
+
     #[test]
     fn fresh_then_stale_then_gone_on_a_fake_clock() {
         let c = PartCache::new(Duration::from_secs(5), Duration::from_secs(60));
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(c.fresh("k", t0), None);
-        c.put("k".into(), json!({"v": 1}), t0);
-        assert_eq!(c.fresh("k", at(4)), Some(json!({"v": 1})));
+        c.put("k".into(), tree(json!({"v": 1})), t0);
+        assert_eq!(c.fresh("k", at(4)), Some(tree(json!({"v": 1}))));
         assert_eq!(c.fresh("k", at(5)), None, "ttl over");
-        assert_eq!(c.stale("k", at(5)), Some(json!({"v": 1})));
-        assert_eq!(c.stale("k", at(64)), Some(json!({"v": 1})));
+        assert_eq!(c.stale("k", at(5)), Some(tree(json!({"v": 1}))));
+        assert_eq!(c.stale("k", at(64)), Some(tree(json!({"v": 1}))));
         assert_eq!(c.stale("k", at(65)), None, "too old even for errors");
         assert_eq!(c.fresh("other", at(1)), None, "keys do not mix");
-        c.put("k".into(), json!({"v": 2}), at(70));
-        assert_eq!(c.fresh("k", at(71)), Some(json!({"v": 2})));
+        c.put("k".into(), tree(json!({"v": 2})), at(70));
+        assert_eq!(c.fresh("k", at(71)), Some(tree(json!({"v": 2}))));
     }
 
     #[test]
     fn no_stale_window_means_no_stale_answers() {
         let c = PartCache::new(Duration::from_secs(1), Duration::ZERO);
         let t0 = Instant::now();
-        c.put("k".into(), json!(1), t0);
+        c.put("k".into(), tree(json!(1)), t0);
         assert_eq!(c.stale("k", t0), None);
     }
 
@@ -126,15 +130,19 @@ mod tests {
         for i in 0..MAX_ENTRIES {
             c.put(
                 format!("k{i}"),
-                json!(i),
+                tree(json!(i)),
                 t0 + Duration::from_micros(i as u64),
             );
         }
         assert_eq!(c.len(), MAX_ENTRIES);
-        c.put("new".into(), json!(0), t0 + Duration::from_millis(600));
+        c.put(
+            "new".into(),
+            tree(json!(0)),
+            t0 + Duration::from_millis(600),
+        );
         assert_eq!(c.len(), MAX_ENTRIES, "the oldest went");
         assert_eq!(c.fresh("k0", t0 + Duration::from_millis(600)), None);
-        c.put("late".into(), json!(0), t0 + Duration::from_secs(3));
+        c.put("late".into(), tree(json!(0)), t0 + Duration::from_secs(3));
         assert_eq!(c.len(), 1, "every expired entry went");
     }
 }

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::shape::Answer;
 use super::template::{Inputs, Missing};
 use super::{BUDGET_HEADER, Part};
 use crate::error::GatewayError;
@@ -165,7 +166,7 @@ pub struct Done {
     /// Part index.
     pub index: usize,
     /// Parsed answer, or why there is none.
-    pub result: Result<Value, Failure>,
+    pub result: Result<Answer, Failure>,
     /// Time taken.
     pub took: Duration,
     /// Where the answer came from.
@@ -335,7 +336,7 @@ async fn run(index: usize, part: &Part, mut prepared: Prepared) -> Done {
     }
 }
 
-async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
+async fn fetch(part: &Part, p: Prepared) -> Result<Answer, Failure> {
     let until = p.until;
     // The request id every part call carries, for the lines about this request.
     let request_id = p.headers.get("x-request-id").cloned();
@@ -400,7 +401,7 @@ async fn fetch(part: &Part, p: Prepared) -> Result<Value, Failure> {
         }
     };
     part.shape
-        .parse(&bytes)
+        .parse_answer(&bytes)
         .map_err(|_| Failure::new(Reason::NotJson))
 }
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
@@ -16,13 +17,18 @@ use tokio::time::Instant;
 use super::Endpoint;
 use super::call::{self, Done, Failure, Origin, Reason, RequestCtx};
 use super::metrics::{Outcome, record_part};
+use super::shape::Answer;
 use crate::error::GatewayError;
 
 /// What the parts produced.
 #[derive(Debug)]
 pub struct Run {
-    /// Raw answers of parts that succeeded.
+    /// Answers of parts that succeeded, as templates read them: the (projected) tree, or for
+    /// an answer shaped while parsing, the paths templates read.
     pub values: Vec<Option<Value>>,
+    /// Answers shaped while parsing: their JSON text (`Some(None)`: the root had the wrong
+    /// type). `None` for a tree answer (in `values`) and for a failed part.
+    pub texts: Vec<Option<Option<Bytes>>>,
     /// Why the other parts failed.
     pub failures: Vec<Option<Failure>>,
     /// Time each called part took (until it answered, failed or was cancelled).
@@ -46,16 +52,22 @@ impl State<'_> {
     fn finish(
         &mut self,
         i: usize,
-        result: Result<Value, Failure>,
+        result: Result<Answer, Failure>,
         took: Option<Duration>,
     ) -> Result<(), GatewayError> {
         let part = &self.ep.parts[i];
         self.finished[i] = true;
         self.run.took[i] = took;
         match result {
-            Ok(v) => {
+            Ok(answer) => {
                 record_part(&part.stats, Outcome::Ok, took);
-                self.run.values[i] = Some(v);
+                self.run.values[i] = Some(match answer {
+                    Answer::Tree(v) => v,
+                    Answer::Text { text, reads } => {
+                        self.run.texts[i] = Some(text);
+                        reads
+                    }
+                });
             }
             Err(f) => {
                 let outcome = match f.reason {
@@ -113,6 +125,7 @@ pub async fn run(
         ep,
         run: Run {
             values: vec![None; n],
+            texts: vec![None; n],
             failures: vec![None; n],
             took: vec![None; n],
             origins: vec![Origin::Backend; n],

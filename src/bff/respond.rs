@@ -27,6 +27,7 @@ pub fn respond(
 ) -> Result<(Response<Body>, Completion), GatewayError> {
     let Run {
         mut values,
+        mut texts,
         mut failures,
         took,
         origins,
@@ -41,9 +42,27 @@ pub fn respond(
         }
     };
     for (i, part) in ep.parts.iter().enumerate() {
-        let value = match values[i].take() {
-            Some(v) if part.shape.is_identity() => Some(v),
-            Some(v) => {
+        // An answer shaped while parsing has its text ready (and `values` holds only what
+        // templates read of it).
+        let value = match (texts[i].take(), values[i].take()) {
+            (Some(Some(text)), _) => {
+                sep(&mut out);
+                out.extend_from_slice(part.key_json.as_bytes());
+                out.extend_from_slice(&text);
+                if ep.has_flatten {
+                    keys.push(part.name.to_string());
+                }
+                continue;
+            }
+            (Some(None), _) => {
+                if part.required {
+                    return Err(unexpected_shape(part));
+                }
+                failures[i] = Some(Failure::new(Reason::UnexpectedShape));
+                None
+            }
+            (None, Some(v)) if part.shape.is_identity() => Some(v),
+            (None, Some(v)) => {
                 let shaped = part.shape.apply(v);
                 if shaped.is_none() {
                     if part.required {
@@ -53,7 +72,7 @@ pub fn respond(
                 }
                 shaped
             }
-            None => None,
+            (None, None) => None,
         };
         let value = value
             .or_else(|| part.default.clone())

@@ -86,6 +86,12 @@ pub(super) fn part(
         return None;
     }
     let (upstream, path) = (upstream?, path?);
+    let flatten = p.flatten.unwrap_or(false);
+    let mut shape = shape.unwrap_or_default();
+    if flatten {
+        // Its keys are merged into the client's answer one by one: it stays a tree.
+        shape.tree_only();
+    }
     let name: Arc<str> = Arc::from(p.name.get_ref().as_str());
     let stats = PartStats::new(cx.metrics, pc.profile, pc.label, &name);
     let part = Part {
@@ -99,8 +105,8 @@ pub(super) fn part(
         set_headers: set_headers.into(),
         timeout,
         required,
-        shape: shape.unwrap_or_default(),
-        flatten: p.flatten.unwrap_or(false),
+        shape,
+        flatten,
         default,
         fallback,
         hedge_after,
