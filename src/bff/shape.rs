@@ -6,6 +6,7 @@
 //! answer (no copies). Unexpected shapes never fail: a missing field is omitted, a field of the
 //! wrong type (an object where an array was expected, ...) is omitted.
 
+mod scan;
 mod text;
 
 use std::fmt;

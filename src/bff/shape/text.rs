@@ -1,5 +1,6 @@
 //! Shaping while parsing: a part's kept fields are copied straight from the backend's bytes
-//! into the client's JSON text, so no tree is built, moved or serialized again.
+//! into the client's JSON text (by [`super::scan`]), so no tree is built, moved or serialized
+//! again. This module compiles the rules into the tree the scanner follows.
 //!
 //! Same rules as shaping a tree (`fields`, `max_items`, `rename`): a missing field is omitted,
 //! a field of the wrong type is omitted, an array element of the wrong type is dropped, and
@@ -7,12 +8,6 @@
 //! the backend's order instead of sorted, a duplicated key keeps its first value instead of
 //! its last, and kept leaves are copied as written (numbers are not reformatted); whitespace
 //! outside strings is dropped either way.
-
-use std::fmt;
-
-use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::{Node, Rename, Step};
 
@@ -31,12 +26,12 @@ pub(super) enum TextNode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Child {
     /// The key in the backend's answer.
-    name: Box<str>,
+    pub(super) name: Box<str>,
     /// The key as written for the client, quoted and followed by `:` (`"avatar":`).
-    key: Box<[u8]>,
+    pub(super) key: Box<[u8]>,
     /// The name it is written as (differs from `name` after a rename).
-    out: Box<str>,
-    node: TextNode,
+    pub(super) out: Box<str>,
+    pub(super) node: TextNode,
 }
 
 /// Compiles `fields` and `rename` into a writer tree. `None` when a rule needs the tree
@@ -121,256 +116,9 @@ pub(super) fn write(
     bytes: &[u8],
     out: &mut Vec<u8>,
 ) -> serde_json::Result<bool> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let kept = Write { node, cap, out }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(kept)
-}
-
-/// Writes what `node` keeps of one value; `false` (and possibly partial output, which the
-/// caller cuts off) when the value has the wrong type for the node.
-struct Write<'a> {
-    node: &'a TextNode,
-    cap: Option<usize>,
-    out: &'a mut Vec<u8>,
-}
-
-impl<'de> DeserializeSeed<'de> for Write<'_> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        match (self.node, self.cap) {
-            // A whole value with no array to cap: its text, as the parser saw it.
-            (TextNode::All, None) => {
-                let raw = <&RawValue>::deserialize(d)?;
-                push_compact(self.out, raw.get().as_bytes());
-                Ok(true)
-            }
-            _ => d.deserialize_any(self),
-        }
-    }
-}
-
-/// Copies JSON text without the whitespace outside its strings.
-fn push_compact(out: &mut Vec<u8>, text: &[u8]) {
-    if !text
-        .iter()
-        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-    {
-        out.extend_from_slice(text);
-        return;
-    }
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            continue;
-        } else if b == b'"' {
-            in_string = true;
-        }
-        out.push(b);
-    }
-}
-
-/// Matches an object key against a node's children without allocating.
-struct KeyIndex<'a>(&'a [Child]);
-
-impl<'de> DeserializeSeed<'de> for KeyIndex<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        // As bytes: a key is only compared with names that are valid UTF-8, so checking
-        // every key of the answer for UTF-8 (a third of the parse) buys nothing.
-        d.deserialize_bytes(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIndex<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_bytes<E>(self, key: &[u8]) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|c| c.name.as_bytes() == key))
-    }
-}
-
-/// Writes an object key as it comes (for fields kept whole under `max_items`).
-struct KeyCopy<'a>(&'a mut Vec<u8>);
-
-impl<'de> DeserializeSeed<'de> for KeyCopy<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyCopy<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E>(self, key: &str) -> Result<(), E> {
-        push_scalar(self.0, &key);
-        self.0.push(b':');
-        Ok(())
-    }
-}
-
-/// Serializes a scalar the parser has already decoded (only for fields kept whole under
-/// `max_items`, where the writer walks the value instead of copying it).
-fn push_scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Writing a bool, number or string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
-}
-
-impl<'de> Visitor<'de> for Write<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let out = self.out;
-        match self.node {
-            TextNode::Object(children) => {
-                out.push(b'{');
-                let mut written: u64 = 0;
-                while let Some(found) = map.next_key_seed(KeyIndex(children))? {
-                    let Some(i) = found.filter(|&i| written & (1 << i) == 0) else {
-                        map.next_value::<IgnoredAny>()?;
-                        continue;
-                    };
-                    let mark = out.len();
-                    if written != 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(&children[i].key);
-                    let seed = Write {
-                        node: &children[i].node,
-                        cap: self.cap,
-                        out: &mut *out,
-                    };
-                    if map.next_value_seed(seed)? {
-                        written |= 1 << i;
-                    } else {
-                        out.truncate(mark);
-                    }
-                }
-                out.push(b'}');
-                Ok(true)
-            }
-            TextNode::All => {
-                out.push(b'{');
-                let mut first = true;
-                loop {
-                    // The comma goes out before the key it precedes, and is taken back when
-                    // there is no next key.
-                    let mark = out.len();
-                    if !first {
-                        out.push(b',');
-                    }
-                    if map.next_key_seed(KeyCopy(&mut *out))?.is_none() {
-                        out.truncate(mark);
-                        break;
-                    }
-                    first = false;
-                    let seed = Write {
-                        node: &TextNode::All,
-                        cap: self.cap,
-                        out: &mut *out,
-                    };
-                    map.next_value_seed(seed)?;
-                }
-                out.push(b'}');
-                Ok(true)
-            }
-            TextNode::Each(_) => {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(false)
-            }
-        }
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        let inner = match self.node {
-            TextNode::Each(inner) => &**inner,
-            TextNode::All => &TextNode::All,
-            TextNode::Object(_) => {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                return Ok(false);
-            }
-        };
-        let out = self.out;
-        out.push(b'[');
-        let (mut seen, mut wrote) = (0usize, false);
-        while seen < self.cap.unwrap_or(usize::MAX) {
-            let mark = out.len();
-            if wrote {
-                out.push(b',');
-            }
-            let seed = Write {
-                node: inner,
-                cap: self.cap,
-                out: &mut *out,
-            };
-            match seq.next_element_seed(seed)? {
-                Some(true) => wrote = true,
-                Some(false) => out.truncate(mark),
-                None => {
-                    out.truncate(mark);
-                    out.push(b']');
-                    return Ok(true);
-                }
-            }
-            seen += 1;
-        }
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        out.push(b']');
-        Ok(true)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
-        Ok(self.scalar(&v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<bool, E> {
-        Ok(self.scalar(&v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<bool, E> {
-        Ok(self.scalar(&v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<bool, E> {
-        Ok(self.scalar(&v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(self.scalar(v))
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(self.scalar(&()))
-    }
-}
-
-impl Write<'_> {
-    /// A scalar is kept only where the node keeps everything.
-    fn scalar<T: serde::Serialize + ?Sized>(self, v: &T) -> bool {
-        let keep = matches!(self.node, TextNode::All);
-        if keep {
-            push_scalar(self.out, v);
-        }
-        keep
-    }
+    super::scan::write(node, cap, bytes, out).map_err(|super::scan::Invalid(at)| {
+        serde::de::Error::custom(format_args!("invalid JSON at byte {at}"))
+    })
 }
 
 #[cfg(test)]

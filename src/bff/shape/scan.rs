@@ -1,0 +1,637 @@
+//! A validating JSON scanner that writes what a [`TextNode`] keeps straight into the client's
+//! text: kept values are copied as byte ranges, skipped ones are only checked, and nothing is
+//! decoded or allocated along the way (a key with escapes is the one thing decoded).
+//!
+//! It accepts exactly RFC 8259 JSON (as `serde_json` does): no trailing commas, no comments,
+//! no control characters in strings, numbers by the grammar, nesting at most 128 deep. What
+//! it copies is checked to be UTF-8; skipped strings are not decoded, so they are not.
+
+use super::text::TextNode;
+
+/// Deepest nesting accepted (as `serde_json`'s recursion limit).
+const MAX_DEPTH: u32 = 128;
+
+/// Invalid JSON, at this byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Invalid(pub usize);
+
+type Result<T> = std::result::Result<T, Invalid>;
+
+/// Writes the shaped answer of `bytes` to `out`; `Ok(false)` when the root has the wrong type.
+pub(super) fn write(
+    node: &TextNode,
+    cap: Option<usize>,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    let mut s = Scan {
+        b: bytes,
+        i: 0,
+        depth: 0,
+    };
+    let kept = s.value(node, cap, out)?;
+    s.ws();
+    if s.i != bytes.len() {
+        return Err(Invalid(s.i));
+    }
+    if !kept {
+        out.clear();
+    }
+    // Keys come from the configuration; everything else was copied from the answer.
+    std::str::from_utf8(out).map_err(|e| Invalid(e.valid_up_to()))?;
+    Ok(kept)
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+/// One byte per lane: which bytes of `v` are zero (exact for the lowest one, which is all the
+/// scanner reads).
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080
+}
+
+impl Scan<'_> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Result<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Invalid(self.i))
+        }
+    }
+
+    /// After a member or element: `true` for a comma (another follows), `false` for `close`.
+    fn next_or_close(&mut self, close: u8) -> Result<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(Invalid(self.i)),
+        }
+    }
+
+    /// Opens an object or array (the byte at `i` is `{` or `[`): `false` when it is empty
+    /// (its `close` is eaten too). One level deeper until the caller's `close_level`.
+    fn open(&mut self, close: u8) -> Result<bool> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Invalid(self.i));
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn close_level(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// One value, shaped by `node`; `false` when it has the wrong type (nothing written).
+    fn value(&mut self, node: &TextNode, cap: Option<usize>, out: &mut Vec<u8>) -> Result<bool> {
+        self.ws();
+        match (node, self.peek()) {
+            (TextNode::All, Some(b'{' | b'[')) if cap.is_some() => self.walk_all(cap, out),
+            (TextNode::All, _) => {
+                let start = self.i;
+                self.skip()?;
+                push_compact(out, &self.b[start..self.i]);
+                Ok(true)
+            }
+            (TextNode::Object(children), Some(b'{')) => {
+                self.object(children, cap, out)?;
+                Ok(true)
+            }
+            (TextNode::Each(inner), Some(b'[')) => {
+                self.array(inner, cap, out)?;
+                Ok(true)
+            }
+            _ => {
+                self.skip()?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn object(
+        &mut self,
+        children: &[super::text::Child],
+        cap: Option<usize>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        out.push(b'{');
+        let mut written: u64 = 0;
+        let mut more = self.open(b'}')?;
+        while more {
+            self.ws();
+            let (start, end, escaped) = self.string()?;
+            let found = if escaped {
+                let key: String =
+                    serde_json::from_slice(&self.b[start - 1..=end]).map_err(|_| Invalid(start))?;
+                children.iter().position(|c| *c.name == *key)
+            } else {
+                let key = &self.b[start..end];
+                children.iter().position(|c| c.name.as_bytes() == key)
+            };
+            self.eat(b':')?;
+            match found.filter(|&i| written & (1 << i) == 0) {
+                Some(i) => {
+                    let mark = out.len();
+                    if written != 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&children[i].key);
+                    if self.value(&children[i].node, cap, out)? {
+                        written |= 1 << i;
+                    } else {
+                        out.truncate(mark);
+                    }
+                }
+                None => self.skip()?,
+            }
+            more = self.next_or_close(b'}')?;
+        }
+        self.close_level();
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn array(&mut self, inner: &TextNode, cap: Option<usize>, out: &mut Vec<u8>) -> Result<()> {
+        out.push(b'[');
+        let limit = cap.unwrap_or(usize::MAX);
+        let (mut seen, mut wrote) = (0usize, false);
+        let mut more = self.open(b']')?;
+        while more {
+            if seen < limit {
+                let mark = out.len();
+                if wrote {
+                    out.push(b',');
+                }
+                if self.value(inner, cap, out)? {
+                    wrote = true;
+                } else {
+                    out.truncate(mark);
+                }
+                seen += 1;
+            } else {
+                self.skip()?;
+            }
+            more = self.next_or_close(b']')?;
+        }
+        self.close_level();
+        out.push(b']');
+        Ok(())
+    }
+
+    /// An object or array kept whole, with every array at any depth capped.
+    fn walk_all(&mut self, cap: Option<usize>, out: &mut Vec<u8>) -> Result<bool> {
+        if self.peek() == Some(b'[') {
+            self.array(&TextNode::All, cap, out)?;
+            return Ok(true);
+        }
+        out.push(b'{');
+        let mut first = true;
+        let mut more = self.open(b'}')?;
+        while more {
+            self.ws();
+            let (start, end, _) = self.string()?;
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.b[start - 1..=end]);
+            out.push(b':');
+            self.eat(b':')?;
+            self.value(&TextNode::All, cap, out)?;
+            more = self.next_or_close(b'}')?;
+        }
+        self.close_level();
+        out.push(b'}');
+        Ok(true)
+    }
+
+    /// Checks one value and moves past it.
+    fn skip(&mut self) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{') => {
+                let mut more = self.open(b'}')?;
+                while more {
+                    self.ws();
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip()?;
+                    more = self.next_or_close(b'}')?;
+                }
+                self.close_level();
+                Ok(())
+            }
+            Some(b'[') => {
+                let mut more = self.open(b']')?;
+                while more {
+                    self.skip()?;
+                    more = self.next_or_close(b']')?;
+                }
+                self.close_level();
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(Invalid(self.i)),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Invalid(self.i))
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Result<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Invalid(self.i)),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<()> {
+        let start = self.i;
+        self.digits();
+        if self.i == start {
+            return Err(Invalid(self.i));
+        }
+        Ok(())
+    }
+
+    /// A string (the byte at `i` must be its opening quote): the range of its contents and
+    /// whether it has escapes. Control characters and bad escapes are errors.
+    fn string(&mut self) -> Result<(usize, usize, bool)> {
+        if self.peek() != Some(b'"') {
+            return Err(Invalid(self.i));
+        }
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            self.skip_plain();
+            match self.peek() {
+                Some(b'"') => {
+                    let end = self.i;
+                    self.i += 1;
+                    return Ok((start, end, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                // A control character, or the end of the input.
+                _ => return Err(Invalid(self.i)),
+            }
+        }
+    }
+
+    /// Moves `i` to the next `"`, `\` or control character (or the end), eight bytes a step.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            let hits = zero_bytes(v ^ (ONES * u64::from(b'"')))
+                | zero_bytes(v ^ (ONES * u64::from(b'\\')))
+                // Bytes below 0x20: subtracting 0x20 borrows into the top bit.
+                | (v.wrapping_sub(ONES * 0x20) & !v & 0x8080_8080_8080_8080);
+            if hits != 0 {
+                self.i += (hits.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.i += 8;
+        }
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                return;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// One escape (the byte at `i` is its backslash).
+    fn escape(&mut self) -> Result<()> {
+        self.i += 1;
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                let hex = self.b.get(self.i + 1..self.i + 5).ok_or(Invalid(self.i))?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(Invalid(self.i));
+                }
+                self.i += 5;
+                Ok(())
+            }
+            _ => Err(Invalid(self.i)),
+        }
+    }
+}
+
+/// Copies JSON text without the whitespace outside its strings.
+fn push_compact(out: &mut Vec<u8>, text: &[u8]) {
+    if !text
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        out.extend_from_slice(text);
+        return;
+    }
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            continue;
+        } else if b == b'"' {
+            in_string = true;
+        }
+        out.push(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::{Answer, Shape};
+
+    /// A small deterministic generator (xorshift), so failures replay.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const KEYS: [&str; 5] = ["a", "b", "c", "d", "k\\\"ey"];
+
+    /// Random JSON text with unique keys per object, ASCII strings and every number form.
+    fn doc(r: &mut Rng, depth: u32, out: &mut String) {
+        let ws = |r: &mut Rng, out: &mut String| {
+            if r.below(4) == 0 {
+                out.push_str([" ", "\n", "\t ", "\r\n"][r.below(4) as usize]);
+            }
+        };
+        ws(r, out);
+        match r.below(if depth > 4 { 4 } else { 6 }) {
+            0 => out.push_str(["true", "false", "null"][r.below(3) as usize]),
+            1 => out
+                .push_str(["0", "-12", "3.25", "1e3", "-0.5E-2", "120.0e+1"][r.below(6) as usize]),
+            2 | 3 => {
+                out.push('"');
+                for _ in 0..r.below(6) {
+                    out.push_str(
+                        ["g", "h z", "\\n", "\\u00e9", "\\\"", "é", "\\\\"][r.below(7) as usize],
+                    );
+                }
+                out.push('"');
+            }
+            4 => {
+                out.push('{');
+                let mut keys: Vec<&str> =
+                    KEYS.iter().copied().filter(|_| r.below(2) == 0).collect();
+                for i in (1..keys.len()).rev() {
+                    keys.swap(i, r.below(i as u64 + 1) as usize);
+                }
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ws(r, out);
+                    out.push_str(&format!("\"{k}\""));
+                    ws(r, out);
+                    out.push(':');
+                    doc(r, depth + 1, out);
+                }
+                ws(r, out);
+                out.push('}');
+            }
+            _ => {
+                out.push('[');
+                for i in 0..r.below(5) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    doc(r, depth + 1, out);
+                }
+                ws(r, out);
+                out.push(']');
+            }
+        }
+        ws(r, out);
+    }
+
+    fn shapes() -> Vec<Shape> {
+        let s = |f: Option<&[&str]>, max, renames: &[(&str, &str)]| {
+            Shape::new(f, max, renames).unwrap()
+        };
+        vec![
+            s(Some(&["a", "b.c", "d[].a", "d[].b"]), None, &[]),
+            s(
+                Some(&["a", "b.c", "d[].a", "d[].b"]),
+                Some(2),
+                &[("b.c", "x"), ("a", "y")],
+            ),
+            s(Some(&["[].a", "[].k\\\"ey"]), Some(3), &[]),
+            s(Some(&["b", "c[][].d"]), Some(1), &[]),
+            s(Some(&[]), None, &[]),
+            s(None, Some(2), &[]),
+            s(None, None, &[]),
+        ]
+    }
+
+    fn text_of(shape: &Shape, raw: &[u8]) -> serde_json::Result<Option<Value>> {
+        match shape.parse_answer(raw)? {
+            Answer::Text { text, .. } => Ok(text.map(|t| {
+                let s = std::str::from_utf8(&t).expect("the text is UTF-8");
+                serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: wrote {s}"))
+            })),
+            Answer::Tree(_) => panic!("every shape here is written as text"),
+        }
+    }
+
+    #[test]
+    fn random_documents_shape_as_text_exactly_as_trees() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let shapes = shapes();
+        for _ in 0..3000 {
+            let mut raw = String::new();
+            doc(&mut r, 0, &mut raw);
+            let tree: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+            for shape in &shapes {
+                let text = text_of(shape, raw.as_bytes()).unwrap_or_else(|e| panic!("{e}: {raw}"));
+                assert_eq!(text, shape.apply(tree.clone()), "{shape:?} on {raw}");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_documents_are_rejected_exactly_when_serde_json_rejects_them() {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let shape = &shapes()[0];
+        let alphabet = b"{}[],:\"\\ 1-.tn";
+        for _ in 0..6000 {
+            let mut raw = String::new();
+            doc(&mut r, 0, &mut raw);
+            let mut bytes = raw.into_bytes();
+            for _ in 0..1 + r.below(2) {
+                let at = r.below(bytes.len() as u64 + 1) as usize;
+                let c = alphabet[r.below(alphabet.len() as u64) as usize];
+                match r.below(3) {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 if at < bytes.len() => bytes[at] = c,
+                    _ => bytes.insert(at, c),
+                }
+            }
+            // Only damage that keeps the text UTF-8 (a cut `é` is a different question).
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let oracle = serde_json::from_str::<Value>(text).is_ok();
+            let ours = shape.parse_answer(text.as_bytes()).is_ok();
+            assert_eq!(
+                ours, oracle,
+                "accepted by serde_json: {oracle}, by the scanner: {ours}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn edge_cases_of_the_grammar() {
+        let shape = &shapes()[0];
+        for bad in [
+            "",
+            " ",
+            "{",
+            "}",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "tru",
+            "nul",
+            "\"a",
+            "\"\\x\"",
+            "\"\\u12g4\"",
+            "\"\u{1}\"",
+            "[1 2]",
+            "{\"a\":1}{}",
+            "nan",
+            "[-]",
+            "\"\\u123\"",
+        ] {
+            assert!(
+                shape.parse_answer(bad.as_bytes()).is_err(),
+                "accepted {bad:?}"
+            );
+            assert!(
+                serde_json::from_str::<Value>(bad).is_err(),
+                "serde_json accepts {bad:?}"
+            );
+        }
+        for good in [
+            "0",
+            "-0",
+            "[]",
+            "{}",
+            " [ ] ",
+            "1E5",
+            "\"\\/\"",
+            "[[[]]]",
+            "{\"a\":{}}",
+        ] {
+            assert!(
+                shape.parse_answer(good.as_bytes()).is_ok(),
+                "rejected {good:?}"
+            );
+        }
+        // Nesting: 128 levels are fine, 129 are not (as serde_json).
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(shape.parse_answer(nest(128).as_bytes()).is_ok());
+        assert!(shape.parse_answer(nest(129).as_bytes()).is_err());
+        assert!(serde_json::from_str::<Value>(&nest(129)).is_err());
+        // Invalid UTF-8 in a kept value is an error; in a skipped one it is not looked at.
+        assert!(shape.parse_answer(b"{\"a\": \"\xff\"}").is_err());
+        assert!(shape.parse_answer(b"{\"z\": \"\xff\", \"a\": 1}").is_ok());
+    }
+}
