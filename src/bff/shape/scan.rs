@@ -115,11 +115,13 @@ impl Scan<'_> {
     fn value(&mut self, node: &TextNode, cap: Option<usize>, out: &mut Vec<u8>) -> Result<bool> {
         self.ws();
         match (node, self.peek()) {
-            (TextNode::All, Some(b'{' | b'[')) if cap.is_some() => self.walk_all(cap, out),
+            // Walked rather than copied whole: that drops the whitespace between its tokens
+            // (and caps its arrays).
+            (TextNode::All, Some(b'{' | b'[')) => self.walk_all(cap, out),
             (TextNode::All, _) => {
                 let start = self.i;
                 self.skip()?;
-                push_compact(out, &self.b[start..self.i]);
+                out.extend_from_slice(&self.b[start..self.i]);
                 Ok(true)
             }
             (TextNode::Object(children), Some(b'{')) => {
@@ -342,10 +344,12 @@ impl Scan<'_> {
         }
     }
 
-    /// Moves `i` to the next `"`, `\` or control character (or the end), eight bytes a step.
+    /// Moves `i` to the next `"`, `\` or control character (or the end). The first eight
+    /// bytes in one step (most keys and short values end there); a longer string is searched
+    /// with `memchr` and its run checked for control characters in bulk.
     fn skip_plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+        if let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let v = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
             let hits = zero_bytes(v ^ (ONES * u64::from(b'"')))
                 | zero_bytes(v ^ (ONES * u64::from(b'\\')))
@@ -356,6 +360,13 @@ impl Scan<'_> {
                 return;
             }
             self.i += 8;
+            let rest = &self.b[self.i..];
+            let run = &rest[..memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len())];
+            // No early exit, so the compiler checks many bytes per instruction.
+            if !run.iter().fold(false, |seen, &b| seen | (b < 0x20)) {
+                self.i += run.len();
+                return;
+            }
         }
         while let Some(&c) = self.b.get(self.i) {
             if c == b'"' || c == b'\\' || c < 0x20 {
@@ -383,33 +394,6 @@ impl Scan<'_> {
             }
             _ => Err(Invalid(self.i)),
         }
-    }
-}
-
-/// Copies JSON text without the whitespace outside its strings.
-fn push_compact(out: &mut Vec<u8>, text: &[u8]) {
-    if !text
-        .iter()
-        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-    {
-        out.extend_from_slice(text);
-        return;
-    }
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            continue;
-        } else if b == b'"' {
-            in_string = true;
-        }
-        out.push(b);
     }
 }
 
@@ -599,6 +583,10 @@ mod tests {
             "nan",
             "[-]",
             "\"\\u123\"",
+            // Past the first eight bytes of a string (the bulk search).
+            "\"abcdefghijklmnop\u{1}q\"",
+            "\"abcdefghijklmnopq\\x\"",
+            "\"abcdefghijklmnopq",
         ] {
             assert!(
                 shape.parse_answer(bad.as_bytes()).is_err(),
@@ -610,6 +598,7 @@ mod tests {
             );
         }
         for good in [
+            "\"abcdefghijklmnopqrstuvwxyz é 0123456789\\n and more\"",
             "0",
             "-0",
             "[]",
