@@ -236,8 +236,14 @@ impl Shape {
         let Some(node) = &self.text else {
             return self.parse(bytes).map(Answer::Tree);
         };
+        // The text is at most about the answer's size; one allocation in the common case.
         let mut out = Vec::with_capacity(bytes.len());
         let kept = text::write(node, self.max_items, bytes, &mut out)?;
+        // A large answer of which little is kept would otherwise hold its whole size for as
+        // long as the text lives (in the part cache, up to `ttl + stale_if_error`).
+        if out.capacity() > 4 * out.len() + 4096 {
+            out.shrink_to_fit();
+        }
         let reads = match &self.reads {
             None => Value::Null,
             Some(None) => serde_json::from_slice(bytes)?,

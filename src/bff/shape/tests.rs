@@ -146,3 +146,17 @@ fn bad_paths_are_rejected() {
     assert!(Shape::new(None, None, &[("a", "b.c")]).is_err());
     assert!(Shape::new(None, None, &[]).unwrap().is_identity());
 }
+
+#[test]
+fn a_small_text_cut_from_a_large_answer_does_not_keep_the_answer_size() {
+    let s = shape(&["id"], None, &[]);
+    let big = format!(r#"{{"id": 1, "pad": "{}"}}"#, "x".repeat(100_000));
+    let Answer::Text { text, .. } = s.parse_answer(big.as_bytes()).unwrap() else {
+        panic!("text expected");
+    };
+    let text = text.unwrap();
+    assert_eq!(&*text, br#"{"id":1}"#);
+    // `Bytes` made from a Vec keeps the Vec's allocation; a shrunk Vec is converted whole.
+    let vec: Vec<u8> = text.into();
+    assert!(vec.capacity() < 1024, "capacity {}", vec.capacity());
+}
