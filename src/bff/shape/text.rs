@@ -31,6 +31,7 @@ pub(super) struct Child {
     pub(super) key: Box<[u8]>,
     /// The name it is written as (differs from `name` after a rename).
     pub(super) out: Box<str>,
+    /// What to keep of its value.
     pub(super) node: TextNode,
 }
 
