@@ -42,6 +42,7 @@ use tokio::time::Instant as Deadline;
 
 use crate::body::{Reclaim, RequestBody};
 use crate::error::GatewayError;
+use crate::filter::headers::X_REQUEST_ID;
 use crate::metrics::Metrics;
 pub use activate::activate;
 use balance::{BalanceSettings, KeySource, Pick, Tried};
@@ -452,7 +453,8 @@ impl Upstream {
     ) -> Result<Response<Incoming>, GatewayError> {
         let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
-        let request_id = req.headers().get("x-request-id").cloned();
+        // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
+        let request_id = req.headers().get(&X_REQUEST_ID).cloned();
         let set = self.endpoints();
         if set.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints {

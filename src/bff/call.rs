@@ -15,7 +15,7 @@ use super::shape::Answer;
 use super::template::{Inputs, Missing};
 use super::{BUDGET_HEADER, Part};
 use crate::error::GatewayError;
-use crate::filter::headers::slab;
+use crate::filter::headers::{X_REQUEST_ID, slab};
 use crate::upstream::error_chain;
 
 /// Why a part has no answer. The token is what clients see in `portico-partial` and `_partial`.
@@ -339,7 +339,7 @@ async fn run(index: usize, part: &Part, mut prepared: Prepared) -> Done {
 async fn fetch(part: &Part, p: Prepared) -> Result<Answer, Failure> {
     let until = p.until;
     // The request id every part call carries, for the lines about this request.
-    let request_id = p.headers.get("x-request-id").cloned();
+    let request_id = p.headers.get(&X_REQUEST_ID).cloned();
     let id = move || {
         request_id
             .as_ref()
