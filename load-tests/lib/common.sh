@@ -268,6 +268,28 @@ expect_200() {
     [[ $status == 200 ]] || die "$name: GET $path answered $status, expected 200 (see $WORK/*.log)"
 }
 
+# The 2xx responses in an oha JSON report. Usage: count_2xx FILE
+count_2xx() {
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(v for k,v in d["statusCodeDistribution"].items() if k.startswith("2")))' "$1"
+}
+
+# Instructions in a callgrind file (all threads). Usage: callgrind_total FILE
+callgrind_total() {
+    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+}
+
+# Stops a server running under valgrind (SIGTERM, a graceful exit writes its profile) and
+# waits up to 60 s for it. Usage: stop_valgrind NAME PID
+stop_valgrind() {
+    local name=$1 pid=$2 _
+    kill -TERM "$pid"
+    for _ in $(seq 1 600); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    die "$name did not exit under valgrind within 60s"
+}
+
 # One oha run pinned to the load generator's CPU, JSON written to OUT.
 # Usage: oha_run OUT URL [OHA ARGS...]
 oha_run() {

@@ -18,6 +18,12 @@ use crate::error::GatewayError;
 
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// A part's answer as it goes into the client's: text shaped while parsing, or a tree.
+enum Piece {
+    Text(bytes::Bytes),
+    Tree(Value),
+}
+
 /// Builds the 200 answer from what the parts produced; a required part whose answer lacks
 /// the expected shape fails the request instead (502).
 pub fn respond(
@@ -43,50 +49,52 @@ pub fn respond(
     };
     for (i, part) in ep.parts.iter().enumerate() {
         // An answer shaped while parsing has its text ready (and `values` holds only what
-        // templates read of it).
-        let value = match (texts[i].take(), values[i].take()) {
-            (Some(Some(text)), _) => {
-                sep(&mut out);
-                out.extend_from_slice(part.key_json.as_bytes());
-                out.extend_from_slice(&text);
-                if ep.has_flatten {
-                    keys.push(part.name.to_string());
-                }
-                continue;
-            }
-            (Some(None), _) => {
+        // templates read of it); a tree is shaped now. `None` inside: nothing of the
+        // expected shape was left.
+        let shaped = match (texts[i].take(), values[i].take()) {
+            (Some(text), _) => Some(text.map(Piece::Text)),
+            (None, Some(v)) if part.shape.is_identity() => Some(Some(Piece::Tree(v))),
+            (None, Some(v)) => Some(part.shape.apply(v).map(Piece::Tree)),
+            (None, None) => None,
+        };
+        let piece = match shaped {
+            Some(None) => {
                 if part.required {
                     return Err(unexpected_shape(part));
                 }
                 failures[i] = Some(Failure::new(Reason::UnexpectedShape));
                 None
             }
-            (None, Some(v)) if part.shape.is_identity() => Some(v),
-            (None, Some(v)) => {
-                let shaped = part.shape.apply(v);
-                if shaped.is_none() {
-                    if part.required {
-                        return Err(unexpected_shape(part));
-                    }
-                    failures[i] = Some(Failure::new(Reason::UnexpectedShape));
-                }
-                shaped
-            }
-            (None, None) => None,
+            Some(piece) => piece,
+            None => None,
         };
-        let value = value
-            .or_else(|| part.default.clone())
-            .or_else(|| part.fallback.clone());
-        let Some(value) = value else { continue };
-        if !part.flatten {
-            sep(&mut out);
-            out.extend_from_slice(part.key_json.as_bytes());
-            let _ = serde_json::to_writer(&mut out, &value);
-            if ep.has_flatten {
-                keys.push(part.name.to_string());
+        let piece = piece.or_else(|| {
+            part.default
+                .clone()
+                .or_else(|| part.fallback.clone())
+                .map(Piece::Tree)
+        });
+        let value = match piece {
+            None => continue,
+            Some(piece) if !part.flatten => {
+                sep(&mut out);
+                out.extend_from_slice(part.key_json.as_bytes());
+                match piece {
+                    Piece::Text(text) => out.extend_from_slice(&text),
+                    Piece::Tree(value) => {
+                        let _ = serde_json::to_writer(&mut out, &value);
+                    }
+                }
+                if ep.has_flatten {
+                    keys.push(part.name.to_string());
+                }
+                continue;
             }
-            continue;
-        }
+            // `flatten` parts are kept as trees (`Shape::tree_only`); a text would be read
+            // back rather than dropped.
+            Some(Piece::Text(text)) => serde_json::from_slice(&text).unwrap_or(Value::Null),
+            Some(Piece::Tree(value)) => value,
+        };
         let Value::Object(map) = value else {
             if part.required {
                 return Err(unexpected_shape(part));

@@ -247,10 +247,7 @@ impl Shape {
         let reads = match &self.reads {
             None => Value::Null,
             Some(None) => serde_json::from_slice(bytes)?,
-            Some(Some(node)) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                Project(node, None).deserialize(&mut de)?
-            }
+            Some(Some(node)) => project(node, None, bytes)?,
         };
         Ok(Answer::Text {
             text: kept.then(|| Bytes::from(out)),
@@ -262,12 +259,7 @@ impl Shape {
     pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
         match &self.projection {
             None => serde_json::from_slice(bytes),
-            Some(node) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                let value = Project(node, self.parse_cap).deserialize(&mut de)?;
-                de.end()?;
-                Ok(value)
-            }
+            Some(node) => project(node, self.parse_cap, bytes),
         }
     }
 
@@ -293,6 +285,14 @@ impl Shape {
         }
         Some(value)
     }
+}
+
+/// Parses `bytes` building only what `node` keeps (arrays capped at `cap` while parsing).
+fn project(node: &Node, cap: Option<usize>, bytes: &[u8]) -> serde_json::Result<Value> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Project(node, cap).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 fn keep(node: &Node, value: Value, max: Option<usize>) -> Option<Value> {

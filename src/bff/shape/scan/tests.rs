@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::super::{Answer, Shape};
+use super::super::Shape;
+use super::super::text::tests::both;
 
 /// A small deterministic generator (xorshift), so failures replay.
 struct Rng(u64);
@@ -93,16 +94,6 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
-fn text_of(shape: &Shape, raw: &[u8]) -> serde_json::Result<Option<Value>> {
-    match shape.parse_answer(raw)? {
-        Answer::Text { text, .. } => Ok(text.map(|t| {
-            let s = std::str::from_utf8(&t).expect("the text is UTF-8");
-            serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: wrote {s}"))
-        })),
-        Answer::Tree(_) => panic!("every shape here is written as text"),
-    }
-}
-
 #[test]
 fn random_documents_shape_as_text_exactly_as_trees() {
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
@@ -110,10 +101,8 @@ fn random_documents_shape_as_text_exactly_as_trees() {
     for _ in 0..3000 {
         let mut raw = String::new();
         doc(&mut r, 0, &mut raw);
-        let tree: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
         for shape in &shapes {
-            let text = text_of(shape, raw.as_bytes()).unwrap_or_else(|e| panic!("{e}: {raw}"));
-            assert_eq!(text, shape.apply(tree.clone()), "{shape:?} on {raw}");
+            both(shape, &raw);
         }
     }
 }
