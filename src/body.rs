@@ -15,6 +15,46 @@ pub use replay::ReplayBuffer;
 /// Boxed error used by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The body of an upstream's response: from Portico's HTTP/1.1 client, or from hyper's (HTTP/2
+/// connections and protocol upgrades).
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// Read by `net::h1` straight from a pooled HTTP/1.1 connection.
+    H1(crate::net::h1::ResponseBody),
+    /// Read by hyper.
+    Hyper(Incoming),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A response body sent to a client: empty, one buffer, a streamed upstream body, or anything else.
 #[derive(Debug, Default)]
 pub enum Body {
@@ -24,7 +64,7 @@ pub enum Body {
     /// One buffer, sent once.
     Full(Option<Bytes>),
     /// An upstream response streamed through as it arrives.
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     /// Any other body.
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
@@ -52,7 +92,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            Body::Upstream(up) => Pin::new(up).poll_frame(cx),
             Body::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -197,6 +237,18 @@ impl RequestBody {
             tee: kept.clone(),
         };
         (me, Some(Reclaim { slot, limit, kept }))
+    }
+}
+
+impl RequestBody {
+    /// The whole body when it is in memory and not sent yet (`Some(None)`: empty); `None` for
+    /// a body streamed from the client.
+    pub fn in_memory(&self) -> Option<Option<&Bytes>> {
+        match &self.source {
+            Source::Empty => Some(None),
+            Source::Full(b) => Some(b.as_ref()),
+            Source::Stream(_) | Source::Shared(_) => None,
+        }
     }
 }
 

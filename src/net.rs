@@ -1,7 +1,10 @@
-//! Small network helpers: CIDR blocks for `trusted_proxies`; request host and path rules.
+//! Network pieces below the features: CIDR blocks for `trusted_proxies`, request host and path
+//! rules, upstream byte streams (`stream`) and Portico's HTTP/1.1 client codec (`h1`).
 
+pub mod h1;
 pub mod host;
 pub mod path;
+pub mod stream;
 
 use std::net::IpAddr;
 

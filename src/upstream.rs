@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -375,7 +375,7 @@ impl Upstream {
         key: Option<u64>,
         served: &'a mut Served,
         route: &'a retry::RouteRetry,
-    ) -> impl Future<Output = Result<Response<Incoming>, GatewayError>> + 'a {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + 'a {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
         self.attempts(req, replay, Deadline::now() + timeout, key, served, route)
     }
@@ -390,7 +390,7 @@ impl Upstream {
         body: Bytes,
         until: Deadline,
         key: Option<u64>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let first = if body.is_empty() {
             RequestBody::empty()
         } else {
@@ -415,7 +415,7 @@ impl Upstream {
         headers: HeaderMap,
         body: Bytes,
         until: Deadline,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let first = if body.is_empty() {
             RequestBody::empty()
         } else {
@@ -450,7 +450,7 @@ impl Upstream {
         key: Option<u64>,
         served: &mut Served,
         tried: &mut Tried,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)

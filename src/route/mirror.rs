@@ -16,6 +16,7 @@ pub mod compile;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -150,7 +151,7 @@ impl Mirror {
         limit: u64,
         timeout: Duration,
         key: Option<u64>,
-    ) -> Result<http::Response<Incoming>, GatewayError> {
+    ) -> Result<http::Response<UpstreamBody>, GatewayError> {
         let body = read_body(body, limit).await?;
         self.send(&parts, body.clone());
         let path = parts

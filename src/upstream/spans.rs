@@ -1,8 +1,8 @@
 //! The CLIENT span of one upstream attempt (when the request is traced): started before the
 //! transport send, so the attempt's own span id goes out in `traceparent`.
 
+use crate::body::UpstreamBody;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
 use super::Endpoint;
 use super::transport::SendError;
@@ -27,7 +27,7 @@ pub fn finish(
     upstream: &str,
     ep: &Endpoint,
     resends: usize,
-    sent: &Result<Result<Response<Incoming>, SendError>, tokio::time::error::Elapsed>,
+    sent: &Result<Result<Response<UpstreamBody>, SendError>, tokio::time::error::Elapsed>,
 ) {
     let Started(attempt, method) = span;
     let mut attrs = vec![

@@ -1,14 +1,15 @@
 //! How one request travels to one endpoint, over the endpoint's own pool (`pool`, owned by the
-//! `Endpoint`): HTTP/1.1 connections (`h1`: one exchange at a time, idle ones kept up to
-//! `max_idle_per_endpoint` for `pool_idle_timeout`), HTTP/2 connections (`h2`: prior-knowledge
-//! h2c on `http://`, ALPN h2 on `https://`; many streams each), or `auto` (ALPN h2 or http/1.1
-//! over TLS, HTTP/1.1 on plain TCP). `connect` opens them (TCP, TLS). Endpoint choice,
-//! failover and timeouts are `Upstream`'s business.
+//! `Endpoint`): HTTP/1.1 connections (Portico's own client, `crate::net::h1`: one exchange at a
+//! time, idle ones kept up to `max_idle_per_endpoint` for `pool_idle_timeout`; a protocol
+//! upgrade goes on a connection of its own through hyper, `upgrade`), HTTP/2 connections
+//! (`h2`: prior-knowledge h2c on `http://`, ALPN h2 on `https://`; many streams each), or
+//! `auto` (ALPN h2 or http/1.1 over TLS, HTTP/1.1 on plain TCP). `connect` opens them (TCP,
+//! TLS). Endpoint choice, failover and timeouts are `Upstream`'s business.
 
 mod connect;
-mod h1;
 mod h2;
 mod pool;
+mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,14 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::Either;
+use http::header::UPGRADE;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 
 pub use pool::{Limits, Pool};
 
 use super::{Endpoint, UpstreamSettings};
-use crate::body::{BodyTooLarge, ClientBodyError, RequestBody};
+use crate::body::{BodyTooLarge, ClientBodyError, RequestBody, UpstreamBody};
+use crate::net::h1;
 
 /// `[upstreams.NAME] protocol`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,9 +85,9 @@ pub struct SendError {
 /// Sends on connections found closed give the request back; a few such rounds at most.
 const ROUNDS: usize = 4;
 
-/// A fresh connection: HTTP/1.1 with its sender, or HTTP/2 (listed in the pool).
+/// A fresh connection: HTTP/1.1, or HTTP/2 (listed in the pool).
 enum Fresh {
-    H1(h1::Busy),
+    H1(Box<h1::Conn>),
     H2,
 }
 
@@ -115,7 +117,7 @@ impl Transport {
 
     /// A new, empty pool for an endpoint.
     pub fn pool(&self) -> Arc<Pool> {
-        Arc::new(Pool::new(self.id))
+        Arc::new(Pool::new(self.id, self.max_idle, self.idle_timeout))
     }
 
     /// Connections open now to every endpoint (counted only under `[circuit]`).
@@ -131,7 +133,7 @@ impl Transport {
         &'a self,
         ep: &'a Endpoint,
         req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Incoming>, SendError>> + 'a {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + 'a {
         let h2_first = match self.protocol {
             Protocol::Http1 => false,
             Protocol::H2 => true,
@@ -148,41 +150,50 @@ impl Transport {
         &self,
         ep: &Endpoint,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if req.headers().contains_key(UPGRADE) {
+            return Box::pin(self.send_upgrade(ep, req)).await;
+        }
         let mut last = None;
         for _ in 0..ROUNDS {
-            let mut busy = match h1::checkout(&ep.pool) {
-                Some(b) => b,
+            let conn = match ep.pool.h1.checkout() {
+                Some(c) => c,
                 // Opening a connection is boxed: its state (connect, TLS handshake) would
                 // otherwise sit in every request's future, which keep-alive rarely needs.
                 None => match Box::pin(self.fresh(ep, self.pending()?)).await? {
-                    Fresh::H1(b) => b,
+                    Fresh::H1(c) => c,
                     Fresh::H2 => return Box::pin(self.send_h2(ep, req)).await,
                 },
             };
-            match busy.tx.try_send_request(req).await {
-                Ok(resp) => {
-                    busy.give_back();
-                    return Ok(resp);
-                }
-                Err(mut e) => match e.take_message() {
-                    // The connection closed before the request was written: try another.
-                    Some(back) => {
-                        req = back;
-                        last = Some(e.into_error());
-                    }
-                    None => return Err(failed(&e.into_error())),
-                },
+            match h1::send(conn, &mut req).await {
+                Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
+                // A kept connection the upstream closed meanwhile: try another.
+                Err(f) if f.again => last = Some(f.error),
+                Err(f) => return Err(failed(&f.error)),
             }
         }
-        Err(closed(last))
+        Err(closed(last.as_ref().map(|e| e as _)))
+    }
+
+    /// A protocol upgrade (WebSocket) on a connection of its own, through hyper's client,
+    /// which hands over the connection after a 101.
+    async fn send_upgrade(
+        &self,
+        ep: &Endpoint,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (stream, _, open) = self.open(ep, self.pending()?).await?;
+        upgrade::send(stream, req, open)
+            .await
+            .map(|r| r.map(UpstreamBody::Hyper))
+            .map_err(|e| failed(&e))
     }
 
     async fn send_h2(
         &self,
         ep: &Endpoint,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         absolute(&mut req, ep);
         let mut last = None;
         for _ in 0..ROUNDS {
@@ -191,7 +202,7 @@ impl Transport {
                 None => Box::pin(self.open_h2(ep)).await?,
             };
             match busy.tx.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok(resp.map(UpstreamBody::Hyper)),
                 Err(mut e) => match e.take_message() {
                     Some(back) => {
                         req = back;
@@ -201,7 +212,7 @@ impl Transport {
                 },
             }
         }
-        Err(closed(last))
+        Err(closed(last.as_ref().map(|e| e as _)))
     }
 
     /// Waits for the endpoint's connection being opened, or opens one.
@@ -227,12 +238,13 @@ impl Transport {
     }
 
     /// Opens a connection to `ep` under the upstream's limits (`_pending`: this request
-    /// counted as waiting for it).
-    async fn fresh(
+    /// counted as waiting for it): the stream, whether TLS's ALPN chose h2, and its count
+    /// under `max_connections`.
+    async fn open(
         &self,
         ep: &Endpoint,
         _pending: Option<pool::Pending<'_>>,
-    ) -> Result<Fresh, SendError> {
+    ) -> Result<(connect::Stream, bool, Option<pool::Open>), SendError> {
         let open = match &self.limits {
             None => None,
             Some(l) => Some(l.open().ok_or_else(|| overloaded("max_connections"))?),
@@ -242,32 +254,37 @@ impl Transport {
             detail: format!("connect to {}: {e}", ep.authority),
             ..SendError::default()
         })?;
+        Ok((stream, alpn_h2, open))
+    }
+
+    /// Opens a connection to `ep` for the endpoint's pool.
+    async fn fresh(
+        &self,
+        ep: &Endpoint,
+        pending: Option<pool::Pending<'_>>,
+    ) -> Result<Fresh, SendError> {
+        let (stream, alpn_h2, open) = self.open(ep, pending).await?;
         let h2 = match self.protocol {
             Protocol::Http1 => false,
             Protocol::H2 => true,
             Protocol::Auto => alpn_h2,
         };
-        let handshake = |e: hyper::Error| SendError {
-            connect: true,
-            detail: format!(
-                "handshake with {}: {}",
-                ep.authority,
-                super::error_chain(&e)
-            ),
-            ..SendError::default()
-        };
         if h2 {
-            h2::start(stream, &ep.pool, open).await.map_err(handshake)?;
+            h2::start(stream, &ep.pool, open)
+                .await
+                .map_err(|e| SendError {
+                    connect: true,
+                    detail: format!(
+                        "handshake with {}: {}",
+                        ep.authority,
+                        super::error_chain(&e)
+                    ),
+                    ..SendError::default()
+                })?;
             return Ok(Fresh::H2);
         }
-        let keep = h1::Keep {
-            idle_timeout: self.idle_timeout,
-            max_idle: self.max_idle,
-        };
-        let busy = h1::start(stream, &ep.pool, keep, open)
-            .await
-            .map_err(handshake)?;
-        Ok(Fresh::H1(busy))
+        let counted = open.map(|o| Box::new(o) as Box<dyn std::any::Any + Send + Sync>);
+        Ok(Fresh::H1(h1::Conn::new(stream, &ep.pool.h1, counted)))
     }
 
     fn pending(&self) -> Result<Option<pool::Pending<'_>>, SendError> {
@@ -305,18 +322,15 @@ fn overloaded(limit: &str) -> SendError {
 
 /// Every connection tried was found closed before the request was written: like a refused
 /// connection, nothing was sent.
-fn closed(last: Option<hyper::Error>) -> SendError {
+fn closed(last: Option<&(dyn std::error::Error + 'static)>) -> SendError {
     SendError {
         connect: true,
-        detail: last.map_or_else(
-            || "connections closed".to_owned(),
-            |e| super::error_chain(&e),
-        ),
+        detail: last.map_or_else(|| "connections closed".to_owned(), super::error_chain),
         ..SendError::default()
     }
 }
 
-fn failed(e: &hyper::Error) -> SendError {
+fn failed(e: &(dyn std::error::Error + 'static)) -> SendError {
     SendError {
         connect: false,
         overloaded: false,

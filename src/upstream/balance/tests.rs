@@ -22,7 +22,11 @@ fn endpoints(weights: &[u32], board: &Arc<Board>) -> Vec<Endpoint> {
                     false,
                 )),
                 source: crate::upstream::discovery::Source::Static,
-                pool: Default::default(),
+                pool: std::sync::Arc::new(crate::upstream::transport::Pool::new(
+                    0,
+                    1,
+                    std::time::Duration::from_secs(1),
+                )),
             }
         })
         .collect()

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant as Deadline;
 
 use super::run::MIN_TRY;
@@ -68,7 +68,7 @@ impl Upstream {
         until: Deadline,
         key: Option<u64>,
         after: Duration,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let permit = self.admit()?;
         let head = Head {
             method,
@@ -91,7 +91,7 @@ impl Upstream {
         until: Deadline,
         key: Option<u64>,
         after: Duration,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let budget = self.resilience.budget.as_deref();
         if let Some(b) = budget {
             b.request(clock_ms());

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::body::UpstreamBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant as Deadline;
 
 use super::{Budget, RetryOn, RetryPolicy, RouteRetry, is_idempotent};
@@ -48,7 +48,7 @@ impl Upstream {
         key: Option<u64>,
         served: &mut Served,
         route: &RouteRetry,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let permit = self.admit()?;
         let out = match self.retry_policy(route) {
             None => {
@@ -97,7 +97,7 @@ impl Upstream {
         deadline: Deadline,
         key: Option<u64>,
         served: &mut Served,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         if let Some(b) = how.budget {
             b.request(clock_ms());
         }
@@ -165,7 +165,7 @@ struct How<'a> {
 /// The `retry_on` word a try's outcome matches, if the policy retries it.
 fn reason(
     p: &RetryPolicy,
-    result: &Result<Response<Incoming>, GatewayError>,
+    result: &Result<Response<UpstreamBody>, GatewayError>,
     idempotent: bool,
     cut_short: bool,
 ) -> Option<&'static str> {

@@ -4,17 +4,18 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use super::{h1, h2};
+use super::h2;
+use crate::net::h1::IdleList;
 
 /// Idle HTTP/1.1 connections and live HTTP/2 connections of one endpoint.
-#[derive(Default)]
 pub struct Pool {
     /// The transport whose settings opened these connections (a reload that changes them
     /// starts new pools).
     owner: u64,
-    /// Idle HTTP/1.1 senders, most recently used last.
-    pub(super) h1: Mutex<Vec<h1::Idle>>,
+    /// Idle HTTP/1.1 connections, most recently used last.
+    pub(super) h1: Arc<IdleList>,
     /// HTTP/2 connections with their streams in flight.
     pub(super) h2: Mutex<Vec<h2::Conn>>,
     /// One HTTP/2 connection is opened at a time; the others wait for it to share it.
@@ -29,11 +30,15 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// An empty pool for connections opened by transport `owner`.
-    pub fn new(owner: u64) -> Pool {
+    /// An empty pool for connections opened by transport `owner`, keeping at most `max_idle`
+    /// idle HTTP/1.1 connections for `idle_timeout` each.
+    pub fn new(owner: u64, max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
             owner,
-            ..Pool::default()
+            h1: IdleList::new(max_idle, idle_timeout),
+            h2: Mutex::default(),
+            h2_opening: tokio::sync::Mutex::default(),
+            next: AtomicU64::new(0),
         }
     }
 
@@ -49,7 +54,7 @@ impl Pool {
 
     /// Idle HTTP/1.1 connections now.
     pub fn idle_h1(&self) -> usize {
-        lock(&self.h1).len()
+        self.h1.len()
     }
 }
 

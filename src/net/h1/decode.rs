@@ -1,0 +1,313 @@
+//! The response head: status line and fields parsed strictly (httparse, as hyper's client
+//! does), then the body's framing (RFC 9112 section 6.3) and whether the connection can carry
+//! another exchange.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
+
+use super::encode::parse_decimal;
+use super::error::Error;
+
+/// Fields in one response head (hyper's default too).
+pub(super) const MAX_FIELDS: usize = 100;
+/// Bytes in one response head.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+
+/// A complete final (non-1xx, or 101) response head at the start of the read buffer, as
+/// offsets into it.
+pub(super) struct Parsed {
+    /// Length of the head, blank line included.
+    pub len: usize,
+    status: u16,
+    /// An HTTP/1.0 response (else HTTP/1.1).
+    pub http10: bool,
+    count: usize,
+    /// Name start and end, value start and end, of each field.
+    fields: [[u32; 4]; MAX_FIELDS],
+}
+
+/// Parses the head at the start of `buf`, dropping informational (1xx) heads before it
+/// (101 excepted: it ends HTTP on the connection). `None` until the head is complete.
+pub(super) fn final_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
+    loop {
+        let Some(parsed) = parse(buf)? else {
+            if buf.len() > MAX_HEAD {
+                return Err(Error::Head("larger than 64 KB"));
+            }
+            return Ok(None);
+        };
+        if (100..200).contains(&parsed.status) && parsed.status != 101 {
+            buf.advance(parsed.len);
+            continue;
+        }
+        return Ok(Some(parsed));
+    }
+}
+
+fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::Head("more than 100 fields")),
+        Err(_) => return Err(Error::Head("malformed")),
+    };
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut parsed = Parsed {
+        len,
+        status: resp.code.unwrap_or(0),
+        http10: resp.version == Some(0),
+        count: resp.headers.len(),
+        fields: [[0; 4]; MAX_FIELDS],
+    };
+    for (slot, h) in parsed.fields.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_bytes();
+        *slot = [
+            at(name),
+            at(name) + name.len() as u32,
+            at(h.value),
+            at(h.value) + h.value.len() as u32,
+        ];
+    }
+    Ok(Some(parsed))
+}
+
+/// The status and fields of a parsed head, the fields put in `headers` (an empty map whose
+/// room is reused); `head` is the head's bytes (field values are slices of it, not copies).
+pub(super) fn build(
+    head: &Bytes,
+    p: &Parsed,
+    mut headers: HeaderMap,
+) -> Result<(StatusCode, HeaderMap), Error> {
+    let status = StatusCode::from_u16(p.status).map_err(|_| Error::Head("status code"))?;
+    headers.reserve(p.count);
+    for f in &p.fields[..p.count] {
+        let [ns, ne, vs, ve] = f.map(|x| x as usize);
+        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Error::Head("field name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+            .map_err(|_| Error::Head("field value"))?;
+        headers.append(name, value);
+    }
+    Ok((status, headers))
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `content-length` bytes.
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection.
+    Eof,
+}
+
+/// The body's framing, and whether the connection may be reused after it. A response that
+/// has both `transfer-encoding` and `content-length` loses the latter (the transfer coding
+/// frames it; passing both on invites request smuggling downstream).
+pub(super) fn body_kind(
+    status: StatusCode,
+    head_request: bool,
+    http10: bool,
+    headers: &mut HeaderMap,
+) -> Result<(Kind, bool), Error> {
+    let keep = keeps_alive(headers, http10);
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((Kind::Empty, false));
+    }
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Kind::Empty, keep));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+        let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
+        let chunked = last.is_some_and(|v| {
+            v.as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        return Ok(if chunked && !http10 {
+            (Kind::Chunked, keep)
+        } else {
+            (Kind::Eof, false)
+        });
+    }
+    let mut length = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        // A list of equal values ("5, 5") is one length; different values are an error.
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(Error::Head("content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Head("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Kind::Length(n), keep),
+        None => (Kind::Eof, false),
+    })
+}
+
+/// HTTP/1.1 keeps the connection unless `connection: close`; HTTP/1.0 only with
+/// `connection: keep-alive`.
+fn keeps_alive(headers: &HeaderMap, http10: bool) -> bool {
+    let has = |token: &[u8]| {
+        headers.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if http10 {
+        has(b"keep-alive")
+    } else {
+        !has(b"close")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<(StatusCode, HeaderMap, usize, bool)>, Error> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        let Some(p) = final_head(&mut buf)? else {
+            return Ok(None);
+        };
+        let bytes = buf.split_to(p.len).freeze();
+        let (status, headers) = build(&bytes, &p, HeaderMap::new())?;
+        Ok(Some((status, headers, p.len, p.http10)))
+    }
+
+    fn kind(text: &str, head_request: bool) -> Result<(Kind, bool), Error> {
+        let (status, mut headers, _, http10) = head(text)?.expect("a whole head");
+        body_kind(status, head_request, http10, &mut headers)
+    }
+
+    #[test]
+    fn a_head_parses_into_status_and_fields() {
+        let (status, headers, len, _) =
+            head("HTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\nrest")
+                .unwrap()
+                .unwrap();
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(len, 59);
+        let all: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(all, ["1", "2"]);
+        assert!(head("HTTP/1.1 200 OK\r\nX-A: 1\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn informational_heads_are_skipped() {
+        let (status, headers, _, _) =
+            head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nx: y\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.get("link").is_none());
+        let (status, ..) = head("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    }
+
+    #[test]
+    fn malformed_and_oversized_heads_are_errors() {
+        for bad in [
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/9.1 200 OK\r\n\r\n",
+            "garbage\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad field\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n",
+        ] {
+            assert!(head(bad).is_err(), "{bad:?}");
+        }
+        let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "x: y\r\n".repeat(101));
+        assert!(head(&many).is_err());
+        let big = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(head(&big).is_err());
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let k = |t: &str| kind(t, false).unwrap();
+        assert_eq!(
+            k("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            (Kind::Length(5), true)
+        );
+        assert_eq!(
+            k("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n"),
+            (Kind::Length(5), true)
+        );
+        assert_eq!(
+            k("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
+            (Kind::Chunked, true)
+        );
+        assert_eq!(
+            k("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+            (Kind::Eof, false)
+        );
+        assert_eq!(k("HTTP/1.1 200 OK\r\n\r\n"), (Kind::Eof, false));
+        assert_eq!(
+            k("HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n"),
+            (Kind::Empty, true)
+        );
+        assert_eq!(k("HTTP/1.1 304 Not Modified\r\n\r\n"), (Kind::Empty, true));
+        assert_eq!(
+            kind("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true).unwrap(),
+            (Kind::Empty, true)
+        );
+        assert_eq!(
+            k("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n"),
+            (Kind::Length(1), false)
+        );
+        assert_eq!(
+            k("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"),
+            (Kind::Length(1), false)
+        );
+        assert_eq!(
+            k("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n"),
+            (Kind::Length(1), true)
+        );
+        for bad in [
+            "content-length: 5, 6",
+            "content-length: x",
+            "content-length: 5\r\ncontent-length: 6",
+        ] {
+            assert!(
+                kind(&format!("HTTP/1.1 200 OK\r\n{bad}\r\n\r\n"), false).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_drops_content_length() {
+        let (status, mut headers, _, _) =
+            head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            body_kind(status, false, false, &mut headers).unwrap(),
+            (Kind::Chunked, true)
+        );
+        assert!(!headers.contains_key(CONTENT_LENGTH));
+    }
+}

@@ -1,0 +1,175 @@
+//! The request head as HTTP/1.1 bytes, and how its body is framed on the wire.
+
+use http::header::{CONTENT_LENGTH, HeaderMap};
+use http::{Method, Request};
+use http_body::Body as _;
+
+use crate::body::RequestBody;
+
+/// How the request body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// Exactly this many bytes (`content-length`, from the request or added here).
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+}
+
+/// The framing of `req`'s body and the field to add for it, as hyper's client chooses: a
+/// body that has ended sends nothing; a `content-length` the request carries is kept (the body
+/// must match it); a body of known size gets one; one of unknown size goes chunked, except on
+/// GET, HEAD and CONNECT, which send none (`transfer-encoding` never arrives here: it is
+/// hop-by-hop and stripped before forwarding).
+pub(super) fn framing(req: &Request<RequestBody>) -> (Framing, Added) {
+    let body = req.body();
+    if body.is_end_stream() {
+        return (Framing::Length(0), Added::Nothing);
+    }
+    if let Some(n) = content_length(req.headers()) {
+        return (Framing::Length(n), Added::Nothing);
+    }
+    match body.size_hint().exact() {
+        Some(n) => (Framing::Length(n), Added::Length(n)),
+        None => match *req.method() {
+            Method::GET | Method::HEAD | Method::CONNECT => (Framing::Length(0), Added::Nothing),
+            _ => (Framing::Chunked, Added::Chunked),
+        },
+    }
+}
+
+/// A framing field the request lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Added {
+    Nothing,
+    Length(u64),
+    Chunked,
+}
+
+/// The request's `content-length` when every copy is the same number.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut found = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        let n = parse_decimal(v.as_bytes())?;
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+/// A non-empty run of ASCII digits that fits in a `u64`.
+pub(super) fn parse_decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Writes the request line and fields (names as `http` keeps them: lower case) into `out`.
+/// The request URI holds the path and query; the version is always HTTP/1.1.
+pub(super) fn head(out: &mut Vec<u8>, req: &Request<RequestBody>, added: Added) {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    match req.uri().path_and_query() {
+        Some(pq) if !pq.as_str().is_empty() => out.extend_from_slice(pq.as_str().as_bytes()),
+        _ => out.push(b'/'),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match added {
+        Added::Nothing => {}
+        Added::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            let mut digits = itoa::Buffer::new();
+            out.extend_from_slice(digits.format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Added::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` bytes.
+pub(super) fn chunk_size(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: Method, body: RequestBody) -> Request<RequestBody> {
+        let mut r = Request::new(body);
+        *r.method_mut() = method;
+        *r.uri_mut() = "/a?b=1".parse().unwrap();
+        r.headers_mut()
+            .insert(http::header::HOST, "up:8080".parse().unwrap());
+        r
+    }
+
+    #[test]
+    fn head_bytes_and_framing() {
+        let r = req(Method::POST, RequestBody::full("hello".into()));
+        let (how, added) = framing(&r);
+        assert_eq!(how, Framing::Length(5));
+        let mut out = Vec::new();
+        head(&mut out, &r, added);
+        assert_eq!(
+            out,
+            b"POST /a?b=1 HTTP/1.1\r\nhost: up:8080\r\ncontent-length: 5\r\n\r\n"
+        );
+        let r = req(Method::GET, RequestBody::empty());
+        assert_eq!(framing(&r), (Framing::Length(0), Added::Nothing));
+    }
+
+    #[test]
+    fn a_content_length_field_is_kept() {
+        let mut r = req(Method::PUT, RequestBody::full("hello".into()));
+        r.headers_mut().insert(CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(framing(&r), (Framing::Length(5), Added::Nothing));
+        r.headers_mut().append(CONTENT_LENGTH, "6".parse().unwrap());
+        assert_eq!(content_length(r.headers()), None, "disagreeing copies");
+    }
+
+    #[test]
+    fn decimal_and_chunk_sizes() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"1234"), Some(1234));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"1 ",
+            b"-1",
+            b"12345678901234567890",
+            b"0x1",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+        let mut out = Vec::new();
+        chunk_size(&mut out, 0);
+        assert_eq!(out, b"0\r\n");
+        chunk_size(&mut out, 0x1a2f);
+        assert_eq!(out, b"0\r\n1a2f\r\n");
+    }
+}

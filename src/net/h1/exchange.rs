@@ -1,0 +1,315 @@
+//! One exchange on a connection: the request written (head, then the body as it comes,
+//! chunked or not, watching for an answer that arrives before the body is all sent), the
+//! response head read past any 1xx, and the response returned with a body that owns the
+//! connection.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use http_body::Body as _;
+use tokio::io::AsyncWrite;
+
+use super::body::ResponseBody;
+use super::conn::Conn;
+use super::decode::{self, Parsed};
+use super::encode::{self, Framing};
+use super::error::Error;
+use crate::body::RequestBody;
+use crate::net::stream::Stream;
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// The request is untouched and may go on another connection: a reused connection (the
+    /// upstream may have closed it while idle) failed before any answer, the body was never
+    /// read, and either nothing was written or the method is idempotent.
+    pub again: bool,
+    /// What happened.
+    pub error: Error,
+}
+
+/// The request going out, and what is known of the answer.
+struct Sending {
+    framing: Framing,
+    /// Body bytes still owed under a content-length.
+    left: u64,
+    /// Being written: the connection's `wbuf` (head or a chunk-size line), `data`, `tail`.
+    data: Bytes,
+    tail: &'static [u8],
+    /// How much of those three is written.
+    at: usize,
+    /// Bytes written in the exchange before those three.
+    written: usize,
+    /// The body has been asked for a frame: it can no longer be given back.
+    polled: bool,
+    /// Every frame of the body is queued.
+    queued: bool,
+    /// The upstream sent bytes (an answer has begun).
+    heard: bool,
+    /// The upstream closed its side.
+    eof: bool,
+}
+
+/// How the sending ended.
+enum Sent {
+    /// The request went out whole.
+    Whole,
+    /// The upstream answered before the body was all sent.
+    Early,
+}
+
+/// Sends `req` (its URI holds the path and query) on `conn` and waits for the response head.
+/// The request is borrowed, not taken: after a failure that allows it, the caller sends it
+/// again as it is (one copy of it in the request's future, not one here and one there).
+pub async fn send(
+    mut conn: Box<Conn>,
+    req: &mut Request<RequestBody>,
+) -> Result<Response<ResponseBody>, Failure> {
+    let head_request = req.method() == Method::HEAD;
+    let (framing, added) = encode::framing(&req);
+    encode::head(&mut conn.wbuf, &req, added);
+    let mut s = Sending {
+        framing,
+        left: match framing {
+            Framing::Length(n) => n,
+            Framing::Chunked => 0,
+        },
+        data: Bytes::new(),
+        tail: b"",
+        at: 0,
+        written: 0,
+        polled: false,
+        queued: false,
+        heard: false,
+        eof: false,
+    };
+    // A body already in memory goes out with the head, without polling it (so the request
+    // stays whole for another connection).
+    if let Some(full) = req.body().in_memory() {
+        let data = full.cloned().unwrap_or_default();
+        match framing {
+            Framing::Length(n) if n != data.len() as u64 => {
+                return Err(failure(&conn, req, &s, Error::BodyLength));
+            }
+            Framing::Length(_) => {}
+            Framing::Chunked if data.is_empty() => s.tail = b"0\r\n\r\n",
+            Framing::Chunked => {
+                encode::chunk_size(&mut conn.wbuf, data.len());
+                s.tail = b"\r\n0\r\n\r\n";
+            }
+        }
+        s.left = 0;
+        s.data = data;
+        s.queued = true;
+    }
+    let sent = poll_fn(|cx| poll_send(&mut conn, req.body_mut(), &mut s, cx)).await;
+    let whole = match sent {
+        Ok(Sent::Whole) => true,
+        Ok(Sent::Early) => false,
+        Err(e) => return Err(failure(&conn, req, &s, e)),
+    };
+    // (A parsed head is large but never held across an await: it is not in the future.)
+    let parsed = match poll_fn(|cx| poll_head(&mut conn, &mut s, cx)).await {
+        Ok(p) => p,
+        Err(e) => return Err(failure(&conn, req, &s, e)),
+    };
+    // The request's field map, grown by the gateway's own fields, takes the response's: hyper's
+    // server then keeps it for the next request's head, so no map is allocated per request.
+    let mut fields = std::mem::take(req.headers_mut());
+    fields.clear();
+    respond(conn, parsed, fields, head_request, whole).map_err(|error| Failure {
+        again: false,
+        error,
+    })
+}
+
+/// The response from its parsed head; the body takes the connection.
+fn respond(
+    mut conn: Box<Conn>,
+    parsed: Parsed,
+    fields: HeaderMap,
+    head_request: bool,
+    whole: bool,
+) -> Result<Response<ResponseBody>, Error> {
+    let head = conn.rbuf.split_to(parsed.len).freeze();
+    let (status, mut headers) = decode::build(&head, &parsed, fields)?;
+    let (kind, keep) = decode::body_kind(status, head_request, parsed.http10, &mut headers)?;
+    // A request not sent whole leaves the connection mid-message.
+    let body = ResponseBody::new(conn, kind, keep && whole);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+fn failure(conn: &Conn, req: &Request<RequestBody>, s: &Sending, error: Error) -> Failure {
+    let closed = matches!(error, Error::Io(_) | Error::ClosedBeforeHead);
+    let again = conn.reused
+        && closed
+        && !s.polled
+        && !s.heard
+        && (s.written + s.at == 0 || idempotent(req.method()));
+    Failure { again, error }
+}
+
+/// RFC 9110 section 9.2.2: a client may send these again after a connection failure.
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Writes the head and body; returns early when a final response head arrives first.
+fn poll_send(
+    conn: &mut Conn,
+    body: &mut RequestBody,
+    s: &mut Sending,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Sent, Error>> {
+    loop {
+        match poll_write_out(&mut conn.io, &conn.wbuf, &s.data, s.tail, &mut s.at, cx) {
+            Poll::Ready(Ok(())) => {
+                s.written += s.at;
+                s.at = 0;
+                conn.wbuf.clear();
+                s.data = Bytes::new();
+                s.tail = b"";
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Io(e))),
+            Poll::Pending => return watch(conn, s, cx),
+        }
+        if s.queued {
+            return Pin::new(&mut conn.io)
+                .poll_flush(cx)
+                .map(|r| r.map(|()| Sent::Whole).map_err(Error::Io));
+        }
+        s.polled = true;
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return watch(conn, s, cx),
+            Poll::Ready(None) => {
+                match s.framing {
+                    Framing::Length(_) if s.left != 0 => {
+                        return Poll::Ready(Err(Error::BodyLength));
+                    }
+                    Framing::Length(_) => {}
+                    Framing::Chunked => s.tail = b"0\r\n\r\n",
+                }
+                s.queued = true;
+                continue;
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::Body(e))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        // Trailers of a request body are not forwarded (as hyper's client).
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match s.framing {
+            Framing::Length(_) => {
+                let n = data.len() as u64;
+                if n > s.left {
+                    return Poll::Ready(Err(Error::BodyLength));
+                }
+                s.left -= n;
+            }
+            Framing::Chunked => {
+                encode::chunk_size(&mut conn.wbuf, data.len());
+                s.tail = b"\r\n";
+            }
+        }
+        s.data = data;
+        if body.is_end_stream() {
+            match s.framing {
+                Framing::Length(_) if s.left != 0 => return Poll::Ready(Err(Error::BodyLength)),
+                Framing::Length(_) => {}
+                Framing::Chunked => s.tail = b"\r\n0\r\n\r\n",
+            }
+            s.queued = true;
+        }
+    }
+}
+
+/// While the request is still going out: reads what the upstream sends, and says `Early`
+/// once a final response head is complete. Else pending (both wakers are registered).
+fn watch(conn: &mut Conn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<Sent, Error>> {
+    while !s.eof {
+        match conn.poll_fill(cx) {
+            Poll::Pending => break,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Io(e))),
+            Poll::Ready(Ok(0)) => s.eof = true,
+            Poll::Ready(Ok(_)) => {
+                s.heard = true;
+                if decode::final_head(&mut conn.rbuf)?.is_some() {
+                    return Poll::Ready(Ok(Sent::Early));
+                }
+            }
+        }
+    }
+    Poll::Pending
+}
+
+/// Reads until a final response head is complete.
+fn poll_head(
+    conn: &mut Conn,
+    s: &mut Sending,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Parsed, Error>> {
+    loop {
+        if let Some(p) = decode::final_head(&mut conn.rbuf)? {
+            return Poll::Ready(Ok(p));
+        }
+        if s.eof {
+            return Poll::Ready(Err(if s.heard {
+                Error::Head("truncated")
+            } else {
+                Error::ClosedBeforeHead
+            }));
+        }
+        match ready!(conn.poll_fill(cx)) {
+            Ok(0) => s.eof = true,
+            Ok(_) => s.heard = true,
+            Err(e) => return Poll::Ready(Err(Error::Io(e))),
+        }
+    }
+}
+
+/// Writes `head`, `data` and `tail` from offset `at` on, moving `at` as bytes go out.
+fn poll_write_out(
+    io: &mut Stream,
+    head: &[u8],
+    data: &[u8],
+    tail: &[u8],
+    at: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut skip = *at;
+        let mut slices = [IoSlice::new(&[]); 3];
+        let mut k = 0;
+        for piece in [head, data, tail] {
+            if skip >= piece.len() {
+                skip -= piece.len();
+                continue;
+            }
+            slices[k] = IoSlice::new(&piece[skip..]);
+            skip = 0;
+            k += 1;
+        }
+        if k == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *at += n;
+    }
+}
