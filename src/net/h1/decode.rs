@@ -55,6 +55,10 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
     let len = match httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
     {
+        // A head that arrived whole in one read is held to the same limit as one that did not.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Err(Error::Head("larger than 64 KB"));
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Error::Head("more than 100 fields")),
@@ -242,7 +246,9 @@ mod tests {
         let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "x: y\r\n".repeat(101));
         assert!(head(&many).is_err());
         let big = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
-        assert!(head(&big).is_err());
+        assert!(head(&big).is_err(), "partial and over the limit");
+        let whole = format!("{big}\r\n\r\n");
+        assert!(head(&whole).is_err(), "complete and over the limit");
     }
 
     #[test]

@@ -70,8 +70,8 @@ pub async fn send(
     req: &mut Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head_request = req.method() == Method::HEAD;
-    let (framing, added) = encode::framing(&req);
-    encode::head(&mut conn.wbuf, &req, added);
+    let (framing, added) = encode::framing(req);
+    encode::head(&mut conn.wbuf, req, added);
     let mut s = Sending {
         framing,
         left: match framing {

@@ -18,6 +18,9 @@ pub struct IdleList {
 
 #[derive(Default)]
 struct Inner {
+    /// Boxed: a connection moves between this list, the exchange and the response body on
+    /// every request, and a pointer moves cheaper than the connection.
+    #[allow(clippy::vec_box)]
     conns: Vec<Box<Conn>>,
     /// A reaper task is running.
     reaping: bool,
