@@ -18,24 +18,28 @@ pub(super) const MAX_FIELDS: usize = 100;
 /// Bytes in one response head.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 
-/// A complete final (non-1xx, or 101) response head at the start of the read buffer, as
-/// offsets into it.
+/// Where each field of a head is, as offsets into it: name start and end, value start and end.
+/// Filled by the parse, on the caller's stack: moving it with the result would copy 1.6 KB a
+/// few times per response.
+pub(super) type Fields = [[u32; 4]; MAX_FIELDS];
+
+/// A complete final (non-1xx, or 101) response head at the start of the read buffer.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Parsed {
     /// Length of the head, blank line included.
     pub len: usize,
     status: u16,
     /// An HTTP/1.0 response (else HTTP/1.1).
     pub http10: bool,
+    /// Fields filled in.
     count: usize,
-    /// Name start and end, value start and end, of each field.
-    fields: [[u32; 4]; MAX_FIELDS],
 }
 
-/// Parses the head at the start of `buf`, dropping informational (1xx) heads before it
-/// (101 excepted: it ends HTTP on the connection). `None` until the head is complete.
-pub(super) fn final_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
+/// Parses the head at the start of `buf` into `fields`, dropping informational (1xx) heads
+/// before it (101 excepted: it ends HTTP on the connection). `None` until the head is complete.
+pub(super) fn final_head(buf: &mut BytesMut, fields: &mut Fields) -> Result<Option<Parsed>, Error> {
     loop {
-        let Some(parsed) = parse(buf)? else {
+        let Some(parsed) = parse(buf, fields)? else {
             if buf.len() > MAX_HEAD {
                 return Err(Error::Head("larger than 64 KB"));
             }
@@ -49,7 +53,7 @@ pub(super) fn final_head(buf: &mut BytesMut) -> Result<Option<Parsed>, Error> {
     }
 }
 
-fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
+fn parse(buf: &[u8], fields: &mut Fields) -> Result<Option<Parsed>, Error> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -66,14 +70,7 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
     };
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut parsed = Parsed {
-        len,
-        status: resp.code.unwrap_or(0),
-        http10: resp.version == Some(0),
-        count: resp.headers.len(),
-        fields: [[0; 4]; MAX_FIELDS],
-    };
-    for (slot, h) in parsed.fields.iter_mut().zip(resp.headers.iter()) {
+    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
         let name = h.name.as_bytes();
         *slot = [
             at(name),
@@ -82,7 +79,12 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
             at(h.value) + h.value.len() as u32,
         ];
     }
-    Ok(Some(parsed))
+    Ok(Some(Parsed {
+        len,
+        status: resp.code.unwrap_or(0),
+        http10: resp.version == Some(0),
+        count: resp.headers.len(),
+    }))
 }
 
 /// The status and fields of a parsed head, the fields put in `headers` (an empty map whose
@@ -90,11 +92,12 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
 pub(super) fn build(
     head: &Bytes,
     p: &Parsed,
+    fields: &Fields,
     mut headers: HeaderMap,
 ) -> Result<(StatusCode, HeaderMap), Error> {
     let status = StatusCode::from_u16(p.status).map_err(|_| Error::Head("status code"))?;
     headers.reserve(p.count);
-    for f in &p.fields[..p.count] {
+    for f in &fields[..p.count] {
         let [ns, ne, vs, ve] = f.map(|x| x as usize);
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Error::Head("field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
@@ -192,11 +195,12 @@ mod tests {
 
     fn head(text: &str) -> Result<Option<(StatusCode, HeaderMap, usize, bool)>, Error> {
         let mut buf = BytesMut::from(text.as_bytes());
-        let Some(p) = final_head(&mut buf)? else {
+        let mut fields = [[0; 4]; MAX_FIELDS];
+        let Some(p) = final_head(&mut buf, &mut fields)? else {
             return Ok(None);
         };
         let bytes = buf.split_to(p.len).freeze();
-        let (status, headers) = build(&bytes, &p, HeaderMap::new())?;
+        let (status, headers) = build(&bytes, &p, &fields, HeaderMap::new())?;
         Ok(Some((status, headers, p.len, p.http10)))
     }
 

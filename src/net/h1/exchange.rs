@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
 use super::body::ResponseBody;
 use super::conn::Conn;
-use super::decode::{self, Parsed};
+use super::decode::{self, MAX_FIELDS};
 use super::encode::{self, Framing};
 use super::error::Error;
 use crate::body::RequestBody;
@@ -112,37 +112,37 @@ pub async fn send(
         Ok(Sent::Early) => false,
         Err(e) => return Err(failure(&conn, req, &s, e)),
     };
-    // (A parsed head is large but never held across an await: it is not in the future.)
-    let parsed = match poll_fn(|cx| poll_head(&mut conn, &mut s, cx)).await {
-        Ok(p) => p,
+    let head = match poll_fn(|cx| poll_head(&mut conn, &mut s, req, cx)).await {
+        Ok(h) => h,
         Err(e) => return Err(failure(&conn, req, &s, e)),
     };
-    // The request's field map, grown by the gateway's own fields, takes the response's: hyper's
-    // server then keeps it for the next request's head, so no map is allocated per request.
-    let mut fields = std::mem::take(req.headers_mut());
-    fields.clear();
-    respond(conn, parsed, fields, head_request, whole).map_err(|error| Failure {
+    respond(conn, head, head_request, whole).map_err(|error| Failure {
         again: false,
         error,
     })
 }
 
-/// The response from its parsed head; the body takes the connection.
+/// A response head taken off the connection.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    http10: bool,
+}
+
+/// The response from its head; the body takes the connection.
 fn respond(
-    mut conn: Box<Conn>,
-    parsed: Parsed,
-    fields: HeaderMap,
+    conn: Box<Conn>,
+    mut head: Head,
     head_request: bool,
     whole: bool,
 ) -> Result<Response<ResponseBody>, Error> {
-    let head = conn.rbuf.split_to(parsed.len).freeze();
-    let (status, mut headers) = decode::build(&head, &parsed, fields)?;
-    let (kind, keep) = decode::body_kind(status, head_request, parsed.http10, &mut headers)?;
+    let (kind, keep) =
+        decode::body_kind(head.status, head_request, head.http10, &mut head.headers)?;
     // A request not sent whole leaves the connection mid-message.
     let body = ResponseBody::new(conn, kind, keep && whole);
     let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
+    *resp.status_mut() = head.status;
+    *resp.headers_mut() = head.headers;
     Ok(resp)
 }
 
@@ -247,7 +247,8 @@ fn watch(conn: &mut Conn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<
             Poll::Ready(Ok(0)) => s.eof = true,
             Poll::Ready(Ok(_)) => {
                 s.heard = true;
-                if decode::final_head(&mut conn.rbuf)?.is_some() {
+                let mut fields = [[0; 4]; MAX_FIELDS];
+                if decode::final_head(&mut conn.rbuf, &mut fields)?.is_some() {
                     return Poll::Ready(Ok(Sent::Early));
                 }
             }
@@ -256,15 +257,30 @@ fn watch(conn: &mut Conn, s: &mut Sending, cx: &mut Context<'_>) -> Poll<Result<
     Poll::Pending
 }
 
-/// Reads until a final response head is complete.
+/// Reads until a final response head is complete, and takes it off the buffer. The request's
+/// field map, grown by the gateway's own fields, takes the response's: hyper's server then
+/// keeps it for the next request's head, so no map is allocated per request.
 fn poll_head(
     conn: &mut Conn,
     s: &mut Sending,
+    req: &mut Request<RequestBody>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Parsed, Error>> {
+) -> Poll<Result<Head, Error>> {
     loop {
-        if let Some(p) = decode::final_head(&mut conn.rbuf)? {
-            return Poll::Ready(Ok(p));
+        // (Nothing to parse before the first bytes: the usual first poll only registers.)
+        if !conn.rbuf.is_empty() {
+            let mut fields = [[0; 4]; MAX_FIELDS];
+            if let Some(p) = decode::final_head(&mut conn.rbuf, &mut fields)? {
+                let bytes = conn.rbuf.split_to(p.len).freeze();
+                let mut map = std::mem::take(req.headers_mut());
+                map.clear();
+                let (status, headers) = decode::build(&bytes, &p, &fields, map)?;
+                return Poll::Ready(Ok(Head {
+                    status,
+                    headers,
+                    http10: p.http10,
+                }));
+            }
         }
         if s.eof {
             return Poll::Ready(Err(if s.heard {
