@@ -78,8 +78,12 @@ impl Conn {
         Poll::Ready(Ok(n))
     }
 
-    /// Back to the normal read size before going idle.
+    /// Back to the normal read size before going idle; a buffer a long body grew is let go
+    /// (the next exchange takes a normal one), so idle connections stay small.
     pub(super) fn rest(&mut self) {
         self.read_size = READ_MIN;
+        if self.rbuf.capacity() > 2 * READ_MIN {
+            self.rbuf = BytesMut::new();
+        }
     }
 }

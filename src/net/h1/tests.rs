@@ -197,3 +197,28 @@ async fn the_idle_list_keeps_at_most_max() {
     }
     assert_eq!(home.len(), 1);
 }
+
+#[tokio::test]
+async fn a_buffer_grown_by_a_long_body_is_let_go_when_idle() {
+    static BIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let big = BIG.get_or_init(|| {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n{}",
+            "x".repeat(1_000_000)
+        )
+    });
+    // (A second answer keeps the server reading, so the connection stays open.)
+    let (addr, _server) = server(vec![Some(big.as_str()), None]).await;
+    let home = IdleList::new(4, Duration::from_secs(60));
+    let resp = send(conn(addr, &home).await, &mut get("/"))
+        .await
+        .ok()
+        .unwrap();
+    assert_eq!(body_of(resp).await.len(), 1_000_000);
+    let kept = home.checkout().expect("kept after the body");
+    assert!(
+        kept.rbuf.capacity() <= 16 * 1024,
+        "{}",
+        kept.rbuf.capacity()
+    );
+}
