@@ -190,7 +190,12 @@ fn poll_send(
         }
         s.polled = true;
         let frame = match Pin::new(&mut *body).poll_frame(cx) {
-            Poll::Pending => return watch(conn, s, cx),
+            // While the client's body is slow, what was written must reach the upstream: TLS
+            // may still hold it (a no-op on plain TCP).
+            Poll::Pending => match Pin::new(&mut conn.io).poll_flush(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Io(e))),
+                _ => return watch(conn, s, cx),
+            },
             Poll::Ready(None) => {
                 match s.framing {
                     Framing::Length(_) if s.left != 0 => {
