@@ -86,8 +86,11 @@ impl IdleList {
         }
         inner.conns.push(conn);
         if !inner.reaping {
-            inner.reaping = true;
-            tokio::spawn(reap(Arc::downgrade(self), self.timeout));
+            // (Outside a runtime nothing reaps; checkout still closes expired connections.)
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                inner.reaping = true;
+                rt.spawn(reap(Arc::downgrade(self), self.timeout));
+            }
         }
     }
 
