@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -20,6 +21,10 @@ use super::encode::{self, Framing};
 use super::error::Error;
 use crate::body::RequestBody;
 use crate::net::stream::Stream;
+
+/// How long an upstream that broke the connection while the request went out is given for
+/// the answer it may have sent first.
+const LAST_WORDS: Duration = Duration::from_millis(100);
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -107,12 +112,24 @@ pub async fn send(
         s.queued = true;
     }
     let sent = poll_fn(|cx| poll_send(&mut conn, req.body_mut(), &mut s, cx)).await;
-    let whole = match sent {
-        Ok(Sent::Whole) => true,
-        Ok(Sent::Early) => false,
+    let (whole, answer) = match sent {
+        Ok(sent) => (
+            matches!(sent, Sent::Whole),
+            poll_fn(|cx| poll_head(&mut conn, &mut s, req, cx)).await,
+        ),
+        // An upstream that answers before reading the whole body (an early 413) and closes
+        // makes the write fail: its answer may have arrived all the same. The hang-up makes
+        // the socket readable at once, so a short wait is enough.
+        Err(Error::Io(e)) => {
+            let read = poll_fn(|cx| poll_head(&mut conn, &mut s, req, cx));
+            match tokio::time::timeout(LAST_WORDS, read).await {
+                Ok(Ok(head)) => (false, Ok(head)),
+                _ => return Err(failure(&conn, req, &s, Error::Io(e))),
+            }
+        }
         Err(e) => return Err(failure(&conn, req, &s, e)),
     };
-    let head = match poll_fn(|cx| poll_head(&mut conn, &mut s, req, cx)).await {
+    let head = match answer {
         Ok(h) => h,
         Err(e) => return Err(failure(&conn, req, &s, e)),
     };
