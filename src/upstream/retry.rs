@@ -12,7 +12,7 @@ mod run;
 
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 pub use backoff::Backoff;
 pub use budget::{Budget, BudgetSettings};
@@ -98,13 +98,8 @@ impl RetryPolicy {
     }
 }
 
-/// Methods retried after the request reached the upstream (RFC 9110 §9.2.2).
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
+/// Methods retried after the request reached the upstream.
+pub use crate::net::is_idempotent;
 
 #[cfg(test)]
 mod tests {
@@ -142,14 +137,5 @@ mod tests {
             Some("retriable-status")
         );
         assert_eq!(listed.status_reason(StatusCode::BAD_GATEWAY), None);
-    }
-
-    #[test]
-    fn idempotent_methods() {
-        assert!(is_idempotent(&Method::GET));
-        assert!(is_idempotent(&Method::PUT));
-        assert!(is_idempotent(&Method::DELETE));
-        assert!(!is_idempotent(&Method::POST));
-        assert!(!is_idempotent(&Method::PATCH));
     }
 }

@@ -169,16 +169,8 @@ fn failure(conn: &Conn, req: &Request<RequestBody>, s: &Sending, error: Error) -
         && closed
         && !s.polled
         && !s.heard
-        && (s.written + s.at == 0 || idempotent(req.method()));
+        && (s.written + s.at == 0 || crate::net::is_idempotent(req.method()));
     Failure { again, error }
-}
-
-/// RFC 9110 section 9.2.2: a client may send these again after a connection failure.
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// Writes the head and body; returns early when a final response head arrives first.
