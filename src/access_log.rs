@@ -275,18 +275,8 @@ fn json_number_or_null(buf: &mut Vec<u8>, n: Option<u64>) {
     }
 }
 
-fn number(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
+fn number(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A value as `"..."` (or bare when `quote` is false and it is plain), escaping quotes,

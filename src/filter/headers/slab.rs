@@ -38,18 +38,7 @@ pub fn value(bytes: &[u8]) -> Option<HeaderValue> {
 
 /// A number as a header value, from the chunk.
 pub fn number(n: u64) -> HeaderValue {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    value(&buf[at..]).expect("digits are a valid header value")
+    value(itoa::Buffer::new().format(n).as_bytes()).expect("digits are a valid header value")
 }
 
 #[cfg(test)]
