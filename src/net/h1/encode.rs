@@ -15,34 +15,26 @@ pub(super) enum Framing {
     Chunked,
 }
 
-/// The framing of `req`'s body and the field to add for it, as hyper's client chooses: a
-/// body that has ended sends nothing; a `content-length` the request carries is kept (the body
-/// must match it); a body of known size gets one; one of unknown size goes chunked, except on
-/// GET, HEAD and CONNECT, which send none (`transfer-encoding` never arrives here: it is
-/// hop-by-hop and stripped before forwarding).
-pub(super) fn framing(req: &Request<RequestBody>) -> (Framing, Added) {
+/// The framing of `req`'s body, as hyper's client chooses it: a body that has ended sends
+/// nothing; a `content-length` the request carries is kept (the body must match it); a body of
+/// known size gets one; one of unknown size goes chunked, except on GET, HEAD and CONNECT,
+/// which send none (`transfer-encoding` never arrives here: it is hop-by-hop and stripped
+/// before forwarding). The flag: the head must say the length (the request does not).
+pub(super) fn framing(req: &Request<RequestBody>) -> (Framing, bool) {
     let body = req.body();
     if body.is_end_stream() {
-        return (Framing::Length(0), Added::Nothing);
+        return (Framing::Length(0), false);
     }
     if let Some(n) = content_length(req.headers()) {
-        return (Framing::Length(n), Added::Nothing);
+        return (Framing::Length(n), false);
     }
     match body.size_hint().exact() {
-        Some(n) => (Framing::Length(n), Added::Length(n)),
+        Some(n) => (Framing::Length(n), true),
         None => match *req.method() {
-            Method::GET | Method::HEAD | Method::CONNECT => (Framing::Length(0), Added::Nothing),
-            _ => (Framing::Chunked, Added::Chunked),
+            Method::GET | Method::HEAD | Method::CONNECT => (Framing::Length(0), false),
+            _ => (Framing::Chunked, false),
         },
     }
-}
-
-/// A framing field the request lacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Added {
-    Nothing,
-    Length(u64),
-    Chunked,
 }
 
 /// The request's `content-length` when every copy is the same number.
@@ -68,9 +60,15 @@ pub(super) fn parse_decimal(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// Writes the request line and fields (names as `http` keeps them: lower case) into `out`.
-/// The request URI holds the path and query; the version is always HTTP/1.1.
-pub(super) fn head(out: &mut Vec<u8>, req: &Request<RequestBody>, added: Added) {
+/// Writes the request line and fields (names as `http` keeps them: lower case) into `out`,
+/// with the framing field the request lacks (`say_length`: its content-length; chunked: the
+/// transfer coding). The request URI holds the path and query; the version is always HTTP/1.1.
+pub(super) fn head(
+    out: &mut Vec<u8>,
+    req: &Request<RequestBody>,
+    framing: Framing,
+    say_length: bool,
+) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -85,15 +83,14 @@ pub(super) fn head(out: &mut Vec<u8>, req: &Request<RequestBody>, added: Added) 
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    match added {
-        Added::Nothing => {}
-        Added::Length(n) => {
+    match framing {
+        Framing::Length(n) if say_length => {
             out.extend_from_slice(b"content-length: ");
-            let mut digits = itoa::Buffer::new();
-            out.extend_from_slice(digits.format(n).as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Added::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Length(_) => {}
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -131,23 +128,23 @@ mod tests {
     #[test]
     fn head_bytes_and_framing() {
         let r = req(Method::POST, RequestBody::full("hello".into()));
-        let (how, added) = framing(&r);
-        assert_eq!(how, Framing::Length(5));
+        let (how, say_length) = framing(&r);
+        assert_eq!((how, say_length), (Framing::Length(5), true));
         let mut out = Vec::new();
-        head(&mut out, &r, added);
+        head(&mut out, &r, how, say_length);
         assert_eq!(
             out,
             b"POST /a?b=1 HTTP/1.1\r\nhost: up:8080\r\ncontent-length: 5\r\n\r\n"
         );
         let r = req(Method::GET, RequestBody::empty());
-        assert_eq!(framing(&r), (Framing::Length(0), Added::Nothing));
+        assert_eq!(framing(&r), (Framing::Length(0), false));
     }
 
     #[test]
     fn a_content_length_field_is_kept() {
         let mut r = req(Method::PUT, RequestBody::full("hello".into()));
         r.headers_mut().insert(CONTENT_LENGTH, "5".parse().unwrap());
-        assert_eq!(framing(&r), (Framing::Length(5), Added::Nothing));
+        assert_eq!(framing(&r), (Framing::Length(5), false));
         r.headers_mut().append(CONTENT_LENGTH, "6".parse().unwrap());
         assert_eq!(content_length(r.headers()), None, "disagreeing copies");
     }

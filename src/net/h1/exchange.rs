@@ -75,8 +75,8 @@ pub async fn send(
     req: &mut Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head_request = req.method() == Method::HEAD;
-    let (framing, added) = encode::framing(req);
-    encode::head(&mut conn.wbuf, req, added);
+    let (framing, say_length) = encode::framing(req);
+    encode::head(&mut conn.wbuf, req, framing, say_length);
     let mut s = Sending {
         framing,
         left: match framing {
