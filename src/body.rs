@@ -238,9 +238,7 @@ impl RequestBody {
         };
         (me, Some(Reclaim { slot, limit, kept }))
     }
-}
 
-impl RequestBody {
     /// The whole body when it is in memory and not sent yet (`Some(None)`: empty); `None` for
     /// a body streamed from the client.
     pub fn in_memory(&self) -> Option<Option<&Bytes>> {

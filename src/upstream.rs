@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -40,7 +39,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant as Deadline;
 
-use crate::body::{Reclaim, RequestBody};
+use crate::body::{Reclaim, RequestBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::filter::headers::X_REQUEST_ID;
 use crate::metrics::Metrics;

@@ -16,7 +16,6 @@ pub mod compile;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -27,6 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
 use super::chance::Chance;
+use crate::body::UpstreamBody;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 

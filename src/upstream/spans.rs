@@ -1,12 +1,11 @@
 //! The CLIENT span of one upstream attempt (when the request is traced): started before the
 //! transport send, so the attempt's own span id goes out in `traceparent`.
 
-use crate::body::UpstreamBody;
 use http::{Method, Request, Response};
 
 use super::Endpoint;
 use super::transport::SendError;
-use crate::body::RequestBody;
+use crate::body::{RequestBody, UpstreamBody};
 use crate::trace::{Attempt, Attr};
 
 /// A started attempt span and the method it reports.

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::body::UpstreamBody;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response};
 use tokio::time::Instant as Deadline;
 
 use super::run::MIN_TRY;
-use crate::body::RequestBody;
+use crate::body::{RequestBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::upstream::balance::Tried;
 use crate::upstream::replay::Replay;

@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use crate::body::UpstreamBody;
 use http::{Request, Response};
 use tokio::time::Instant as Deadline;
 
 use super::{Budget, RetryOn, RetryPolicy, RouteRetry, is_idempotent};
-use crate::body::RequestBody;
+use crate::body::{RequestBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::upstream::balance::{Tried, rng};
 use crate::upstream::circuit::Permit;
