@@ -49,17 +49,7 @@ async fn malformed_response_heads_answer_502_and_the_gateway_goes_on() {
                 .ends_with("/upstream-error"),
             "{what}"
         );
-        let r = get(&gw.url("/good")).await;
-        assert_eq!(
-            (r.status, &r.body[..]),
-            (StatusCode::OK, &b"good"[..]),
-            "{what}"
-        );
-        assert_eq!(
-            up.accepted(),
-            2,
-            "{what}: the broken connection is not reused"
-        );
+        the_next_request_is_served_on_a_new_connection(&gw, &up, what).await;
     }
 }
 
@@ -91,18 +81,28 @@ async fn broken_response_bodies_abort_the_client_answer() {
             Ok((StatusCode::OK, Err(_))) => {}
             other => panic!("{what}: a complete answer: {other:?}"),
         }
-        let r = get(&gw.url("/good")).await;
-        assert_eq!(
-            (r.status, &r.body[..]),
-            (StatusCode::OK, &b"good"[..]),
-            "{what}"
-        );
-        assert_eq!(
-            up.accepted(),
-            2,
-            "{what}: the broken connection is not reused"
-        );
+        the_next_request_is_served_on_a_new_connection(&gw, &up, what).await;
     }
+}
+
+/// After a broken exchange the gateway goes on: `/good` is answered, on a second connection
+/// (the broken one is not reused).
+async fn the_next_request_is_served_on_a_new_connection(
+    gw: &TestGateway,
+    up: &RawUpstream,
+    what: &str,
+) {
+    let r = get(&gw.url("/good")).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::OK, &b"good"[..]),
+        "{what}"
+    );
+    assert_eq!(
+        up.accepted(),
+        2,
+        "{what}: the broken connection is not reused"
+    );
 }
 
 /// The early 413 of `early_413_*`: answered at the head, before any body byte is read.

@@ -62,6 +62,16 @@ fn get(path: &str) -> Request<RequestBody> {
     r
 }
 
+/// `GET /` on a new connection to `addr` that returns to `home`, answered.
+async fn get_on_new(
+    addr: std::net::SocketAddr,
+    home: &Arc<IdleList>,
+) -> http::Response<ResponseBody> {
+    send(conn(addr, home).await, &mut get("/"))
+        .await
+        .expect("an answer")
+}
+
 async fn body_of(resp: http::Response<ResponseBody>) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
@@ -74,20 +84,19 @@ async fn a_connection_read_to_its_end_is_reused() {
     let home = IdleList::new(4, Duration::from_secs(60));
     let first = conn(addr, &home).await;
     assert!(!first.reused);
-    let resp = send(first, &mut get("/a")).await.ok().unwrap();
+    let resp = send(first, &mut get("/a")).await.expect("an answer");
     assert_eq!(body_of(resp).await, "hello");
     assert_eq!(home.len(), 1, "back in the idle list at the body's end");
     let again = home.checkout().expect("the kept connection");
     assert!(again.reused);
-    let resp = send(again, &mut get("/b")).await.ok().unwrap();
+    let resp = send(again, &mut get("/b")).await.expect("an answer");
     assert_eq!(body_of(resp).await, "abc");
     let mut post = get("/c");
     *post.method_mut() = Method::POST;
     *post.body_mut() = RequestBody::full(Bytes::from_static(b"xyz"));
     let resp = send(home.checkout().unwrap(), &mut post)
         .await
-        .ok()
-        .unwrap();
+        .expect("an answer");
     assert_eq!(body_of(resp).await, "hello");
     let seen = server.await.unwrap();
     assert_eq!(seen.len(), 3, "three exchanges on one connection");
@@ -102,14 +111,16 @@ async fn a_connection_read_to_its_end_is_reused() {
 #[tokio::test]
 async fn a_body_dropped_early_closes_its_connection() {
     let big = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello";
-    let (addr, _server) = server(vec![Some(big)]).await;
+    // (A second answer keeps the server reading: it ends when the connection closes.)
+    let (addr, server) = server(vec![Some(big), None]).await;
     let home = IdleList::new(4, Duration::from_secs(60));
-    let resp = send(conn(addr, &home).await, &mut get("/"))
+    drop(get_on_new(addr, &home).await);
+    assert_eq!(home.len(), 0, "not kept");
+    let seen = tokio::time::timeout(Duration::from_secs(2), server)
         .await
-        .ok()
+        .expect("the connection was closed")
         .unwrap();
-    drop(resp);
-    assert_eq!(home.len(), 0);
+    assert_eq!(seen.len(), 1);
 }
 
 #[tokio::test]
@@ -117,10 +128,7 @@ async fn a_kept_connection_the_server_closed_is_not_checked_out() {
     let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
     let (addr, server) = server(vec![Some(ok)]).await;
     let home = IdleList::new(4, Duration::from_secs(60));
-    let resp = send(conn(addr, &home).await, &mut get("/"))
-        .await
-        .ok()
-        .unwrap();
+    let resp = get_on_new(addr, &home).await;
     assert_eq!(body_of(resp).await, "ok");
     assert_eq!(home.len(), 1);
     // The server task ends after its one answer, closing the socket.
@@ -139,10 +147,7 @@ async fn a_close_race_gives_an_idempotent_request_back() {
         // Answers once, then reads the next request and closes without a word.
         let (addr, _server) = server(vec![Some(ok), None]).await;
         let home = IdleList::new(4, Duration::from_secs(60));
-        let resp = send(conn(addr, &home).await, &mut get("/"))
-            .await
-            .ok()
-            .unwrap();
+        let resp = get_on_new(addr, &home).await;
         assert_eq!(body_of(resp).await, "ok");
         let kept = home.checkout().unwrap();
         let mut req = get("/again");
@@ -160,10 +165,7 @@ async fn idle_connections_close_after_the_timeout() {
     let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
     let (addr, server) = server(vec![Some(ok), Some(ok)]).await;
     let home = IdleList::new(4, Duration::from_millis(100));
-    let resp = send(conn(addr, &home).await, &mut get("/"))
-        .await
-        .ok()
-        .unwrap();
+    let resp = get_on_new(addr, &home).await;
     assert_eq!(body_of(resp).await, "ok");
     assert_eq!(home.len(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -185,12 +187,7 @@ async fn the_idle_list_keeps_at_most_max() {
     for _ in 0..2 {
         let (addr, s) = server(vec![Some(ok)]).await;
         servers.push(s);
-        resps.push(
-            send(conn(addr, &home).await, &mut get("/"))
-                .await
-                .ok()
-                .unwrap(),
-        );
+        resps.push(get_on_new(addr, &home).await);
     }
     for r in resps {
         assert_eq!(body_of(r).await, "ok");
@@ -210,10 +207,7 @@ async fn a_buffer_grown_by_a_long_body_is_let_go_when_idle() {
     // (A second answer keeps the server reading, so the connection stays open.)
     let (addr, _server) = server(vec![Some(big.as_str()), None]).await;
     let home = IdleList::new(4, Duration::from_secs(60));
-    let resp = send(conn(addr, &home).await, &mut get("/"))
-        .await
-        .ok()
-        .unwrap();
+    let resp = get_on_new(addr, &home).await;
     assert_eq!(body_of(resp).await.len(), 1_000_000);
     let kept = home.checkout().expect("kept after the body");
     assert!(
