@@ -216,3 +216,46 @@ async fn a_buffer_grown_by_a_long_body_is_let_go_when_idle() {
         kept.rbuf.capacity()
     );
 }
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_sent_is_returned() {
+    // The server answers 413 after the head and leaves the body unread. It either keeps the
+    // connection open (the request's write waits for room, while the answer is watched for)
+    // or closes it (its kernel resets the connection, the write fails, and the answer that
+    // came first is still read). Either way the answer, not a failure, comes back.
+    for close in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 4096];
+                let n = sock.read(&mut chunk).await.unwrap();
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!";
+            sock.write_all(answer).await.unwrap();
+            if !close {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        let home = IdleList::new(4, Duration::from_secs(60));
+        let mut post = get("/upload");
+        *post.method_mut() = Method::POST;
+        // Larger than both sockets' buffers: the write cannot finish while the body is unread.
+        *post.body_mut() = RequestBody::full(Bytes::from(vec![b'x'; 32 << 20]));
+        let sent = send(conn(addr, &home).await, &mut post);
+        let resp = tokio::time::timeout(Duration::from_secs(3), sent)
+            .await
+            .expect("no hang")
+            .expect("the early answer");
+        assert_eq!(
+            resp.status(),
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "close {close}"
+        );
+        assert_eq!(body_of(resp).await, "too big!");
+        assert_eq!(home.len(), 0, "a connection left mid-request is not kept");
+    }
+}
