@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use crate::body::ClientBody;
 use serde_json::Value;
 
 use crate::body::Body;
@@ -230,7 +230,7 @@ pub async fn serve(
     target: &Target<'_>,
     identity: Identity,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<Response<Body>, GatewayError> {
     if let Some(saga) = &target.endpoint.saga {
         return crate::saga::serve(saga, env, conn, request_id, target, identity, parts, body)
@@ -273,7 +273,7 @@ async fn aggregate(
     target: &Target<'_>,
     identity: Identity,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<fanout::Run, GatewayError> {
     let ep = target.endpoint;
     let budget = budget(ep.deadline, &parts.headers)?;
@@ -346,7 +346,7 @@ pub(crate) fn base_headers(
 
 /// Reads the client's body as JSON (empty: `None`), within the size limit and the budget.
 pub(crate) async fn read_json_body(
-    body: Incoming,
+    body: ClientBody,
     limit: u64,
     deadline: tokio::time::Instant,
 ) -> Result<Option<Value>, GatewayError> {

@@ -9,7 +9,9 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
+mod client;
 mod replay;
+pub use client::ClientBody;
 pub use replay::ReplayBuffer;
 
 /// Boxed error used by bodies.
@@ -128,7 +130,7 @@ pub struct BodyTooLarge {
 /// away): the client's fault, never the upstream's.
 #[derive(Debug, thiserror::Error)]
 #[error("client request body: {0}")]
-pub struct ClientBodyError(#[source] pub hyper::Error);
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// A request body sent upstream: streamed from the client with a size cap.
 ///
@@ -146,13 +148,13 @@ pub struct RequestBody {
 enum Source {
     Empty,
     Full(Option<Bytes>),
-    Stream(Incoming),
-    Shared(Arc<Mutex<Option<Incoming>>>),
+    Stream(ClientBody),
+    Shared(Arc<Mutex<Option<ClientBody>>>),
 }
 
 /// Handle to get an unpolled streamed body back after a failed connection attempt.
 pub struct Reclaim {
-    slot: Arc<Mutex<Option<Incoming>>>,
+    slot: Arc<Mutex<Option<ClientBody>>>,
     limit: u64,
     kept: Option<ReplayBuffer>,
 }
@@ -198,7 +200,7 @@ impl RequestBody {
     }
 
     /// A client body streamed through, failing with [`BodyTooLarge`] past `limit` bytes.
-    pub fn stream(body: Incoming, limit: u64) -> Self {
+    pub fn stream(body: ClientBody, limit: u64) -> Self {
         let hint = body.size_hint();
         if body.is_end_stream() {
             return Self::empty();
@@ -216,7 +218,7 @@ impl RequestBody {
     /// with `replay_cap`, a body of at most that many bytes is also kept as it streams, so
     /// the handle can give it again after it was sent.
     pub fn reclaimable(
-        body: Incoming,
+        body: ClientBody,
         limit: u64,
         replay_cap: Option<u64>,
     ) -> (Self, Option<Reclaim>) {

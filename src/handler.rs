@@ -13,7 +13,7 @@ use std::time::Instant;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use crate::body::ClientBody;
 
 use crate::bff;
 use crate::body::{Body, RequestBody};
@@ -56,7 +56,7 @@ struct Logged {
 }
 
 /// Serves one request on the runtime current when it arrived; never fails.
-pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<ClientBody>) -> Response<Body> {
     let start = Instant::now();
     let _in_flight = rt.metrics.in_flight();
     let request_id = headers::request_id(req.headers());
@@ -205,7 +205,7 @@ async fn find_target<'a>(
     rt: &'a Runtime,
     host: Option<&str>,
     method: &http::Method,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
 ) -> Result<Target<'a>, GatewayError> {
     Ok(
         match rt.bff.find(method, req.uri().path(), req.headers())? {
@@ -225,7 +225,7 @@ async fn proxy<'a>(
     conn: &ConnInfo,
     request_id: &HeaderValue,
     trace: &mut Trace<'a>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Response<Body>, GatewayError> {
     // Phase 1: reject what must never reach routing; one checked Host, one normalized path.
     // An HTTP/2 extended CONNECT (WebSocket over h2) goes on as the upgrade it stands for.
@@ -289,7 +289,7 @@ async fn proxy<'a>(
         }
         Target::Bff(_) => false,
     };
-    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrading.then(|| crate::tunnel::client_upgrade(&mut req));
     // A tunnel takes a place under the route's `max_tunnels` before anything is forwarded.
     let tunnel_slot = match (&target, upgrading) {
         (Target::Route(r), true) => match r.proxy().map(|p| p.tunnels.enter()) {
@@ -586,7 +586,7 @@ fn request_host<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<Cow<'a
     }
 }
 
-fn content_length(req: &Request<Incoming>) -> Option<u64> {
+fn content_length(req: &Request<ClientBody>) -> Option<u64> {
     req.headers()
         .get(CONTENT_LENGTH)?
         .to_str()

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
+use crate::body::ClientBody;
 use serde_json::Value;
 
 use crate::bff::json_template::JsonTemplate;
@@ -114,7 +114,7 @@ pub async fn serve(
     target: &Target<'_>,
     identity: Identity,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<Response<Body>, GatewayError> {
     let ep = target.endpoint;
     if !saga.store.is_open() {

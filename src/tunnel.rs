@@ -21,6 +21,24 @@ use tokio::time::Instant;
 
 use crate::conn::TunnelCount;
 use crate::metrics::Metrics;
+use crate::net::h1::PendingUpgrade;
+
+/// Where a client's side of a tunnel comes from once the protocol switched: Portico's
+/// HTTP/1.1 server hands over the connection; hyper's HTTP/2 server an extended CONNECT stream.
+pub enum ClientUpgrade {
+    /// An HTTP/1.1 connection (after `101`).
+    H1(PendingUpgrade),
+    /// An HTTP/2 stream (extended CONNECT).
+    Hyper(OnUpgrade),
+}
+
+/// Takes the client side of a tunnel from a request that offers to switch protocols.
+pub fn client_upgrade<B>(req: &mut http::Request<B>) -> ClientUpgrade {
+    match req.extensions_mut().remove::<PendingUpgrade>() {
+        Some(p) => ClientUpgrade::H1(p),
+        None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+    }
+}
 
 /// A route's cap on concurrent tunnels (`max_tunnels`; none: unlimited).
 #[derive(Debug, Default)]
@@ -152,21 +170,31 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Waits for both sides to switch, then copies until done; runs on its own task.
-    pub fn spawn(self, metrics: &Metrics, route: &str, client: OnUpgrade, upstream: OnUpgrade) {
+    pub fn spawn(
+        self,
+        metrics: &Metrics,
+        route: &str,
+        client: ClientUpgrade,
+        upstream: OnUpgrade,
+    ) {
         let series = series(metrics, route);
         let held = self.conn.hold();
         tokio::spawn(async move {
-            let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
+            let Ok(upstream) = upstream.await else {
                 return;
             };
+            let upstream = TokioIo::new(upstream);
             series.open.inc();
-            let ended = copy(
-                TokioIo::new(client),
-                TokioIo::new(upstream),
-                self.idle,
-                &series,
-            )
-            .await;
+            let ended = match client {
+                ClientUpgrade::H1(p) => match p.take().await {
+                    Some(client) => copy(client, upstream, self.idle, &series).await,
+                    None => "client connection gone",
+                },
+                ClientUpgrade::Hyper(on) => match on.await {
+                    Ok(client) => copy(TokioIo::new(client), upstream, self.idle, &series).await,
+                    Err(_) => "client connection gone",
+                },
+            };
             series.open.dec();
             tracing::debug!(ended, "tunnel closed");
             drop((held, self.slot));

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use http::Request;
-use hyper::body::Incoming;
+use crate::body::ClientBody;
 
 use crate::conn::ConnInfo;
 use crate::runtime::Runtime;
@@ -23,7 +23,7 @@ const BUDGET: usize = 6_400;
 #[test]
 fn the_request_future_stays_small() {
     let size = output_size(
-        |rt: Arc<Runtime>, conn: &'static ConnInfo, req: Request<Incoming>| {
+        |rt: Arc<Runtime>, conn: &'static ConnInfo, req: Request<ClientBody>| {
             super::handle(rt, conn, req)
         },
     );

@@ -21,7 +21,7 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use crate::body::ClientBody;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 
@@ -63,7 +63,7 @@ pub struct Counts {
 impl Mirror {
     /// Whether this request is copied: the roll, never upgrades, and a body of known length up
     /// to `max_body` (bodies too large are counted as dropped).
-    pub fn wants(&self, parts: &Parts, body: &Incoming, upgrading: bool) -> bool {
+    pub fn wants(&self, parts: &Parts, body: &ClientBody, upgrading: bool) -> bool {
         if upgrading || !self.chance.hit() {
             return false;
         }
@@ -147,7 +147,7 @@ impl Mirror {
         &self,
         upstream: &Upstream,
         parts: Parts,
-        body: Incoming,
+        body: ClientBody,
         limit: u64,
         timeout: Duration,
         key: Option<u64>,
@@ -168,7 +168,7 @@ impl Mirror {
 
 /// Reads a body already known to be at most `limit` bytes into memory (for a mirrored request:
 /// the same bytes go to the upstream and the shadow).
-pub async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
+pub async fn read_body(body: ClientBody, limit: u64) -> Result<Bytes, GatewayError> {
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

@@ -1,13 +1,13 @@
 //! Which protocol a connection speaks, decided once before hyper serves it: TLS says so in
 //! ALPN; otherwise the first bytes do (the HTTP/2 connection preface, or anything else for
 //! HTTP/1.1, told apart at the first byte that differs). The bytes read to decide are handed
-//! back to hyper in front of the socket by [`Prefixed`], inline (no buffer allocated).
+//! to Portico's HTTP/1.1 codec (`into_parts`), or back to hyper's HTTP/2 server in front of
+//! the socket by [`Prefixed`], inline (no buffer allocated).
 
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -34,12 +34,10 @@ impl Proto {
 }
 
 pin_project_lite::pin_project! {
-    /// A socket with the bytes already read from it (at most the preface's 24) served first;
-    /// before them, what a released hyper connection had read and not parsed (`rest`).
+    /// A socket with the bytes already read from it (at most the preface's 24) served first.
     pub struct Prefixed<I> {
         #[pin]
         io: I,
-        rest: Option<Bytes>,
         buf: [u8; 24],
         pos: u8,
         len: u8,
@@ -51,34 +49,19 @@ impl<I: AsyncRead + Unpin> Prefixed<I> {
     pub fn new(io: I) -> Self {
         Prefixed {
             io,
-            rest: None,
             buf: [0; 24],
             pos: 0,
             len: 0,
         }
     }
 
-    /// Reads what the socket has (at most 24 bytes) into the buffer served first, when that
-    /// buffer is empty; returns how many bytes it holds (0: the peer closed, or failed).
-    pub async fn read_ahead(&mut self) -> usize {
-        if self.pos == self.len {
-            self.pos = 0;
-            self.len = match self.io.read(&mut self.buf).await {
-                Ok(n) => n as u8,
-                Err(_) => 0,
-            };
-        }
-        usize::from(self.len - self.pos)
-    }
-
-    /// Serves `bytes` before anything else (what a released hyper connection had read).
-    pub fn replay(&mut self, bytes: Bytes) {
-        self.rest = Some(bytes);
-    }
-
-    /// Whether bytes are waiting to be served before the socket's.
-    pub fn has_replay(&self) -> bool {
-        self.rest.is_some() || self.pos < self.len
+    /// The bytes read to decide and not yet served, and the socket: for a connection served
+    /// by Portico's HTTP/1.1 codec, which parses them from its own buffer.
+    pub fn into_parts(self) -> (I, [u8; 24], usize) {
+        let mut first = [0u8; 24];
+        let (pos, len) = (usize::from(self.pos), usize::from(self.len));
+        first[..len - pos].copy_from_slice(&self.buf[pos..len]);
+        (self.io, first, len - pos)
     }
 
     /// Reads until the protocol is known. `None`: the peer closed (or failed) first.
@@ -105,14 +88,6 @@ impl<I: AsyncRead> AsyncRead for Prefixed<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.project();
-        if let Some(rest) = this.rest {
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest.split_to(n));
-            if rest.is_empty() {
-                *this.rest = None;
-            }
-            return Poll::Ready(Ok(()));
-        }
         if *this.pos < *this.len {
             let rest = &this.buf[usize::from(*this.pos)..usize::from(*this.len)];
             let n = rest.len().min(buf.remaining());

@@ -35,3 +35,13 @@ impl From<io::Error> for Error {
         Error::Io(e)
     }
 }
+
+impl Error {
+    /// What was wrong with a chunked body (for a client's body, reported as its own error).
+    pub(super) fn chunked_reason(&self) -> &'static str {
+        match self {
+            Error::Chunked(reason) => reason,
+            _ => "malformed",
+        }
+    }
+}
