@@ -300,7 +300,12 @@ impl Serving<'_> {
         }
         match written {
             Ok(()) if keep_alive => {
-                self.last_done = Some(Instant::now());
+                let now = Instant::now();
+                self.last_done = Some(now);
+                // Quiet from now: the timer must fire by the release (or an earlier
+                // keep-alive end); it moves only when armed later than that.
+                let keepalive = self.gateway.runtime().limits.keepalive_timeout;
+                self.arm_before(now + RELEASE_AFTER.min(keepalive));
                 Some(wire)
             }
             Ok(()) | Err(WriteError::Body) => {
