@@ -23,11 +23,11 @@ pub mod template;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::body::ClientBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use http_body_util::{BodyExt, Limited};
-use crate::body::ClientBody;
 use serde_json::Value;
 
 use crate::body::Body;

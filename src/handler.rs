@@ -10,10 +10,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::body::ClientBody;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use crate::body::ClientBody;
 
 use crate::bff;
 use crate::body::{Body, RequestBody};

@@ -24,9 +24,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::ClientBody;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Response, StatusCode};
-use crate::body::ClientBody;
 use serde_json::Value;
 
 use crate::bff::json_template::JsonTemplate;

@@ -190,7 +190,14 @@ pub async fn serve_connection<I>(
         }
         // Boxed: an HTTP/1 connection's task does not carry the size of an HTTP/2 one.
         Proto::Http2 => {
-            Box::pin(h2::serve(io, info, gateway, shutdown, first_deadline.as_mut())).await;
+            Box::pin(h2::serve(
+                io,
+                info,
+                gateway,
+                shutdown,
+                first_deadline.as_mut(),
+            ))
+            .await;
         }
     }
     // Tunnels upgraded from this connection keep its slot: a drain waits for them (up to

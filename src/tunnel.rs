@@ -170,13 +170,7 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Waits for both sides to switch, then copies until done; runs on its own task.
-    pub fn spawn(
-        self,
-        metrics: &Metrics,
-        route: &str,
-        client: ClientUpgrade,
-        upstream: OnUpgrade,
-    ) {
+    pub fn spawn(self, metrics: &Metrics, route: &str, client: ClientUpgrade, upstream: OnUpgrade) {
         let series = series(metrics, route);
         let held = self.conn.hold();
         tokio::spawn(async move {

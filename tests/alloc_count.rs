@@ -389,7 +389,7 @@ fn idle_heap_per<D: Dial>(dial: &D, host: SocketAddr, n: usize) -> f64 {
         requests_on(&mut s, host, 1);
         held.push(s);
     }
-    // Past the delay after which a quiet connection gives hyper's buffers back (idle.rs).
+    // Past the delay after which a quiet connection gives its read buffer back (src/server/h1.rs).
     std::thread::sleep(std::time::Duration::from_millis(1400));
     let after = LIVE.load(Ordering::SeqCst);
     LIVE_TRACE.store(false, Ordering::SeqCst);
@@ -401,7 +401,7 @@ fn idle_heap_per<D: Dial>(dial: &D, host: SocketAddr, n: usize) -> f64 {
 }
 
 /// Ceiling on heap bytes per idle plain keep-alive connection, measured after the release
-/// delay (src/server/idle.rs): hyper's 8 KB read and write buffers are gone by then, and what
+/// delay (src/server/h1.rs): the connection's read buffer is gone by then, and what
 /// is left is the connection's task (2 KB), its socket registration and shared records (2.7 KB
 /// at the time of writing; 20.9 KB while hyper's state was kept).
 const IDLE_CEILING: f64 = 4_000.0;

@@ -1,5 +1,5 @@
-//! An HTTP/1 connection quiet for a second gives hyper's buffers back and is served again by a
-//! fresh hyper connection when its next request arrives (src/server/idle.rs): the client sees
+//! An HTTP/1 connection quiet for a second gives its read buffer back and takes one again when
+//! its next request arrives (src/server/h1.rs): the client sees
 //! one keep-alive connection throughout, and nothing in flight is ever released.
 
 mod support;
@@ -162,9 +162,8 @@ async fn a_drain_closes_a_released_connection() {
 
 /// A request body still unread when the exchange ended (the backend answered before reading
 /// it): its rest, sent after the release delay, must not be read as a new request (a desync
-/// behind a shared front connection). hyper gives up on a body nobody reads and closes the
-/// connection; on top of that, a connection whose latest request had a body is never released
-/// (`Activity::quiet_since`, unit-tested in keepalive.rs).
+/// behind a shared front connection). A body nobody reads to its end closes the connection
+/// after the answer unless its rest is already buffered (src/server/h1.rs).
 #[tokio::test]
 async fn the_rest_of_a_body_still_being_read_is_never_read_as_a_request() {
     let (backend, gw) = gateway("keepalive_timeout = \"30s\"").await;

@@ -151,7 +151,7 @@ async fn alpn_negotiates_h2_or_http11() {
 }
 
 /// A TLS connection quiet past the 1 s after which an idle HTTP/1 connection releases hyper's
-/// buffers (src/server/idle.rs) goes on serving over the same TLS session.
+/// buffer (src/server/h1.rs) goes on serving over the same TLS session.
 #[tokio::test]
 async fn a_released_idle_tls_connection_serves_its_next_request() {
     let backend = Backend::echo("echo").await;

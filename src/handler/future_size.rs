@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use http::Request;
 use crate::body::ClientBody;
+use http::Request;
 
 use crate::conn::ConnInfo;
 use crate::runtime::Runtime;

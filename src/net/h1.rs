@@ -21,8 +21,8 @@ mod exchange;
 mod idle;
 mod inbound;
 pub mod request_head;
-pub mod response_head;
 mod respond;
+pub mod response_head;
 mod wire;
 
 pub use body::ResponseBody;

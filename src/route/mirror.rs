@@ -16,12 +16,12 @@ pub mod compile;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::ClientBody;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use crate::body::ClientBody;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 

@@ -54,6 +54,8 @@ struct Serving<'a> {
     spare: HeaderMap,
     /// Response heads are encoded here.
     wbuf: Vec<u8>,
+    /// `limits.keepalive_timeout` as of the latest request.
+    keepalive: Duration,
 }
 
 /// Why a connection stops reading requests.
@@ -86,6 +88,7 @@ pub async fn serve(
         armed: opened + header_read,
         spare: HeaderMap::new(),
         wbuf: Vec::new(),
+        keepalive: gateway.runtime().limits.keepalive_timeout,
     };
     let mut wire = wire;
     loop {
@@ -108,15 +111,23 @@ pub async fn serve(
 impl Serving<'_> {
     /// Waits for the next request head and parses it.
     async fn next_head(&mut self, wire: &mut Wire) -> Result<Head, Stop> {
-        let limits = &self.gateway.runtime().limits;
-        let (max_bytes, max_fields) = (limits.max_header_bytes, limits.max_headers);
-        let timeouts = (limits.header_read_timeout, limits.keepalive_timeout);
+        // Read once per request and copied: an idle connection does not hold on to a
+        // configuration a reload replaced.
+        let (max_bytes, max_fields, timeouts) = {
+            let rt = self.gateway.runtime();
+            let l = &rt.limits;
+            (
+                l.max_header_bytes,
+                l.max_headers,
+                (l.header_read_timeout, l.keepalive_timeout),
+            )
+        };
+        self.keepalive = timeouts.1;
         // When this head's first bytes arrived, once it is known not to be whole.
         let mut started: Option<Instant> = None;
         loop {
             if !wire.rbuf.is_empty() {
-                match request_head::parse(&mut wire.rbuf, max_bytes, max_fields, &mut self.spare)
-                {
+                match request_head::parse(&mut wire.rbuf, max_bytes, max_fields, &mut self.spare) {
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {
                         if started.is_none() {
@@ -304,8 +315,7 @@ impl Serving<'_> {
                 self.last_done = Some(now);
                 // Quiet from now: the timer must fire by the release (or an earlier
                 // keep-alive end); it moves only when armed later than that.
-                let keepalive = self.gateway.runtime().limits.keepalive_timeout;
-                self.arm_before(now + RELEASE_AFTER.min(keepalive));
+                self.arm_before(now + RELEASE_AFTER.min(self.keepalive));
                 Some(wire)
             }
             Ok(()) | Err(WriteError::Body) => {
@@ -384,4 +394,3 @@ fn settle(r: Returned) -> (Wire, bool) {
         Returned::Broken(w) => (w, false),
     }
 }
-

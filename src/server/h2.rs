@@ -146,21 +146,23 @@ pub async fn serve<I>(
         first: FirstRequest::default(),
     });
     let svc_conn = conn.clone();
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| -> Handling {
-        let c = svc_conn.clone();
-        Box::pin(async move {
-            c.activity.started();
-            c.first.arrived();
-            let rt = c.gateway.runtime();
-            let in_flight = InFlight(c);
-            let req = req.map(ClientBody::Hyper);
-            let resp = handler::handle(rt, &in_flight.0.info, req).await;
-            Ok::<_, Infallible>(resp.map(|body| Tracked {
-                body,
-                guard: in_flight,
-            }))
-        })
-    });
+    let service = service_fn(
+        move |req: hyper::Request<hyper::body::Incoming>| -> Handling {
+            let c = svc_conn.clone();
+            Box::pin(async move {
+                c.activity.started();
+                c.first.arrived();
+                let rt = c.gateway.runtime();
+                let in_flight = InFlight(c);
+                let req = req.map(ClientBody::Hyper);
+                let resp = handler::handle(rt, &in_flight.0.info, req).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked {
+                    body,
+                    guard: in_flight,
+                }))
+            })
+        },
+    );
     let limits = &conn.gateway.runtime().limits;
     let mut served = Box::pin(builder(limits).serve_connection(TokioIo::new(io), service));
     let activity = &conn.activity;

@@ -78,8 +78,9 @@ impl Back {
 
 /// The body of a request on an HTTP/1.1 client connection.
 pub struct Inbound {
-    /// The connection, while the body is being read.
-    wire: Option<Wire>,
+    /// The connection, while the body is being read (boxed: the body moves with its request
+    /// through the request's future, which stays small).
+    wire: Option<Box<Wire>>,
     state: State,
     /// Bytes of the interim `100 Continue` still to write (0 when none is owed).
     continue_at: usize,
@@ -122,7 +123,7 @@ impl Inbound {
         };
         let owe_continue = expect_continue && wire.rbuf.is_empty();
         let body = Inbound {
-            wire: Some(wire),
+            wire: Some(Box::new(wire)),
             state,
             continue_at: 0,
             owe_continue,
@@ -133,7 +134,7 @@ impl Inbound {
 
     fn give_back(&mut self, how: fn(Wire, u64) -> Returned, left: u64) {
         if let (Some(wire), Some(back)) = (self.wire.take(), self.back.as_ref()) {
-            back.put(how(wire, left));
+            back.put(how(*wire, left));
         }
     }
 

@@ -189,8 +189,8 @@ fn build(
                 if te {
                     continue;
                 }
-                let n = parse_decimal(value.as_bytes())
-                    .ok_or(BadHead::Malformed("content-length"))?;
+                let n =
+                    parse_decimal(value.as_bytes()).ok_or(BadHead::Malformed("content-length"))?;
                 match cl {
                     Some(prev) if prev != n => {
                         return Err(BadHead::Malformed("conflicting content-length"));
@@ -289,7 +289,9 @@ mod tests {
             Ok(Some((Framing::Length(5), true)))
         );
         assert_eq!(
-            f(&format!("{post}Content-Length: 5\r\nContent-Length: 5\r\n\r\n")),
+            f(&format!(
+                "{post}Content-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            )),
             Ok(Some((Framing::Length(5), true)))
         );
         assert_eq!(
@@ -331,11 +333,16 @@ mod tests {
         assert!(!h("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(h("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(!h("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-        assert!(!h("GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(
+            !h("GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").keep_alive
+        );
         assert!(h("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").upgrade);
         assert!(!h("GET / HTTP/1.0\r\nUpgrade: websocket\r\n\r\n").upgrade);
         assert!(h("CONNECT a:443 HTTP/1.1\r\n\r\n").upgrade);
-        assert!(h("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\ncontent-length: 1\r\n\r\n").expect_continue);
+        assert!(
+            h("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\ncontent-length: 1\r\n\r\n")
+                .expect_continue
+        );
     }
 
     #[test]
@@ -363,7 +370,11 @@ mod tests {
         }
         many.push_str("\r\n");
         let mut buf = BytesMut::from(many.as_bytes());
-        assert!(parse(&mut buf, 64 * 1024, 200, &mut HeaderMap::new()).unwrap().is_some());
+        assert!(
+            parse(&mut buf, 64 * 1024, 200, &mut HeaderMap::new())
+                .unwrap()
+                .is_some()
+        );
         for bad in [
             "GET  / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.2\r\n\r\n",
@@ -380,9 +391,13 @@ mod tests {
     #[test]
     fn pipelined_heads_parse_one_at_a_time() {
         let mut buf = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
-        let one = parse(&mut buf, 1024, 10, &mut HeaderMap::new()).unwrap().unwrap();
+        let one = parse(&mut buf, 1024, 10, &mut HeaderMap::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(one.request.uri().path(), "/1");
-        let two = parse(&mut buf, 1024, 10, &mut HeaderMap::new()).unwrap().unwrap();
+        let two = parse(&mut buf, 1024, 10, &mut HeaderMap::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(two.request.uri().path(), "/2");
         assert!(buf.is_empty());
     }

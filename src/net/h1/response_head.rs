@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HeaderMap, TRANSFER_ENCODING};
 use http::StatusCode;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HeaderMap, TRANSFER_ENCODING};
 use http_body::SizeHint;
 
 use super::encode::parse_decimal;
@@ -196,7 +196,10 @@ mod tests {
         let (t, f, _) = text(404, &[], SizeHint::default(), GET);
         assert!(t.starts_with("HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n"));
         assert_eq!(f, Framing::Chunked);
-        let http10 = Asked { http10: true, ..GET };
+        let http10 = Asked {
+            http10: true,
+            ..GET
+        };
         let (t, f, keep) = text(200, &[], SizeHint::default(), http10);
         assert_eq!((f, keep), (Framing::UntilClose, false));
         assert!(t.contains("connection: close\r\n"));
@@ -206,7 +209,12 @@ mod tests {
         let (t, f, _) = text(200, &[("content-length", "7")], SizeHint::default(), GET);
         assert_eq!(f, Framing::Length(7));
         assert_eq!(t.matches("content-length").count(), 1);
-        let (t, f, _) = text(204, &[("content-length", "7")], SizeHint::with_exact(0), GET);
+        let (t, f, _) = text(
+            204,
+            &[("content-length", "7")],
+            SizeHint::with_exact(0),
+            GET,
+        );
         assert_eq!(f, Framing::None);
         assert!(!t.contains("content-length"));
     }
@@ -214,7 +222,12 @@ mod tests {
     #[test]
     fn head_and_304_say_the_length_a_get_would_get() {
         let head = Asked { head: true, ..GET };
-        let (t, f, _) = text(200, &[("content-length", "1234")], SizeHint::with_exact(0), head);
+        let (t, f, _) = text(
+            200,
+            &[("content-length", "1234")],
+            SizeHint::with_exact(0),
+            head,
+        );
         assert_eq!(f, Framing::None);
         assert!(t.contains("content-length: 1234\r\n"));
         let (t, _, _) = text(200, &[], SizeHint::with_exact(0), head);
@@ -235,9 +248,19 @@ mod tests {
         assert_eq!(f, Framing::None);
         assert!(keep);
         assert!(t.starts_with("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"));
-        let (t, _, _) = text(200, &[("transfer-encoding", "gzip")], SizeHint::with_exact(2), GET);
+        let (t, _, _) = text(
+            200,
+            &[("transfer-encoding", "gzip")],
+            SizeHint::with_exact(2),
+            GET,
+        );
         assert!(!t.contains("gzip"));
-        let (t, _, keep) = text(200, &[("connection", "close")], SizeHint::with_exact(2), GET);
+        let (t, _, keep) = text(
+            200,
+            &[("connection", "close")],
+            SizeHint::with_exact(2),
+            GET,
+        );
         assert!(!keep);
         assert_eq!(t.matches("connection").count(), 1);
     }

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BytesMut};
-use tokio::sync::oneshot;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
 
 /// The smallest read (hyper's default buffer size too).
 const READ_MIN: usize = 8 * 1024;
@@ -113,7 +113,11 @@ impl Wire {
     }
 
     /// Writes `bytes` without flushing (a TLS session may hold them until the next flush).
-    pub fn poll_write_some(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_write_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, bytes)
     }
 
