@@ -48,15 +48,20 @@ struct Scan<'a> {
     depth: u32,
 }
 
-/// One byte per lane: which bytes of `v` are zero (exact for the lowest one, which is all the
-/// scanner reads).
-fn zero_bytes(v: u64) -> u64 {
-    v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080
+/// `a == b` for short keys, without a call to `memcmp` per candidate.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl Scan<'_> {
+    #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+        // Answers are mostly compact: one comparison tells a token from whitespace.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                return;
+            }
             self.i += 1;
         }
     }
@@ -157,7 +162,7 @@ impl Scan<'_> {
                 children.iter().position(|c| *c.name == *key)
             } else {
                 let key = &self.b[start..end];
-                children.iter().position(|c| c.name.as_bytes() == key)
+                children.iter().position(|c| same(c.name.as_bytes(), key))
             };
             self.eat(b':')?;
             match found.filter(|&i| written & (1 << i) == 0) {
@@ -319,42 +324,60 @@ impl Scan<'_> {
 
     /// A string (the byte at `i` must be its opening quote): the range of its contents and
     /// whether it has escapes. Control characters and bad escapes are errors.
+    #[inline]
     fn string(&mut self) -> Result<(usize, usize, bool)> {
         if self.peek() != Some(b'"') {
             return Err(Invalid(self.i));
         }
         self.i += 1;
         let start = self.i;
-        let mut escaped = false;
+        self.skip_plain();
+        if self.peek() == Some(b'"') {
+            let end = self.i;
+            self.i += 1;
+            return Ok((start, end, false));
+        }
+        self.string_rest(start)
+    }
+
+    /// The rest of a string at an escape, a control character or the end of the input (rare,
+    /// so kept out of [`Scan::string`], which is inlined where it is called).
+    #[cold]
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Result<(usize, usize, bool)> {
         loop {
-            self.skip_plain();
             match self.peek() {
                 Some(b'"') => {
                     let end = self.i;
                     self.i += 1;
-                    return Ok((start, end, escaped));
+                    return Ok((start, end, true));
                 }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape()?;
-                }
+                Some(b'\\') => self.escape()?,
                 // A control character, or the end of the input.
                 _ => return Err(Invalid(self.i)),
             }
+            self.skip_plain();
         }
     }
 
     /// Moves `i` to the next `"`, `\\` or control character (or the end), eight bytes a step.
     /// (`memchr` for long strings measured 2% more instructions per BFF request: most
     /// strings in answers are short.)
+    #[inline]
     fn skip_plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let v = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            let hits = zero_bytes(v ^ (ONES * u64::from(b'"')))
-                | zero_bytes(v ^ (ONES * u64::from(b'\\')))
-                // Bytes below 0x20: subtracting 0x20 borrows into the top bit.
-                | (v.wrapping_sub(ONES * 0x20) & !v & 0x8080_8080_8080_8080);
+            // Per byte, the top bit of `x - 1` is set for x == 0 (and of `v - 0x20` for
+            // v < 0x20) as long as x (and v) is below 0x80, which `!v` checks for all three:
+            // `"` and `\\` have that bit clear, so `v ^ c` keeps v's. Borrows only run upward,
+            // so the lowest hit is exact.
+            let hits = ((v ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
+                | (v ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
+                | v.wrapping_sub(ONES * 0x20))
+                & !v
+                & HIGH;
             if hits != 0 {
                 self.i += (hits.trailing_zeros() / 8) as usize;
                 return;
