@@ -131,9 +131,9 @@ impl Serving<'_> {
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {
                         if started.is_none() {
-                            let at = Instant::now() + timeouts.0;
-                            started = Some(at - timeouts.0);
-                            self.arm_before(at);
+                            let now = Instant::now();
+                            started = Some(now);
+                            self.arm_before(now + timeouts.0);
                         }
                     }
                     Err(bad) => return Err(Stop::Bad(bad)),
@@ -145,7 +145,7 @@ impl Serving<'_> {
             }
             tokio::select! {
                 biased;
-                n = fill(wire) => match n {
+                n = wire.fill() => match n {
                     Ok(0) | Err(_) => return Err(Stop::Quiet),
                     Ok(_) => {}
                 },
@@ -181,26 +181,26 @@ impl Serving<'_> {
         (header_read, keepalive): (Duration, Duration),
     ) -> bool {
         let now = Instant::now();
-        let next = match (started, self.last_done) {
-            (Some(at), _) => at + header_read,
-            (None, None) => self.opened + header_read,
+        // When the connection must close, and when to look again if not yet.
+        let (close_at, next) = match (started, self.last_done) {
+            (Some(at), _) => (at + header_read, at + header_read),
+            (None, None) => (self.opened + header_read, self.opened + header_read),
             (None, Some(done)) => {
                 if !wire.released() && now >= done + RELEASE_AFTER {
                     wire.release();
                     self.spare = HeaderMap::new();
                     self.wbuf = Vec::new();
                 }
-                if wire.released() {
+                let release_at = done + RELEASE_AFTER;
+                let next = if wire.released() {
                     done + keepalive
                 } else {
-                    (done + RELEASE_AFTER).min(done + keepalive)
-                }
+                    release_at.min(done + keepalive)
+                };
+                (done + keepalive, next)
             }
         };
-        let over = match (started, self.last_done) {
-            (None, Some(done)) => now >= done + keepalive,
-            _ => now >= next,
-        };
+        let over = now >= close_at;
         if over {
             tracing::debug!(peer = %self.info.peer, slow_head = started.is_some(), "closing: header or keep-alive timeout");
             return false;
@@ -288,17 +288,9 @@ impl Serving<'_> {
             && (parts.status == StatusCode::SWITCHING_PROTOCOLS
                 || asked.connect && parts.status.is_success());
         keep_alive &= !self.closing;
-        let framing = response_head::encode(
-            &mut self.wbuf,
-            parts.status,
-            &parts.headers,
-            &body.size_hint(),
-            asked,
-            &mut keep_alive,
-        );
-        self.spare = parts.headers;
-        self.spare.clear();
-        let written = h1::write_response(&mut wire, &mut self.wbuf, body, framing).await;
+        let written = self
+            .respond(&mut wire, parts, body, asked, &mut keep_alive)
+            .await;
         if switching {
             if written.is_ok() {
                 if let Some(tx) = switch {
@@ -347,32 +339,38 @@ impl Serving<'_> {
             http10: false,
         };
         let (parts, body) = resp.into_parts();
+        let _ = self
+            .respond(wire, parts, body, asked, &mut keep_alive)
+            .await;
+    }
+
+    /// Writes a response; its field map is kept, emptied, for the next request's head.
+    async fn respond(
+        &mut self,
+        wire: &mut Wire,
+        parts: http::response::Parts,
+        body: Body,
+        asked: Asked,
+        keep_alive: &mut bool,
+    ) -> Result<(), WriteError> {
         let framing = response_head::encode(
             &mut self.wbuf,
             parts.status,
             &parts.headers,
             &body.size_hint(),
             asked,
-            &mut keep_alive,
+            keep_alive,
         );
-        let _ = h1::write_response(wire, &mut self.wbuf, body, framing).await;
-    }
-}
-
-/// Reads more of the connection: into its buffer, or first into a small one when the buffer
-/// was given back.
-async fn fill(wire: &mut Wire) -> std::io::Result<usize> {
-    if wire.released() {
-        wire.fill_released().await
-    } else {
-        wire.fill().await
+        self.spare = parts.headers;
+        self.spare.clear();
+        h1::write_response(wire, &mut self.wbuf, body, framing).await
     }
 }
 
 /// Reads more of the connection when it is here; never ready when the body holds it.
 async fn read_on(wire: Option<&mut Wire>) -> std::io::Result<usize> {
     match wire {
-        Some(w) => fill(w).await,
+        Some(w) => w.fill().await,
         None => std::future::pending().await,
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
 use super::idle::IdleList;
@@ -61,21 +62,13 @@ impl Conn {
 
     /// Reads more bytes into `rbuf`; `Ok(0)` at end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let spare = self.rbuf.capacity() - self.rbuf.len();
-        if spare < self.read_size / 4 {
-            // Takes the buffer back in place when no slice of it is alive any more.
-            self.rbuf.reserve(self.read_size);
-        }
-        let asked = self.rbuf.capacity() - self.rbuf.len();
-        let n = std::task::ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
+        poll_fill(
+            &mut self.io,
+            &mut self.rbuf,
+            &mut self.read_size,
+            READ_MAX,
             cx,
-            &mut self.rbuf
-        ))?;
-        if n >= asked && self.read_size < READ_MAX {
-            self.read_size *= 2;
-        }
-        Poll::Ready(Ok(n))
+        )
     }
 
     /// Back to the normal read size before going idle; a buffer a long body grew is let go
@@ -86,4 +79,26 @@ impl Conn {
             self.rbuf = BytesMut::new();
         }
     }
+}
+
+/// Reads more bytes from `io` into `rbuf`, asking for `read_size` (doubled, up to `max`,
+/// while reads fill what was asked: long bodies); `Ok(0)` at end of stream. The buffer is
+/// taken back in place when no slice of it is alive any more.
+pub(super) fn poll_fill<I: AsyncRead + Unpin>(
+    io: &mut I,
+    rbuf: &mut BytesMut,
+    read_size: &mut usize,
+    max: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let spare = rbuf.capacity() - rbuf.len();
+    if spare < *read_size / 4 {
+        rbuf.reserve(*read_size);
+    }
+    let asked = rbuf.capacity() - rbuf.len();
+    let n = std::task::ready!(tokio_util::io::poll_read_buf(Pin::new(io), cx, rbuf))?;
+    if n >= asked && *read_size < max {
+        *read_size *= 2;
+    }
+    Poll::Ready(Ok(n))
 }

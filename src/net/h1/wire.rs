@@ -46,25 +46,21 @@ impl Wire {
 
     /// Reads more bytes into `rbuf`; `Ok(0)` at end of stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let spare = self.rbuf.capacity() - self.rbuf.len();
-        if spare < self.read_size / 4 {
-            // Takes the buffer back in place when no slice of it is alive any more.
-            self.rbuf.reserve(self.read_size);
-        }
-        let asked = self.rbuf.capacity() - self.rbuf.len();
-        let n = std::task::ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
+        super::conn::poll_fill(
+            &mut self.io,
+            &mut self.rbuf,
+            &mut self.read_size,
+            READ_MAX,
             cx,
-            &mut self.rbuf
-        ))?;
-        if n >= asked && self.read_size < READ_MAX {
-            self.read_size *= 2;
-        }
-        Poll::Ready(Ok(n))
+        )
     }
 
-    /// Reads more bytes into `rbuf`; `Ok(0)` at end of stream.
+    /// Reads more bytes into `rbuf`; `Ok(0)` at end of stream. A connection that gave its
+    /// buffer back reads into a small one on the stack first (see [`Wire::release`]).
     pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.released() {
+            return self.fill_released().await;
+        }
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
@@ -84,7 +80,7 @@ impl Wire {
 
     /// Waits for the next bytes of a released connection, reading them into a small buffer
     /// on the stack first, so a connection that never speaks again never takes a full one.
-    pub async fn fill_released(&mut self) -> io::Result<usize> {
+    async fn fill_released(&mut self) -> io::Result<usize> {
         let mut first = [0u8; 512];
         let n = {
             let mut buf = ReadBuf::new(&mut first);
