@@ -6,7 +6,6 @@ mod admit;
 mod future_size;
 mod spans;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -231,7 +230,7 @@ async fn proxy<'a>(
     // An HTTP/2 extended CONNECT (WebSocket over h2) goes on as the upgrade it stands for.
     let extended_connect = crate::tunnel::from_extended_connect(&mut req);
     admit::admit(&rt.server, |name| gateway_set(rt, name), &mut req)?;
-    let host = request_host(req.uri(), req.headers());
+    let host = crate::net::host::requested(req.uri(), req.headers());
     if let Some(redirect) =
         crate::tls::redirect_https(rt.tls.as_ref(), conn, host.as_deref(), req.uri())?
     {
@@ -340,7 +339,7 @@ async fn proxy<'a>(
         route::Action::Proxy(action) => action,
         route::Action::Answer(answer) => {
             // Phase 5 for a route the gateway answers itself (redirect, static answer).
-            let host = request_host(&parts.uri, &parts.headers);
+            let host = crate::net::host::requested(&parts.uri, &parts.headers);
             let inputs = route::answer::Inputs {
                 scheme: if conn.tls { "https" } else { "http" },
                 host: host.as_deref(),
@@ -565,25 +564,6 @@ fn gateway_set(rt: &Runtime, name: &str) -> bool {
             .as_ref()
             .and_then(|t| t.forward_client_cert.as_ref())
             .is_some_and(|h| h.as_str() == name)
-}
-
-/// The host the client asked for: lowercase, without port.
-fn request_host<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<Cow<'a, str>> {
-    let raw = match uri.authority() {
-        Some(a) => a.as_str(),
-        None => headers.get(HOST)?.to_str().ok()?,
-    };
-    let host = if let Some(v6) = raw.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
-    };
-    let host = host.trim_end_matches('.');
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Some(Cow::Owned(host.to_ascii_lowercase()))
-    } else {
-        Some(Cow::Borrowed(host))
-    }
 }
 
 fn content_length(req: &Request<ClientBody>) -> Option<u64> {

@@ -133,14 +133,7 @@ pub async fn accept_plain(
 ) {
     let conn_shutdown = shutdown.clone();
     accept_loop(listener, &gateway.clone(), tracker, shutdown, "http", |a| {
-        let info = ConnInfo {
-            peer: a.peer,
-            local: a.local,
-            tls: false,
-            client_cert: None,
-            https_port: gateway.https_port(),
-            tunnels: Default::default(),
-        };
+        let info = ConnInfo::new(a.peer, a.local, false, None, gateway.https_port());
         let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
         Some(async move {
             serve_connection(a.stream, info, None, gateway, shutdown).await;

@@ -450,7 +450,9 @@ impl Upstream {
         served: &mut Served,
         tried: &mut Tried,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        let started = Deadline::now();
+        // When the first attempt started (the timeout's length in its error); read with the
+        // attempt's own clock reading rather than separately.
+        let mut first_attempt = None;
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
         let request_id = req.headers().get(&X_REQUEST_ID).cloned();
@@ -505,6 +507,7 @@ impl Upstream {
             let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
             let attempt = Deadline::now();
+            let started = *first_attempt.get_or_insert(attempt);
             let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
             drop(in_flight);
             if let Some(span) = span {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::conn::ConnInfo;
-use crate::net::{Cidr, canonical};
+use crate::net::Cidr;
 
 /// `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -153,24 +153,23 @@ pub fn forward(
 ) {
     let trusted = is_trusted(trusted_proxies, conn.peer.ip());
     let proto = if conn.tls { "https" } else { "http" };
-    set_forwarded(headers, conn.peer.ip(), trusted, proto, host);
+    set_forwarded(headers, &conn.forwarded_for, trusted, proto, host);
 }
 
-/// Sets X-Forwarded-For/-Proto/-Host. A client's own values are kept (and appended to) only when
+/// Sets X-Forwarded-For/-Proto/-Host; `peer` is the client's address as a header value
+/// ([`ConnInfo::forwarded_for`]). A client's own values are kept (and appended to) only when
 /// the peer is a trusted proxy; otherwise they are replaced, so clients cannot forge them.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let peer = canonical(peer);
     if !trusted {
-        // The common case: the client's own values are replaced, so the value is just the
-        // peer's address, written without the formatting machinery.
+        // The common case: the client's own values are replaced.
         headers.remove(&FORWARDED);
-        headers.insert(&X_FORWARDED_FOR, ip_header_value(peer));
+        headers.insert(&X_FORWARDED_FOR, peer.clone());
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         match host {
             Some(h) => headers.insert(&X_FORWARDED_HOST, h),
@@ -184,11 +183,12 @@ pub fn set_forwarded(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let xff = if prior.is_empty() {
-        ip_header_value(peer)
-    } else {
-        let joined = format!("{}, {peer}", prior.join(", "));
-        HeaderValue::from_str(&joined).unwrap_or_else(|_| ip_header_value(peer))
+    let xff = match (prior.is_empty(), peer.to_str()) {
+        (false, Ok(ip)) => {
+            let joined = format!("{}, {ip}", prior.join(", "));
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| peer.clone())
+        }
+        _ => peer.clone(),
     };
     headers.insert(&X_FORWARDED_FOR, xff);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -197,36 +197,6 @@ pub fn set_forwarded(
     if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = host {
             headers.insert(&X_FORWARDED_HOST, h);
-        }
-    }
-}
-
-/// An IP address as a header value; IPv4 is written by hand (the hot path), IPv6 via `Display`.
-pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                if octet >= 100 {
-                    buf[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    buf[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                buf[len] = b'0' + octet % 10;
-                len += 1;
-            }
-            slab::value(&buf[..len]).expect("digits and dots are a valid header value")
-        }
-        IpAddr::V6(v6) => {
-            HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value")
         }
     }
 }
@@ -249,8 +219,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// A fresh id: a per-process random prefix and a counter, unique and cheap to make.
 pub fn new_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(|| {
+    // `{prefix:016x}-`, the per-process part, written once.
+    static PREFIX: std::sync::OnceLock<[u8; 17]> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(
@@ -259,13 +230,14 @@ pub fn new_request_id() -> HeaderValue {
                 .map_or(0, |d| d.as_nanos()),
         );
         h.write_u32(std::process::id());
-        h.finish()
+        let mut text = [b'-'; 17];
+        write_hex(&mut text[..16], h.finish());
+        text
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // `{prefix:016x}-{n:012x}`, written without the formatting machinery (every request).
+    // `{prefix}{n:012x}`, written without the formatting machinery (every request).
     let mut buf = [0u8; 29];
-    write_hex(&mut buf[..16], prefix);
-    buf[16] = b'-';
+    buf[..17].copy_from_slice(prefix);
     write_hex(&mut buf[17..], n);
     slab::value(&buf).expect("hex is a valid header value")
 }
@@ -319,12 +291,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, "http", None);
+        set_forwarded(&mut h, &HeaderValue::from_static("10.0.0.1"), false, "http", None);
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, "http", None);
+        set_forwarded(&mut h, &HeaderValue::from_static("10.0.0.1"), true, "http", None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.1");
     }
 
@@ -350,27 +322,11 @@ mod tests {
     }
 
     #[test]
-    fn ip_values_match_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "255.255.255.255",
-            "1.2.3.100",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_header_value(ip), ip.to_string().as_str());
-        }
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(ip_header_value(v6), "2001:db8::1");
-    }
-
-    #[test]
     fn forwarded_untrusted_sets_all_three() {
         let mut h = HeaderMap::new();
         h.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
         h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil"));
-        set_forwarded(&mut h, "192.168.0.9".parse().unwrap(), false, "https", None);
+        set_forwarded(&mut h, &HeaderValue::from_static("192.168.0.9"), false, "https", None);
         assert_eq!(h[&X_FORWARDED_FOR], "192.168.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert!(!h.contains_key(&X_FORWARDED_HOST));
@@ -378,7 +334,7 @@ mod tests {
         let host = HeaderValue::from_static("api.example.com");
         set_forwarded(
             &mut h,
-            "::ffff:10.0.0.1".parse().unwrap(),
+            &HeaderValue::from_static("10.0.0.1"),
             false,
             "http",
             Some(host.clone()),

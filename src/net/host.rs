@@ -1,6 +1,8 @@
 //! The request's authority: Host rules of RFC 9112 §3.2 and §3.2.2 and RFC 9113 §8.3.1, so that
 //! routing, `X-Forwarded-Host`, redirects and the upstream's Host all use one checked value.
 
+use std::borrow::Cow;
+
 use http::header::{HOST, HeaderMap};
 use http::{Uri, Version};
 
@@ -76,6 +78,37 @@ pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<Authori
     }
 }
 
+/// The host the client asked for: lowercase, without port. The caller has already checked the
+/// authority ([`check`]); this only cuts it, in one pass over its bytes from the end.
+pub fn requested<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<Cow<'a, str>> {
+    let raw = match uri.authority() {
+        Some(a) => a.as_str().as_bytes(),
+        None => headers.get(HOST)?.as_bytes(),
+    };
+    let host = match raw.strip_prefix(b"[") {
+        Some(v6) => v6.split(|&b| b == b']').next().unwrap_or(v6),
+        None => raw
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(raw, |colon| &raw[..colon]),
+    };
+    let end = host.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1);
+    let host = &host[..end];
+    let mut upper = false;
+    for &b in host {
+        if !(0x21..=0x7e).contains(&b) {
+            return None;
+        }
+        upper |= b.is_ascii_uppercase();
+    }
+    let host = std::str::from_utf8(host).ok()?;
+    Some(if upper {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
+}
+
 /// Whether `v` is `uri-host [":" port]` without userinfo (RFC 3986 §3.2.2): a registered name of
 /// unreserved characters (no percent-escapes or sub-delimiters: no real host needs them), an
 /// IPv4 address, or a bracketed IPv6 address; a port of 1 to 5 digits up to 65535.
@@ -125,6 +158,26 @@ pub fn valid(v: &[u8]) -> bool {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn requested_host_is_lowercase_without_port_or_trailing_dot() {
+        let name = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, HeaderValue::from_str(host).unwrap());
+            requested(&Uri::from_static("/"), &h).map(Cow::into_owned)
+        };
+        assert_eq!(name("Example.Test:8080").as_deref(), Some("example.test"));
+        assert_eq!(name("a.test.").as_deref(), Some("a.test"));
+        assert_eq!(name("127.0.0.1:18002").as_deref(), Some("127.0.0.1"));
+        assert_eq!(name("[::1]:443").as_deref(), Some("::1"));
+        assert_eq!(name("plain").as_deref(), Some("plain"));
+        let target = Uri::from_static("http://Target.Test:81/x");
+        assert_eq!(
+            requested(&target, &HeaderMap::new()).as_deref(),
+            Some("target.test")
+        );
+        assert_eq!(requested(&Uri::from_static("/"), &HeaderMap::new()), None);
+    }
 
     #[test]
     fn valid_hosts() {

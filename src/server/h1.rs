@@ -9,10 +9,12 @@
 //! only when a deadline moves earlier, and when it fires early it is armed again for the
 //! deadline that now holds, so a busy connection touches it about once a second.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -26,6 +28,7 @@ use crate::handler;
 use crate::net::h1::request_head::{self, BadHead, Framing, Head};
 use crate::net::h1::response_head::{self, Asked};
 use crate::net::h1::{self, Inbound, PendingUpgrade, Returned, Wire, WriteError};
+use crate::runtime::Runtime;
 
 /// Quiet time after which an idle connection gives its read buffer back (an idle keep-alive
 /// connection then holds its task and socket only). Long enough that a client sending
@@ -37,8 +40,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// on is how a client that leaves is noticed, so its request's upstream work is cancelled.
 const READ_AHEAD: usize = 64 * 1024;
 
-/// One connection's state between requests.
-struct Serving<'a> {
+/// One connection's state between requests; `H` is the handler's future.
+struct Serving<'a, H> {
     info: &'a ConnInfo,
     gateway: &'a Gateway,
     shutdown: &'a mut watch::Receiver<bool>,
@@ -48,7 +51,7 @@ struct Serving<'a> {
     /// When the last response was written (`None` before the first request).
     last_done: Option<Instant>,
     /// The one timer, and the instant it is armed for.
-    timer: std::pin::Pin<Box<Sleep>>,
+    timer: Pin<Box<Sleep>>,
     armed: Instant,
     /// The last response's field map, emptied, for the next request's head.
     spare: HeaderMap,
@@ -56,6 +59,10 @@ struct Serving<'a> {
     wbuf: Vec<u8>,
     /// `limits.keepalive_timeout` as of the latest request.
     keepalive: Duration,
+    /// The handler's future, in one allocation reused by each request on the connection (a
+    /// request's future is several KB: a fresh one per request costs mimalloc's slow path);
+    /// given back with the buffers when the connection goes quiet.
+    handling: Option<Pin<Box<Option<H>>>>,
 }
 
 /// Why a connection stops reading requests.
@@ -89,6 +96,7 @@ pub async fn serve(
         spare: HeaderMap::new(),
         wbuf: Vec::new(),
         keepalive: gateway.runtime().limits.keepalive_timeout,
+        handling: None,
     };
     let mut wire = wire;
     loop {
@@ -100,7 +108,8 @@ pub async fn serve(
                 break;
             }
         };
-        match s.exchange(wire, head).await {
+        let handle = |rt, request| handler::handle(rt, info, request);
+        match s.exchange(wire, head, handle).await {
             Some(w) => wire = w,
             None => return,
         }
@@ -108,7 +117,7 @@ pub async fn serve(
     let _ = tokio::time::timeout(CLOSE_WAIT, wire.shutdown()).await;
 }
 
-impl Serving<'_> {
+impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
     /// Waits for the next request head and parses it.
     async fn next_head(&mut self, wire: &mut Wire) -> Result<Head, Stop> {
         // Read once per request and copied: an idle connection does not hold on to a
@@ -190,6 +199,7 @@ impl Serving<'_> {
                     wire.release();
                     self.spare = HeaderMap::new();
                     self.wbuf = Vec::new();
+                    self.handling = None;
                 }
                 let release_at = done + RELEASE_AFTER;
                 let next = if wire.released() {
@@ -212,7 +222,12 @@ impl Serving<'_> {
 
     /// Serves one request and writes its response; the connection back when it may carry
     /// another request, `None` when it closed (or switched protocols).
-    async fn exchange(&mut self, wire: Wire, head: Head) -> Option<Wire> {
+    async fn exchange(
+        &mut self,
+        wire: Wire,
+        head: Head,
+        handle: impl FnOnce(Arc<Runtime>, Request<ClientBody>) -> H,
+    ) -> Option<Wire> {
         let Head {
             request,
             framing,
@@ -245,7 +260,11 @@ impl Serving<'_> {
             tx
         });
         let rt = self.gateway.runtime();
-        let mut handling = Box::pin(handler::handle(rt, self.info, request));
+        let slot = self.handling.get_or_insert_with(|| Box::pin(None));
+        // The previous request's (finished) future is dropped before this one is written in.
+        slot.set(None);
+        slot.set(Some(handle(rt, request)));
+        let mut handling = slot.as_mut().as_pin_mut().expect("just set");
         // While the handler runs, the connection is read on (when the body does not hold
         // it): a client that leaves cancels its request, like hyper's server does.
         let mut watching = held.is_some();
@@ -266,13 +285,17 @@ impl Serving<'_> {
                     }
                     Ok(_) => watching = held.as_ref().is_some_and(|w| w.rbuf.len() < READ_AHEAD),
                 },
-                _ = self.shutdown.changed(), if !self.closing => {
-                    self.closing = true;
-                    keep_alive = false;
-                }
             }
         };
-        drop(handling);
+        // Whatever the handler still holds (a runtime a reload replaced) goes now.
+        slot.set(None);
+        // A drain that started meanwhile makes this answer the connection's last. It is
+        // looked at here, once, rather than waited on beside the handler: nothing happens
+        // at the moment it starts (the request runs to its end either way), and waiting on
+        // it would register and unregister a waiter on every request.
+        if !self.closing && *self.shutdown.borrow_and_update() {
+            self.closing = true;
+        }
         let mut wire = match held {
             Some(w) => w,
             None => {

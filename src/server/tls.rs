@@ -69,14 +69,7 @@ pub async fn accept_tls(
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
-                let info = ConnInfo {
-                    peer,
-                    local,
-                    tls: true,
-                    client_cert,
-                    https_port: Some(local.port()),
-                    tunnels: Default::default(),
-                };
+                let info = ConnInfo::new(peer, local, true, client_cert, Some(local.port()));
                 let proto = Proto::from_alpn(stream.get_ref().1.alpn_protocol());
                 serve_connection(stream, info, proto, gateway, shutdown).await;
                 drop(slot);
