@@ -274,9 +274,13 @@ async fn proxy<'a>(
         trace.cors = Some((cors, req.headers().get(http::header::ORIGIN).cloned()));
     }
 
-    // Phase 3: body limit known up front.
+    // Phase 3: body limit known up front (the body's declared length: the framing the
+    // server read from `content-length`, no second look at the field).
     let limit = rt.limits.max_body_bytes;
-    if content_length(&req).is_some_and(|n| n > limit) {
+    if http_body::Body::size_hint(req.body())
+        .exact()
+        .is_some_and(|n| n > limit)
+    {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     // Only an allow-listed protocol is tunnelled; any other offer goes as a plain request.

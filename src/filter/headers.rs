@@ -291,12 +291,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        set_forwarded(&mut h, &HeaderValue::from_static("10.0.0.1"), false, "http", None);
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("10.0.0.1"),
+            false,
+            "http",
+            None,
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        set_forwarded(&mut h, &HeaderValue::from_static("10.0.0.1"), true, "http", None);
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("10.0.0.1"),
+            true,
+            "http",
+            None,
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.1");
     }
 
@@ -326,7 +338,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
         h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil"));
-        set_forwarded(&mut h, &HeaderValue::from_static("192.168.0.9"), false, "https", None);
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("192.168.0.9"),
+            false,
+            "https",
+            None,
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "192.168.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert!(!h.contains_key(&X_FORWARDED_HOST));

@@ -87,6 +87,15 @@ fn parse(buf: &[u8], fields: &mut Fields) -> Result<Option<Parsed>, Error> {
     }))
 }
 
+/// Which of the fields that frame a response its head has, noted while the fields are put in
+/// the map: [`body_kind`] then looks up only those present (most heads lack two of them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Seen {
+    connection: bool,
+    transfer_encoding: bool,
+    content_length: bool,
+}
+
 /// The status and fields of a parsed head, the fields put in `headers` (an empty map whose
 /// room is reused); `head` is the head's bytes (field values are slices of it, not copies).
 pub(super) fn build(
@@ -94,17 +103,24 @@ pub(super) fn build(
     p: &Parsed,
     fields: &Fields,
     mut headers: HeaderMap,
-) -> Result<(StatusCode, HeaderMap), Error> {
+) -> Result<(StatusCode, HeaderMap, Seen), Error> {
     let status = StatusCode::from_u16(p.status).map_err(|_| Error::Head("status code"))?;
     headers.reserve(p.count);
+    let mut seen = Seen::default();
     for f in &fields[..p.count] {
         let [ns, ne, vs, ve] = f.map(|x| x as usize);
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Error::Head("field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| Error::Head("field value"))?;
+        match name {
+            CONNECTION => seen.connection = true,
+            TRANSFER_ENCODING => seen.transfer_encoding = true,
+            CONTENT_LENGTH => seen.content_length = true,
+            _ => {}
+        }
         headers.append(name, value);
     }
-    Ok((status, headers))
+    Ok((status, headers, seen))
 }
 
 /// How a response body is delimited.
@@ -127,9 +143,10 @@ pub(super) fn body_kind(
     status: StatusCode,
     head_request: bool,
     http10: bool,
+    seen: Seen,
     headers: &mut HeaderMap,
 ) -> Result<(Kind, bool), Error> {
-    let keep = keeps_alive(headers, http10);
+    let keep = keeps_alive(seen.connection.then_some(&*headers), http10);
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Kind::Empty, false));
     }
@@ -140,7 +157,7 @@ pub(super) fn body_kind(
     {
         return Ok((Kind::Empty, keep));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         headers.remove(CONTENT_LENGTH);
         let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
         let chunked = last.is_some_and(|v| {
@@ -156,7 +173,8 @@ pub(super) fn body_kind(
         });
     }
     let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
+    let lengths = seen.content_length.then(|| headers.get_all(CONTENT_LENGTH));
+    for v in lengths.into_iter().flatten() {
         // A list of equal values ("5, 5") is one length; different values are an error.
         for part in v.as_bytes().split(|&b| b == b',') {
             let n = parse_decimal(part.trim_ascii()).ok_or(Error::Head("content-length"))?;
@@ -173,13 +191,15 @@ pub(super) fn body_kind(
 }
 
 /// HTTP/1.1 keeps the connection unless `connection: close`; HTTP/1.0 only with
-/// `connection: keep-alive`.
-fn keeps_alive(headers: &HeaderMap, http10: bool) -> bool {
+/// `connection: keep-alive`. `headers`: the head's fields when it has a `connection` field.
+fn keeps_alive(headers: Option<&HeaderMap>, http10: bool) -> bool {
     let has = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        headers.is_some_and(|h| {
+            h.get_all(CONNECTION).iter().any(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+            })
         })
     };
     if http10 {
@@ -193,25 +213,27 @@ fn keeps_alive(headers: &HeaderMap, http10: bool) -> bool {
 mod tests {
     use super::*;
 
-    fn head(text: &str) -> Result<Option<(StatusCode, HeaderMap, usize, bool)>, Error> {
+    type Whole = (StatusCode, HeaderMap, usize, bool, Seen);
+
+    fn head(text: &str) -> Result<Option<Whole>, Error> {
         let mut buf = BytesMut::from(text.as_bytes());
         let mut fields = [[0; 4]; MAX_FIELDS];
         let Some(p) = final_head(&mut buf, &mut fields)? else {
             return Ok(None);
         };
         let bytes = buf.split_to(p.len).freeze();
-        let (status, headers) = build(&bytes, &p, &fields, HeaderMap::new())?;
-        Ok(Some((status, headers, p.len, p.http10)))
+        let (status, headers, seen) = build(&bytes, &p, &fields, HeaderMap::new())?;
+        Ok(Some((status, headers, p.len, p.http10, seen)))
     }
 
     fn kind(text: &str, head_request: bool) -> Result<(Kind, bool), Error> {
-        let (status, mut headers, _, http10) = head(text)?.expect("a whole head");
-        body_kind(status, head_request, http10, &mut headers)
+        let (status, mut headers, _, http10, seen) = head(text)?.expect("a whole head");
+        body_kind(status, head_request, http10, seen, &mut headers)
     }
 
     #[test]
     fn a_head_parses_into_status_and_fields() {
-        let (status, headers, len, _) =
+        let (status, headers, len, ..) =
             head("HTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\nrest")
                 .unwrap()
                 .unwrap();
@@ -224,7 +246,7 @@ mod tests {
 
     #[test]
     fn informational_heads_are_skipped() {
-        let (status, headers, _, _) =
+        let (status, headers, ..) =
             head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nx: y\r\n\r\n")
                 .unwrap()
                 .unwrap();
@@ -310,12 +332,12 @@ mod tests {
 
     #[test]
     fn transfer_encoding_drops_content_length() {
-        let (status, mut headers, _, _) =
+        let (status, mut headers, _, _, seen) =
             head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n")
                 .unwrap()
                 .unwrap();
         assert_eq!(
-            body_kind(status, false, false, &mut headers).unwrap(),
+            body_kind(status, false, false, seen, &mut headers).unwrap(),
             (Kind::Chunked, true)
         );
         assert!(!headers.contains_key(CONTENT_LENGTH));

@@ -144,6 +144,7 @@ struct Head {
     status: StatusCode,
     headers: HeaderMap,
     http10: bool,
+    seen: decode::Seen,
 }
 
 /// The response from its head; the body takes the connection.
@@ -153,8 +154,13 @@ fn respond(
     head_request: bool,
     whole: bool,
 ) -> Result<Response<ResponseBody>, Error> {
-    let (kind, keep) =
-        decode::body_kind(head.status, head_request, head.http10, &mut head.headers)?;
+    let (kind, keep) = decode::body_kind(
+        head.status,
+        head_request,
+        head.http10,
+        head.seen,
+        &mut head.headers,
+    )?;
     // A request not sent whole leaves the connection mid-message.
     let body = ResponseBody::new(conn, kind, keep && whole);
     let mut resp = Response::new(body);
@@ -288,11 +294,12 @@ fn poll_head(
                 let bytes = conn.rbuf.split_to(p.len).freeze();
                 let mut map = std::mem::take(req.headers_mut());
                 map.clear();
-                let (status, headers) = decode::build(&bytes, &p, &fields, map)?;
+                let (status, headers, seen) = decode::build(&bytes, &p, &fields, map)?;
                 return Poll::Ready(Ok(Head {
                     status,
                     headers,
                     http10: p.http10,
+                    seen,
                 }));
             }
         }
