@@ -80,29 +80,22 @@ pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<Authori
 
 /// The host the client asked for: lowercase, without port. The caller has already checked the
 /// authority ([`check`]); this only cuts it, in one pass over its bytes from the end.
-pub fn requested<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<Cow<'a, str>> {
+pub fn requested<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
     let raw = match uri.authority() {
-        Some(a) => a.as_str().as_bytes(),
-        None => headers.get(HOST)?.as_bytes(),
+        Some(a) => a.as_str(),
+        None => headers.get(HOST)?.to_str().ok()?,
     };
-    let host = match raw.strip_prefix(b"[") {
-        Some(v6) => v6.split(|&b| b == b']').next().unwrap_or(v6),
-        None => raw
+    let bytes = raw.as_bytes();
+    let host = match raw.strip_prefix('[') {
+        Some(v6) => v6.find(']').map_or(v6, |end| &v6[..end]),
+        None => bytes
             .iter()
             .rposition(|&b| b == b':')
             .map_or(raw, |colon| &raw[..colon]),
     };
-    let end = host.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1);
+    let end = host.bytes().rposition(|b| b != b'.').map_or(0, |i| i + 1);
     let host = &host[..end];
-    let mut upper = false;
-    for &b in host {
-        if !(0x21..=0x7e).contains(&b) {
-            return None;
-        }
-        upper |= b.is_ascii_uppercase();
-    }
-    let host = std::str::from_utf8(host).ok()?;
-    Some(if upper {
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
