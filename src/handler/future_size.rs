@@ -1,7 +1,7 @@
-//! A guard on the size of the request future: hyper keeps one per connection, and each
-//! request moves it into place, so every byte is copied per request (and held by idle
-//! connections when it is not boxed). Large, rarely taken branches (BFF, mirror, retries,
-//! new upstream connections, claim routes) are boxed where they are awaited to keep it small.
+//! A guard on the size of the request future: each HTTP/1.1 connection keeps one allocation
+//! of it while busy and each HTTP/2 stream boxes one, so its size is memory per connection and
+//! per stream. Large, rarely taken branches (BFF, mirror, retries, new upstream connections,
+//! claim routes) are boxed where they are awaited to keep it small.
 
 use std::sync::Arc;
 
