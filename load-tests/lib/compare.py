@@ -31,7 +31,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def group_cpu_seconds(leader):
     """utime+stime of every process whose process group is `leader`, in seconds."""
-    total = 0
+    user, system = group_cpu_split(leader)
+    return user + system
+
+
+def group_cpu_split(leader):
+    """(utime, stime) of every process whose process group is `leader`, in seconds: the user
+    and kernel shares, so a proxy's own code can be told from the syscalls it makes."""
+    user = system = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -42,8 +49,9 @@ def group_cpu_seconds(leader):
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == leader:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / TICKS, system / TICKS
 
 
 def group_rss_mb(leader):
@@ -90,14 +98,16 @@ def run_oha(args, target, rate=None):
     pid = target["pid"]
     if not alive(pid):
         sys.exit(f"compare: target {target['name']} (pid {pid}) is no longer running")
-    cpu0 = group_cpu_seconds(pid) if pid else 0.0
+    split0 = group_cpu_split(pid) if pid else (0.0, 0.0)
+    cpu0 = sum(split0)
     side0 = {n: group_cpu_seconds(int(p)) for n, p in args.side_pid}
     t0 = time.monotonic()
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds(args.duration) + 60
     )
     wall = time.monotonic() - t0
-    cpu1 = group_cpu_seconds(pid) if pid else 0.0
+    split1 = group_cpu_split(pid) if pid else (0.0, 0.0)
+    cpu1 = sum(split1)
     side1 = {n: group_cpu_seconds(int(p)) for n, p in args.side_pid}
     if proc.returncode != 0:
         sys.exit(f"compare: oha failed against {target['name']}: {proc.stderr.strip()[:500]}")
@@ -125,6 +135,8 @@ def run_oha(args, target, rate=None):
         "error_kinds": errors,
         "cpu_s": cpu if pid else None,
         "us_per_req": (cpu / ok * 1e6) if pid and ok else None,
+        "user_us_per_req": ((split1[0] - split0[0]) / ok * 1e6) if pid and ok else None,
+        "sys_us_per_req": ((split1[1] - split0[1]) / ok * 1e6) if pid and ok else None,
         "req_per_cpu_s": (ok / cpu) if pid and cpu > 0 else None,
         "rss_mb": group_rss_mb(pid) if pid else None,
         "wall_s": wall,
@@ -158,6 +170,8 @@ def summarize(runs, names):
             "p50_ms": median(r["p50_ms"] for r in rs),
             "p99_ms": median(r["p99_ms"] for r in rs),
             "us_per_req": median(r["us_per_req"] for r in rs),
+            "user_us_per_req": median(r.get("user_us_per_req") for r in rs),
+            "sys_us_per_req": median(r.get("sys_us_per_req") for r in rs),
             "req_per_cpu_s": median(r["req_per_cpu_s"] for r in rs),
             "rss_mb": median(r["rss_mb"] for r in rs),
             "errors": sum(r["errors"] + r["non_2xx"] for r in rs),
@@ -209,6 +223,13 @@ def markdown(meta, sat, half, baseline, direct, references=()):
             f"| {ratio(s['rps'], b.get('rps'))} | {ratio(s['p99_ms'], b.get('p99_ms'))} "
             f"| {fmt(s['spread_cpu_pct'], 0, '%')} | {fmt(s['rss_mb'], 1)} | {s['errors']} |"
         )
+    split = ", ".join(
+        f"{name} {fmt(s.get('user_us_per_req'), 1)} / {fmt(s.get('sys_us_per_req'), 1)}"
+        for name, s in sat.items()
+        if s.get("user_us_per_req") is not None
+    )
+    if split:
+        lines += ["", f"User / kernel CPU per 2xx answer (median us, same runs): {split}."]
     sides = sorted({n for s in sat.values() for n in s.get("side_us_per_req", {})})
     for side in sides:
         per = ", ".join(
