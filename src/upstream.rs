@@ -8,6 +8,7 @@ pub mod balance;
 pub mod circuit;
 pub mod compile;
 pub mod compile_policy;
+mod deadline;
 pub mod discovery;
 pub mod health;
 mod host;
@@ -508,7 +509,8 @@ impl Upstream {
             let in_flight = InFlight::start(&ep.state);
             let attempt = Deadline::now();
             let started = *first_attempt.get_or_insert(attempt);
-            let sent = tokio::time::timeout_at(deadline, self.transport.send(ep, req)).await;
+            let sending = std::pin::pin!(self.transport.send(ep, req));
+            let sent = deadline::within(deadline, sending).await;
             drop(in_flight);
             if let Some(span) = span {
                 spans::finish(span, &self.name, ep, tried.len() - 1, &sent);

@@ -4,6 +4,7 @@
 use http::{Method, Request, Response};
 
 use super::Endpoint;
+use super::deadline::TimedOut;
 use super::transport::SendError;
 use crate::body::{RequestBody, UpstreamBody};
 use crate::trace::{Attempt, Attr};
@@ -26,7 +27,7 @@ pub fn finish(
     upstream: &str,
     ep: &Endpoint,
     resends: usize,
-    sent: &Result<Result<Response<UpstreamBody>, SendError>, tokio::time::error::Elapsed>,
+    sent: &Result<Result<Response<UpstreamBody>, SendError>, TimedOut>,
 ) {
     let Started(attempt, method) = span;
     let mut attrs = vec![
