@@ -72,7 +72,7 @@ pub(super) fn members<N: Named>(
         s.eat(b':')?;
         s.ws();
         let start = s.i;
-        s.skip()?;
+        s.skip_value()?;
         if let Some(i) = i {
             found.push((i, start, s.i));
         }
@@ -186,7 +186,7 @@ impl Scan<'_> {
             (TextNode::All, Some(b'{' | b'[')) => self.walk_all(cap, out),
             (TextNode::All, _) => {
                 let start = self.i;
-                self.skip()?;
+                self.skip_value()?;
                 out.extend_from_slice(&self.b[start..self.i]);
                 Ok(true)
             }
@@ -231,7 +231,7 @@ impl Scan<'_> {
                         out.truncate(mark);
                     }
                 }
-                None => self.skip()?,
+                None => self.skip_value()?,
             }
             more = self.next_or_close(b'}')?;
         }
@@ -317,6 +317,19 @@ impl Scan<'_> {
         Ok(names.iter().position(|n| n.name() == key))
     }
 
+    /// Checks one value and moves past it: a string or a number right here, where it is
+    /// called (most skipped values are one, and a call each cost more than checking it),
+    /// anything else in [`Scan::skip`].
+    #[inline(always)]
+    fn skip_value(&mut self) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.skip(),
+        }
+    }
+
     /// Checks one value and moves past it.
     fn skip(&mut self) -> Result<()> {
         self.ws();
@@ -328,7 +341,7 @@ impl Scan<'_> {
                     self.ws();
                     self.string()?;
                     self.eat(b':')?;
-                    self.skip()?;
+                    self.skip_value()?;
                     more = self.next_or_close(b'}')?;
                 }
                 self.close_level();
@@ -337,7 +350,7 @@ impl Scan<'_> {
             Some(b'[') => {
                 let mut more = self.open(b']')?;
                 while more {
-                    self.skip()?;
+                    self.skip_value()?;
                     more = self.next_or_close(b']')?;
                 }
                 self.close_level();
