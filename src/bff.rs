@@ -295,6 +295,7 @@ async fn aggregate(
             parts: &[],
         },
         base: &base,
+        request_id,
         peer: conn.peer.ip(),
         trusted: env.trusted_proxies,
     };
@@ -329,10 +330,13 @@ pub(crate) fn base_headers(
     let mut h = HeaderMap::with_capacity(8);
     h.insert(ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(&X_REQUEST_ID, request_id.clone());
-    // The client's forwarding values go in first; `forward` keeps them only from trusted proxies.
-    for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
-        for v in client.get_all(name) {
-            h.append(name.clone(), v.clone());
+    // The client's forwarding values go in first when `forward` keeps them, that is from a
+    // trusted proxy; from anyone else it replaces them, so they are not copied (three lookups).
+    if headers::is_trusted(env.trusted_proxies, conn.peer.ip()) {
+        for name in [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
+            for v in client.get_all(name) {
+                h.append(name.clone(), v.clone());
+            }
         }
     }
     headers::forward(&mut h, conn, env.trusted_proxies, client.get(HOST).cloned());

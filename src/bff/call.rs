@@ -15,7 +15,7 @@ use super::shape::Answer;
 use super::template::{Inputs, Missing};
 use super::{BUDGET_HEADER, Part};
 use crate::error::GatewayError;
-use crate::filter::headers::{X_REQUEST_ID, slab};
+use crate::filter::headers::slab;
 use crate::upstream::error_chain;
 
 /// Why a part has no answer. The token is what clients see in `portico-partial` and `_partial`.
@@ -123,6 +123,8 @@ pub struct RequestCtx<'a> {
     pub client: Inputs<'a>,
     /// Headers every backend call gets (request id, forwarding headers, accept).
     pub base: &'a HeaderMap,
+    /// The request's id (also in `base`), for the lines about a failed call.
+    pub request_id: &'a HeaderValue,
     /// The client connection's peer (for `hash_key = "ip"`).
     pub peer: std::net::IpAddr,
     /// `server.trusted_proxies` (for `hash_key = "ip"`).
@@ -148,6 +150,8 @@ pub struct Prepared {
     cache_key: Option<String>,
     /// The upstream's consistent-hash key for this request, if it uses one.
     hash_key: Option<u64>,
+    /// The request's id, for the lines about a failed call.
+    request_id: HeaderValue,
 }
 
 /// Where a part's answer came from.
@@ -248,6 +252,7 @@ pub fn prepare(
         until,
         cache_key,
         hash_key,
+        request_id: ctx.request_id.clone(),
     })
 }
 
@@ -339,13 +344,13 @@ async fn run(index: usize, part: &Part, mut prepared: Prepared) -> Done {
 
 async fn fetch(part: &Part, p: Prepared) -> Result<Answer, Failure> {
     let until = p.until;
-    // The request id every part call carries, for the lines about this request.
-    let request_id = p.headers.get(&X_REQUEST_ID).cloned();
+    // The request id every part call carries, for the lines about this request (from the
+    // request, not looked up in the call's headers, which the call consumes).
+    let request_id = p.request_id;
     let id = move || {
         request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok().map(str::to_owned))
-            .unwrap_or_else(|| "-".into())
+            .to_str()
+            .map_or_else(|_| "-".into(), str::to_owned)
     };
     let up = &part.upstream;
     let sent = match part.hedge_after {

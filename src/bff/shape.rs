@@ -247,7 +247,7 @@ impl Shape {
         let reads = match &self.reads {
             None => Value::Null,
             Some(None) => serde_json::from_slice(bytes)?,
-            Some(Some(node)) => project(node, None, bytes)?,
+            Some(Some(node)) => reads_of(node, bytes)?,
         };
         Ok(Answer::Text {
             text: kept.then(|| Bytes::from(out)),
@@ -293,6 +293,35 @@ fn project(node: &Node, cap: Option<usize>, bytes: &[u8]) -> serde_json::Result<
     let value = Project(node, cap).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
+}
+
+/// What templates read of an answer already checked by the scanner: the root object's read
+/// members are found by [`scan::members`], and only their values are parsed (as `project`
+/// of the whole answer would, which built nothing else but still parsed every byte).
+fn reads_of(node: &Node, bytes: &[u8]) -> serde_json::Result<Value> {
+    let Node::Object(children) = node else {
+        return project(node, None, bytes);
+    };
+    let found = match scan::members(children, bytes) {
+        Ok(found) => found,
+        // The scanner checked the answer already; this is a key it cannot decode (escapes
+        // that are not UTF-8), which the parser compares as bytes: its answer, whatever it is.
+        Err(_) => return project(node, None, bytes),
+    };
+    let Some(found) = found else {
+        // Not an object: nothing of the expected shape, as `project` says.
+        return Ok(Value::Null);
+    };
+    let mut out = Map::new();
+    for (i, start, end) in found {
+        let (key, child) = &children[i];
+        // In document order, so a duplicated key ends with its last value, as in `project`.
+        out.insert(
+            String::from(&**key),
+            project(child, None, &bytes[start..end])?,
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 fn keep(node: &Node, value: Value, max: Option<usize>) -> Option<Value> {

@@ -42,6 +42,67 @@ pub(super) fn write(
     Ok(kept)
 }
 
+/// Where the members of a root object named in `names` are: (name index, value start, value
+/// end), in document order (a duplicated key each time). `None` when the root is not an
+/// object. The rest is skipped (and checked) as by [`write`].
+pub(super) fn members<N: Named>(
+    names: &[N],
+    bytes: &[u8],
+) -> Result<Option<Vec<(usize, usize, usize)>>> {
+    let mut s = Scan {
+        b: bytes,
+        i: 0,
+        depth: 0,
+    };
+    s.ws();
+    if s.peek() != Some(b'{') {
+        s.skip()?;
+        s.ws();
+        return if s.i == bytes.len() {
+            Ok(None)
+        } else {
+            Err(Invalid(s.i))
+        };
+    }
+    let mut found = Vec::new();
+    let mut more = s.open(b'}')?;
+    while more {
+        s.ws();
+        let i = s.key_in(names)?;
+        s.eat(b':')?;
+        s.ws();
+        let start = s.i;
+        s.skip_value()?;
+        if let Some(i) = i {
+            found.push((i, start, s.i));
+        }
+        more = s.next_or_close(b'}')?;
+    }
+    s.close_level();
+    s.ws();
+    if s.i != bytes.len() {
+        return Err(Invalid(s.i));
+    }
+    Ok(Some(found))
+}
+
+/// Something with a name an object key is matched against.
+pub(super) trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for super::text::Child {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T> Named for (Box<str>, T) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
@@ -125,7 +186,7 @@ impl Scan<'_> {
             (TextNode::All, Some(b'{' | b'[')) => self.walk_all(cap, out),
             (TextNode::All, _) => {
                 let start = self.i;
-                self.skip()?;
+                self.skip_value()?;
                 out.extend_from_slice(&self.b[start..self.i]);
                 Ok(true)
             }
@@ -155,15 +216,7 @@ impl Scan<'_> {
         let mut more = self.open(b'}')?;
         while more {
             self.ws();
-            let (start, end, escaped) = self.string()?;
-            let found = if escaped {
-                let key: String =
-                    serde_json::from_slice(&self.b[start - 1..=end]).map_err(|_| Invalid(start))?;
-                children.iter().position(|c| *c.name == *key)
-            } else {
-                let key = &self.b[start..end];
-                children.iter().position(|c| same(c.name.as_bytes(), key))
-            };
+            let found = self.key_in(children)?;
             self.eat(b':')?;
             match found.filter(|&i| written & (1 << i) == 0) {
                 Some(i) => {
@@ -178,7 +231,7 @@ impl Scan<'_> {
                         out.truncate(mark);
                     }
                 }
-                None => self.skip()?,
+                None => self.skip_value()?,
             }
             more = self.next_or_close(b'}')?;
         }
@@ -240,6 +293,43 @@ impl Scan<'_> {
         Ok(true)
     }
 
+    /// An object key (the byte at `i` must be its quote): the index of the name it equals.
+    #[inline]
+    fn key_in<N: Named>(&mut self, names: &[N]) -> Result<Option<usize>> {
+        let (start, end, escaped) = self.string()?;
+        if escaped {
+            return self.escaped_key_in(names, start, end);
+        }
+        let key = &self.b[start..end];
+        Ok(names.iter().position(|n| same(n.name().as_bytes(), key)))
+    }
+
+    /// A key with escapes, decoded (rare: kept out of [`Scan::key_in`]).
+    #[cold]
+    fn escaped_key_in<N: Named>(
+        &self,
+        names: &[N],
+        start: usize,
+        end: usize,
+    ) -> Result<Option<usize>> {
+        let key: String =
+            serde_json::from_slice(&self.b[start - 1..=end]).map_err(|_| Invalid(start))?;
+        Ok(names.iter().position(|n| n.name() == key))
+    }
+
+    /// Checks one value and moves past it: a string or a number right here, where it is
+    /// called (most skipped values are one, and a call each cost more than checking it),
+    /// anything else in [`Scan::skip`].
+    #[inline(always)]
+    fn skip_value(&mut self) -> Result<()> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.skip(),
+        }
+    }
+
     /// Checks one value and moves past it.
     fn skip(&mut self) -> Result<()> {
         self.ws();
@@ -251,7 +341,7 @@ impl Scan<'_> {
                     self.ws();
                     self.string()?;
                     self.eat(b':')?;
-                    self.skip()?;
+                    self.skip_value()?;
                     more = self.next_or_close(b'}')?;
                 }
                 self.close_level();
@@ -260,7 +350,7 @@ impl Scan<'_> {
             Some(b'[') => {
                 let mut more = self.open(b']')?;
                 while more {
-                    self.skip()?;
+                    self.skip_value()?;
                     more = self.next_or_close(b']')?;
                 }
                 self.close_level();

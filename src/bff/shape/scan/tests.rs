@@ -210,3 +210,46 @@ fn edge_cases_of_the_grammar() {
     assert!(shape.parse_answer(b"{\"a\": \"\xff\"}").is_err());
     assert!(shape.parse_answer(b"{\"z\": \"\xff\", \"a\": 1}").is_ok());
 }
+
+#[test]
+fn reads_found_by_the_scanner_equal_the_projected_parse() {
+    use super::super::{Node, project, reads_of};
+    let nodes = [
+        Node::Object(Box::new([("a".into(), Node::All)])),
+        Node::Object(Box::new([
+            (
+                "b".into(),
+                Node::Object(Box::new([("c".into(), Node::All)])),
+            ),
+            ("d".into(), Node::Each(Box::new(Node::All))),
+            ("k\"ey".into(), Node::All),
+        ])),
+        Node::Object(Box::new([])),
+    ];
+    let same = |node: &Node, raw: &str| {
+        assert_eq!(
+            reads_of(node, raw.as_bytes()).unwrap(),
+            project(node, None, raw.as_bytes()).unwrap(),
+            "{raw}"
+        );
+    };
+    let mut r = Rng(0x5851_f42d_4c95_7f2d);
+    for _ in 0..3000 {
+        let mut raw = String::new();
+        doc(&mut r, 0, &mut raw);
+        for node in &nodes {
+            same(node, &raw);
+        }
+    }
+    // A duplicated key ends with its last value; a root of another type reads as null.
+    for raw in [
+        "{\"a\":1,\"b\":{},\"a\":[2]}",
+        "[{\"a\":1}]",
+        "\"a\"",
+        " { } ",
+    ] {
+        for node in &nodes {
+            same(node, raw);
+        }
+    }
+}
