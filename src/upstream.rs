@@ -451,9 +451,7 @@ impl Upstream {
         served: &mut Served,
         tried: &mut Tried,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        // When the first attempt started (the timeout's length in its error); read with the
-        // attempt's own clock reading rather than separately.
-        let mut first_attempt = None;
+        let started = Deadline::now();
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
         let request_id = req.headers().get(&X_REQUEST_ID).cloned();
@@ -508,7 +506,6 @@ impl Upstream {
             let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
             let attempt = Deadline::now();
-            let started = *first_attempt.get_or_insert(attempt);
             let sending = std::pin::pin!(self.transport.send(ep, req));
             let sent = deadline::within(deadline, sending).await;
             drop(in_flight);

@@ -1,7 +1,7 @@
-//! Small header values the gateway makes on every request (request ids, the client's address
-//! for `X-Forwarded-For`) cut from a per-thread chunk instead of one heap allocation each: a
-//! value is a reference-counted slice of the chunk, and a new chunk is taken when one is used
-//! up (one allocation per ~64 values). A chunk is freed when its last value is dropped.
+//! Small header values the gateway makes on every request (request ids, numbers) cut from a
+//! per-thread chunk instead of one heap allocation each: a value is a reference-counted slice
+//! of the chunk, and a new chunk is taken when one is used up (one allocation per ~64 values).
+//! A chunk is freed when its last value is dropped.
 
 use std::cell::RefCell;
 
