@@ -106,45 +106,55 @@ pub fn requested<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str
 /// unreserved characters (no percent-escapes or sub-delimiters: no real host needs them), an
 /// IPv4 address, or a bracketed IPv6 address; a port of 1 to 5 digits up to 65535.
 pub fn valid(v: &[u8]) -> bool {
-    let (host, port) = match v.first() {
-        Some(b'[') => {
-            let Some(close) = v.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let inner = &v[1..close];
-            let ok = std::str::from_utf8(inner)
-                .ok()
-                .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
-                .is_some();
-            if !ok {
-                return false;
-            }
-            match &v[close + 1..] {
-                [] => return true,
-                [b':', port @ ..] => (&v[..0], Some(port)),
-                _ => return false,
-            }
-        }
-        _ => match v.iter().rposition(|&b| b == b':') {
-            Some(i) => (&v[..i], Some(&v[i + 1..])),
-            None => (v, None),
-        },
+    if v.first() == Some(&b'[') {
+        return valid_bracketed(v);
+    }
+    let (host, port) = match v.iter().rposition(|&b| b == b':') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
     };
-    let port_ok = port.is_none_or(|p| {
-        (1..=5).contains(&p.len())
-            && p.iter().all(u8::is_ascii_digit)
-            && std::str::from_utf8(p)
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-                .is_some_and(|n| n <= 65535)
-    });
-    let name_ok = v.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host.len() <= 255
-            && host
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')));
-    port_ok && name_ok
+    port.is_none_or(valid_port)
+        && !host.is_empty()
+        && host.len() <= 255
+        && host.iter().all(|&b| NAME[b as usize])
+}
+
+/// Bytes of a registered name: RFC 3986's unreserved characters.
+const NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    table
+};
+
+/// `[IPv6]` with an optional port.
+fn valid_bracketed(v: &[u8]) -> bool {
+    let Some(close) = v.iter().position(|&b| b == b']') else {
+        return false;
+    };
+    let ok = std::str::from_utf8(&v[1..close])
+        .ok()
+        .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+        .is_some();
+    ok && match &v[close + 1..] {
+        [] => true,
+        [b':', port @ ..] => valid_port(port),
+        _ => false,
+    }
+}
+
+/// 1 to 5 digits, at most 65535.
+fn valid_port(p: &[u8]) -> bool {
+    (1..=5).contains(&p.len())
+        && p.iter()
+            .try_fold(0u32, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+            })
+            .is_some_and(|n| n <= 65535)
 }
 
 #[cfg(test)]
