@@ -191,11 +191,8 @@ impl AuthRule {
     /// request head for upstream (forwarded claims, token stripping).
     pub async fn authenticate_token(&self, parts: &mut Parts) -> Result<Claims, AuthError> {
         let (provider, claims, cookie) = {
-            let (token, source) = token::find(&parts.headers, parts.uri.query(), &self.cookies)?;
-            let hash = TokenHash::of(token);
-            let now = unix_now();
-            let provider = self.pick(token, hash, now)?;
-            let claims = provider.verify(token, hash, now).await?;
+            let (raw, source) = token::find(&parts.headers, parts.uri.query(), &self.cookies)?;
+            let (provider, claims) = self.verified(raw).await?;
             let cookie = match source {
                 Source::Header => None,
                 Source::Cookie(name) => Some(name.to_owned()),
@@ -230,24 +227,34 @@ impl AuthRule {
         headers: &http::HeaderMap,
         query: Option<&str>,
     ) -> Result<Claims, AuthError> {
-        let (token, _) = token::find(headers, query, &self.cookies)?;
-        let hash = TokenHash::of(token);
-        let now = unix_now();
-        self.pick(token, hash, now)?.verify(token, hash, now).await
+        let (raw, _) = token::find(headers, query, &self.cookies)?;
+        Ok(self.verified(raw).await?.1)
     }
 
-    /// The provider to verify with: the one whose cache knows the token, else the one whose
-    /// issuer the (not yet verified) token names.
-    fn pick(&self, token: &str, hash: TokenHash, now: u64) -> Result<&Arc<Provider>, AuthError> {
-        if let [only] = &*self.providers {
-            return Ok(only);
-        }
-        if let Some(p) = self
+    /// The provider that accepts a found token, and its claims. The caches are asked first, by
+    /// the token's digest: a cached token passed the alphabet check ([`token::text`]) when it
+    /// was verified, so a hot token is not scanned again. Else the token is checked, and
+    /// verified by the provider whose issuer it names.
+    async fn verified(&self, raw: &[u8]) -> Result<(&Arc<Provider>, Claims), AuthError> {
+        let hash = TokenHash::of(raw);
+        let now = unix_now();
+        let hit = self
             .providers
             .iter()
-            .find(|p| p.cached(hash, now).is_some())
-        {
-            return Ok(p);
+            .find_map(|p| p.cached(hash, now).map(|claims| (p, claims)));
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+        let token = token::text(raw)?;
+        let provider = self.pick(token)?;
+        Ok((provider, provider.verify(token, hash, now).await?))
+    }
+
+    /// The provider to verify a token with: the only one, else the one whose issuer the (not
+    /// yet verified) token names.
+    fn pick(&self, token: &str) -> Result<&Arc<Provider>, AuthError> {
+        if let [only] = &*self.providers {
+            return Ok(only);
         }
         let iss =
             unverified_issuer(token).ok_or(AuthError::InvalidToken("the token is malformed"))?;

@@ -1,6 +1,6 @@
 //! Finding the bearer token in a request: `Authorization: Bearer` (scheme case-insensitive) or a
-//! configured cookie. Tokens in the query string, two Authorization headers and oversized or
-//! malformed tokens are refused before any decoding.
+//! configured cookie. Tokens in the query string, two Authorization headers and oversized
+//! tokens are refused when found; malformed ones by [`text`], before any decoding.
 
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
@@ -19,12 +19,13 @@ pub enum Source<'a> {
     Cookie(&'a str),
 }
 
-/// Finds the request's token; `cookies` are the cookie names the route's providers read.
+/// Finds the request's token, size-checked (its alphabet is [`text`]'s to check); `cookies` are
+/// the cookie names the route's providers read.
 pub fn find<'h, 'c>(
     headers: &'h HeaderMap,
     query: Option<&str>,
     cookies: &'c [Box<str>],
-) -> Result<(&'h str, Source<'c>), AuthError> {
+) -> Result<(&'h [u8], Source<'c>), AuthError> {
     if query.is_some_and(query_has_token) {
         return Err(AuthError::InvalidRequest(
             "tokens in the URL are refused; send an Authorization header",
@@ -48,13 +49,13 @@ pub fn find<'h, 'c>(
             if token.is_empty() {
                 return Err(AuthError::InvalidRequest("empty bearer token"));
             }
-            return checked(token).map(|t| (t, Source::Header));
+            return sized(token).map(|t| (t, Source::Header));
         }
         // Another scheme (Basic, ...) is not ours: treat the request as carrying no token.
     }
     for name in cookies {
         if let Some(token) = cookie(headers, name) {
-            return checked(token.as_bytes()).map(|t| (t, Source::Cookie(name)));
+            return sized(token.as_bytes()).map(|t| (t, Source::Cookie(name)));
         }
     }
     Err(AuthError::Missing)
@@ -73,12 +74,16 @@ static B64TOKEN: [bool; 256] = {
     ok
 };
 
-/// Size and alphabet check (RFC 6750 b64token; JWTs use base64url and dots).
-fn checked(token: &[u8]) -> Result<&str, AuthError> {
+fn sized(token: &[u8]) -> Result<&[u8], AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::InvalidToken("the token is too large"));
     }
-    // One table look-up per byte: a JWT is hundreds of bytes, checked on every request.
+    Ok(token)
+}
+
+/// A found token as text, when it is an RFC 6750 b64token (JWTs use base64url and dots).
+pub fn text(token: &[u8]) -> Result<&str, AuthError> {
+    // One table look-up per byte: a JWT is hundreds of bytes.
     if !token.iter().all(|&b| B64TOKEN[usize::from(b)]) {
         return Err(AuthError::InvalidToken("the token is malformed"));
     }
@@ -143,7 +148,10 @@ mod tests {
     fn bearer_scheme_is_case_insensitive() {
         for v in ["Bearer a.b.c", "bearer a.b.c", "BEARER   a.b.c "] {
             let h = headers(&[("authorization", v)]);
-            assert_eq!(find(&h, None, &[]).unwrap(), ("a.b.c", Source::Header));
+            assert_eq!(
+                find(&h, None, &[]).unwrap(),
+                (&b"a.b.c"[..], Source::Header)
+            );
         }
     }
 
@@ -173,17 +181,20 @@ mod tests {
             ),
             AuthError::InvalidRequest(_)
         ));
-        assert!(matches!(
-            err(&headers(&[("authorization", "Bearer a\"b")]), None),
-            AuthError::InvalidToken(_)
-        ));
+        let quoted = headers(&[("authorization", "Bearer a\"b")]);
+        let (found, _) = find(&quoted, None, &[]).unwrap();
+        assert!(matches!(text(found), Err(AuthError::InvalidToken(_))));
+        let mut h = HeaderMap::new();
+        let huge = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&huge).unwrap());
+        assert!(matches!(err(&h, None), AuthError::InvalidToken(_)));
     }
 
     #[test]
     fn the_token_alphabet_is_exactly_rfc_6750s() {
         for b in 0..=255u8 {
             let rule = b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-            assert_eq!(checked(&[b]).is_ok(), rule, "byte {b:#04x}");
+            assert_eq!(text(&[b]).is_ok(), rule, "byte {b:#04x}");
         }
     }
 
@@ -193,7 +204,7 @@ mod tests {
         let h = headers(&[("cookie", "theme=dark; session=a.b.c; x=1")]);
         assert_eq!(
             find(&h, None, &names).unwrap(),
-            ("a.b.c", Source::Cookie("session"))
+            (&b"a.b.c"[..], Source::Cookie("session"))
         );
         let mut h = h;
         remove_cookie(&mut h, "session");
