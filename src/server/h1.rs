@@ -45,10 +45,6 @@ struct Serving<'a, H> {
     info: &'a ConnInfo,
     gateway: &'a Gateway,
     shutdown: &'a mut watch::Receiver<bool>,
-    /// Waits for a drain to start between requests: made at the first wait for a head and
-    /// kept for the connection's life, so a waiter is not registered and dropped on every
-    /// request. Not polled again once `closing`.
-    drain: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// A drain started: the request in flight is the last.
     closing: bool,
     opened: Instant,
@@ -92,7 +88,6 @@ pub async fn serve(
         info,
         gateway,
         shutdown,
-        drain: None,
         closing,
         opened,
         last_done: None,
@@ -157,13 +152,6 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
             if idle && self.closing {
                 return Err(Stop::Quiet);
             }
-            let drain = self.drain.get_or_insert_with(|| {
-                let mut rx = self.shutdown.clone();
-                Box::pin(async move {
-                    // A gateway that goes away (the sender dropped) drains too.
-                    let _ = rx.changed().await;
-                })
-            });
             tokio::select! {
                 biased;
                 n = wire.fill() => match n {
@@ -175,7 +163,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
                         return Err(Stop::Quiet);
                     }
                 }
-                () = drain.as_mut(), if !self.closing => {
+                _ = self.shutdown.changed(), if !self.closing => {
                     self.closing = true;
                     // A head already started is served (with `connection: close`); an idle
                     // connection closes at once.
