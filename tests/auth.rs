@@ -756,6 +756,14 @@ async fn claims_are_forwarded_and_spoofed_copies_removed() {
         h["authorization"].is_array(),
         "the token is kept unless strip_token"
     );
+    // The same token again is served from the verified-token cache, with the same headers
+    // (made once, at verification) and the spoofed copies still replaced.
+    let again = get_with_token(&f.gw.url("/hs/me"), &token, &spoof).await;
+    assert_eq!(again.status, 200);
+    let h2 = &again.json()["headers"];
+    for name in ["x-user-id", "x-org-id", "x-roles"] {
+        assert_eq!(h2[name], h[name], "{name} from the cache");
+    }
 
     // A token without the claim: the spoofed header is still gone.
     let bare = hs(&json!({"iss": HS_ISS, "aud": "portico", "exp": unix_now() + 60}));

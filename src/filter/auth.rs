@@ -22,8 +22,8 @@ use http::header::{AUTHORIZATION, HeaderValue};
 use http::request::Parts;
 use serde_json::Value;
 
-use self::cache::TokenHash;
-use self::claims::{ClaimPath, claim_matches, claim_text, has_scope};
+use self::cache::{Accepted, TokenHash};
+use self::claims::{ClaimPath, claim_matches, has_scope};
 use self::provider::{Provider, unix_now};
 use self::token::Source;
 use crate::error::GatewayError;
@@ -190,24 +190,18 @@ impl AuthRule {
     /// Finds and verifies the request's token, checks scopes and claims, then rewrites the
     /// request head for upstream (forwarded claims, token stripping).
     pub async fn authenticate_token(&self, parts: &mut Parts) -> Result<Claims, AuthError> {
-        let (provider, claims, cookie) = {
+        let (provider, accepted, cookie) = {
             let (raw, source) = token::find(&parts.headers, parts.uri.query(), &self.cookies)?;
-            let (provider, claims) = self.verified(raw).await?;
+            let (provider, accepted) = self.verified(raw).await?;
             let cookie = match source {
                 Source::Header => None,
                 Source::Cookie(name) => Some(name.to_owned()),
             };
-            (provider, claims, cookie)
+            (provider, accepted, cookie)
         };
-        self.check(&claims)?;
-        for (path, header) in provider.forward.iter() {
-            let value = path
-                .lookup(&claims)
-                .and_then(claim_text)
-                .and_then(|t| HeaderValue::from_str(&t).ok());
-            if let Some(v) = value {
-                parts.headers.insert(header.clone(), v);
-            }
+        self.check(&accepted.claims)?;
+        for (header, value) in accepted.forwarded.iter() {
+            parts.headers.insert(header.clone(), value.clone());
         }
         if provider.settings.strip_token {
             match cookie {
@@ -217,7 +211,7 @@ impl AuthRule {
                 Some(name) => token::remove_cookie(&mut parts.headers, &name),
             }
         }
-        Ok(claims)
+        Ok(accepted.claims)
     }
 
     /// The request's verified claims, without checking scopes or claim conditions and without
@@ -228,20 +222,20 @@ impl AuthRule {
         query: Option<&str>,
     ) -> Result<Claims, AuthError> {
         let (raw, _) = token::find(headers, query, &self.cookies)?;
-        Ok(self.verified(raw).await?.1)
+        Ok(self.verified(raw).await?.1.claims)
     }
 
     /// The provider that accepts a found token, and its claims. The caches are asked first, by
     /// the token's digest: a cached token passed the alphabet check ([`token::text`]) when it
     /// was verified, so a hot token is not scanned again. Else the token is checked, and
     /// verified by the provider whose issuer it names.
-    async fn verified(&self, raw: &[u8]) -> Result<(&Arc<Provider>, Claims), AuthError> {
+    async fn verified(&self, raw: &[u8]) -> Result<(&Arc<Provider>, Accepted), AuthError> {
         let hash = TokenHash::of(raw);
         let now = unix_now();
         let hit = self
             .providers
             .iter()
-            .find_map(|p| p.cached(hash, now).map(|claims| (p, claims)));
+            .find_map(|p| p.cached(hash, now).map(|hit| (p, hit)));
         if let Some(hit) = hit {
             return Ok(hit);
         }

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use http::{HeaderName, HeaderValue};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::filter::Claims;
@@ -38,9 +39,20 @@ impl TokenHash {
     }
 }
 
+/// What a verified token gives every request that presents it: its claims, and the values of
+/// its provider's `forward_claims` headers, made once when the token is verified (not looked
+/// up, printed and copied on every request).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The token's claims.
+    pub claims: Claims,
+    /// Upstream request headers set from the claims, in the provider's order.
+    pub forwarded: Arc<[(HeaderName, HeaderValue)]>,
+}
+
 #[derive(Debug)]
 struct Entry {
-    claims: Claims,
+    token: Accepted,
     /// Unix seconds after which the entry is dead.
     expires: u64,
 }
@@ -69,11 +81,11 @@ impl TokenCache {
         Some(&self.shards[(hash.0 as usize) % SHARDS])
     }
 
-    /// The claims of a token verified earlier, if its entry is still alive at `now`.
-    pub fn get(&self, hash: TokenHash, now: u64) -> Option<Claims> {
+    /// A token verified earlier, if its entry is still alive at `now`.
+    pub fn get(&self, hash: TokenHash, now: u64) -> Option<Accepted> {
         let mut map = self.shard(hash)?.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&hash.0) {
-            Some(e) if now < e.expires => Some(e.claims.clone()),
+            Some(e) if now < e.expires => Some(e.token.clone()),
             Some(_) => {
                 map.remove(&hash.0);
                 None
@@ -83,7 +95,7 @@ impl TokenCache {
     }
 
     /// Remembers a verified token until `min(exp, now + MAX_TTL_SECS)`.
-    pub fn insert(&self, hash: TokenHash, claims: Claims, exp: u64, now: u64) {
+    pub fn insert(&self, hash: TokenHash, token: Accepted, exp: u64, now: u64) {
         let expires = exp.min(now.saturating_add(MAX_TTL_SECS));
         if expires <= now {
             return;
@@ -101,7 +113,7 @@ impl TokenCache {
                 }
             }
         }
-        map.insert(hash.0, Entry { claims, expires });
+        map.insert(hash.0, Entry { token, expires });
     }
 
     /// Number of cached tokens.
@@ -120,14 +132,15 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
-    fn claims(sub: &str) -> Claims {
+    fn claims(sub: &str) -> Accepted {
         let mut m = serde_json::Map::new();
         m.insert("sub".into(), sub.into());
-        Arc::new(m)
+        Accepted {
+            claims: Arc::new(m),
+            forwarded: Arc::new([]),
+        }
     }
 
     #[test]
@@ -135,8 +148,8 @@ mod tests {
         let cache = TokenCache::new(100);
         let h = TokenHash::of(b"a.b.c");
         cache.insert(h, claims("u1"), 1_000, 900);
-        assert_eq!(cache.get(h, 950).unwrap()["sub"], "u1");
-        assert_eq!(cache.get(h, 999).unwrap()["sub"], "u1");
+        assert_eq!(cache.get(h, 950).unwrap().claims["sub"], "u1");
+        assert_eq!(cache.get(h, 999).unwrap().claims["sub"], "u1");
         assert!(cache.get(h, 1_000).is_none(), "dead at exp");
         assert!(cache.is_empty(), "dead entries are dropped on lookup");
         cache.insert(h, claims("u1"), 1_000, 1_000);

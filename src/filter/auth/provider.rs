@@ -3,17 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use super::AuthError;
-use super::cache::{TokenCache, TokenHash};
-use super::claims::ClaimPath;
+use super::cache::{Accepted, TokenCache, TokenHash};
+use super::claims::{ClaimPath, claim_text};
 use super::jwks::{JwksSettings, RemoteJwks};
 use super::keys::{KeyEntry, KeySet};
-use crate::filter::Claims;
 
 /// Key material kept only to tell whether a provider changed across a reload. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -175,20 +174,20 @@ impl Provider {
         }
     }
 
-    /// The claims of a token verified earlier and still cached.
-    pub fn cached(&self, hash: TokenHash, now: u64) -> Option<Claims> {
+    /// A token verified earlier and still cached.
+    pub fn cached(&self, hash: TokenHash, now: u64) -> Option<Accepted> {
         self.cache.get(hash, now)
     }
 
-    /// Verifies a token (cache first) and returns its claims.
+    /// Verifies a token (cache first): its claims and forwarded headers.
     pub async fn verify(
         &self,
         token: &str,
         hash: TokenHash,
         now: u64,
-    ) -> Result<Claims, AuthError> {
-        if let Some(claims) = self.cache.get(hash, now) {
-            return Ok(claims);
+    ) -> Result<Accepted, AuthError> {
+        if let Some(hit) = self.cache.get(hash, now) {
+            return Ok(hit);
         }
         let malformed = AuthError::InvalidToken("the token is malformed");
         if token.bytes().filter(|&b| b == b'.').count() != 2 {
@@ -234,9 +233,24 @@ impl Provider {
             },
         }
         let exp = claims.get("exp").and_then(seconds).unwrap_or(0);
-        let claims = Arc::new(claims);
-        self.cache.insert(hash, claims.clone(), exp, now);
-        Ok(claims)
+        let accepted = Accepted {
+            forwarded: self.forwarded(&claims),
+            claims: Arc::new(claims),
+        };
+        self.cache.insert(hash, accepted.clone(), exp, now);
+        Ok(accepted)
+    }
+
+    /// The `forward_claims` headers of verified claims: a claim without a text form, or
+    /// whose text is not a valid header value, is left out.
+    fn forwarded(&self, claims: &Map<String, Value>) -> Arc<[(HeaderName, HeaderValue)]> {
+        self.forward
+            .iter()
+            .filter_map(|(path, header)| {
+                let text = claim_text(path.lookup(claims)?)?;
+                Some((header.clone(), HeaderValue::from_str(&text).ok()?))
+            })
+            .collect()
     }
 
     async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<KeyEntry>, AuthError> {
