@@ -23,7 +23,7 @@ use http::request::Parts;
 use serde_json::Value;
 
 use self::cache::{Accepted, TokenHash};
-use self::claims::{ClaimPath, claim_matches, has_scope};
+use self::claims::{ClaimPath, claim_matches};
 use self::provider::{Provider, unix_now};
 use self::token::Source;
 use crate::error::GatewayError;
@@ -180,7 +180,7 @@ impl AuthRule {
     ) -> Result<Verified, AuthError> {
         let consumer = provider.authenticate(parts)?;
         // A key carries no claims: a rule requiring scopes or claim values refuses it.
-        self.check(&serde_json::Map::new())?;
+        self.check(&serde_json::Map::new(), &[])?;
         Ok(Verified {
             claims: None,
             consumer: Some(consumer),
@@ -199,7 +199,7 @@ impl AuthRule {
             };
             (provider, accepted, cookie)
         };
-        self.check(&accepted.claims)?;
+        self.check(&accepted.claims, &accepted.scopes)?;
         for (header, value) in accepted.forwarded.iter() {
             parts.headers.insert(header.clone(), value.clone());
         }
@@ -260,9 +260,13 @@ impl AuthRule {
             ))
     }
 
-    /// Scopes and claim conditions.
-    pub fn check(&self, claims: &serde_json::Map<String, Value>) -> Result<(), AuthError> {
-        if !self.scopes.iter().all(|s| has_scope(claims, s)) {
+    /// Scopes (`granted`: the token's, [`claims::granted_scopes`]) and claim conditions.
+    pub fn check(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+        granted: &[Box<str>],
+    ) -> Result<(), AuthError> {
+        if !self.scopes.iter().all(|s| granted.contains(s)) {
             return Err(AuthError::MissingScope(self.scopes.join(" ").into()));
         }
         let claims_ok = self

@@ -39,15 +39,17 @@ impl TokenHash {
     }
 }
 
-/// What a verified token gives every request that presents it: its claims, and the values of
-/// its provider's `forward_claims` headers, made once when the token is verified (not looked
-/// up, printed and copied on every request).
+/// What a verified token gives every request that presents it: its claims, the values of its
+/// provider's `forward_claims` headers and its scopes, all taken once when the token is
+/// verified (not looked up, printed, split and copied on every request).
 #[derive(Debug, Clone)]
 pub struct Accepted {
     /// The token's claims.
     pub claims: Claims,
     /// Upstream request headers set from the claims, in the provider's order.
     pub forwarded: Arc<[(HeaderName, HeaderValue)]>,
+    /// The scopes the token grants ([`super::claims::granted_scopes`]).
+    pub scopes: Arc<[Box<str>]>,
 }
 
 #[derive(Debug)]
@@ -140,6 +142,7 @@ mod tests {
         Accepted {
             claims: Arc::new(m),
             forwarded: Arc::new([]),
+            scopes: Arc::new([]),
         }
     }
 

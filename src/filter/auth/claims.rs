@@ -2,6 +2,7 @@
 //! the text a claim is forwarded or keyed as.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -73,18 +74,26 @@ pub fn claim_text(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-/// Whether the token grants `scope`, from `scope` (space-separated) or `scp` (array, or
-/// space-separated string).
-pub fn has_scope(claims: &Map<String, Value>, scope: &str) -> bool {
-    let in_text = |v: &Value| v.as_str().is_some_and(|s| s.split(' ').any(|x| x == scope));
-    if claims.get("scope").is_some_and(in_text) {
-        return true;
+/// The scopes a token grants: the words of `scope` (space-separated), then `scp` (an array of
+/// strings, or space-separated). Taken once, when the token is verified.
+pub fn granted_scopes(claims: &Map<String, Value>) -> Arc<[Box<str>]> {
+    let words = |v: &Value, out: &mut Vec<Box<str>>| {
+        if let Some(s) = v.as_str() {
+            out.extend(s.split(' ').map(Box::from));
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(v) = claims.get("scope") {
+        words(v, &mut out);
     }
     match claims.get("scp") {
-        Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(scope)),
-        Some(v) => in_text(v),
-        None => false,
+        Some(Value::Array(items)) => {
+            out.extend(items.iter().filter_map(Value::as_str).map(Box::from));
+        }
+        Some(v) => words(v, &mut out),
+        None => {}
     }
+    out.into()
 }
 
 /// Whether a claim value satisfies a condition: equality, or membership for arrays. Numbers
@@ -136,13 +145,25 @@ mod tests {
 
     #[test]
     fn scopes_from_scope_or_scp() {
-        let c = map(json!({"scope": "users:read orders:read"}));
-        assert!(has_scope(&c, "users:read"));
-        assert!(!has_scope(&c, "users"));
-        let c = map(json!({"scp": ["users:write"]}));
-        assert!(has_scope(&c, "users:write"));
-        assert!(!has_scope(&c, "users:read"));
-        assert!(!has_scope(&map(json!({"scope": 1})), "1"));
+        let has = |c: serde_json::Value, scope: &str| {
+            granted_scopes(&map(c)).iter().any(|s| &**s == scope)
+        };
+        assert!(has(
+            json!({"scope": "users:read orders:read"}),
+            "users:read"
+        ));
+        assert!(has(
+            json!({"scope": "users:read orders:read"}),
+            "orders:read"
+        ));
+        assert!(!has(json!({"scope": "users:read orders:read"}), "users"));
+        assert!(has(json!({"scp": ["users:write"]}), "users:write"));
+        assert!(!has(json!({"scp": ["users:write"]}), "users:read"));
+        assert!(has(json!({"scp": "a b"}), "b"));
+        assert!(has(json!({"scope": "a", "scp": ["b"]}), "b"));
+        assert!(!has(json!({"scope": 1}), "1"));
+        assert!(!has(json!({"scp": [1, {"x": "y"}]}), "1"));
+        assert!(granted_scopes(&map(json!({}))).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::AuthError;
 use super::cache::{Accepted, TokenCache, TokenHash};
-use super::claims::{ClaimPath, claim_text};
+use super::claims::{ClaimPath, claim_text, granted_scopes};
 use super::jwks::{JwksSettings, RemoteJwks};
 use super::keys::{KeyEntry, KeySet};
 
@@ -235,6 +235,7 @@ impl Provider {
         let exp = claims.get("exp").and_then(seconds).unwrap_or(0);
         let accepted = Accepted {
             forwarded: self.forwarded(&claims),
+            scopes: granted_scopes(&claims),
             claims: Arc::new(claims),
         };
         self.cache.insert(hash, accepted.clone(), exp, now);
