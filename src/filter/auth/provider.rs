@@ -179,7 +179,7 @@ impl Provider {
         self.cache.get(hash, now)
     }
 
-    /// Verifies a token (cache first): its claims and forwarded headers.
+    /// Verifies a token (cache first): its claims, forwarded headers and scopes.
     pub async fn verify(
         &self,
         token: &str,

@@ -74,6 +74,7 @@ static B64TOKEN: [bool; 256] = {
     ok
 };
 
+/// The token, unless it is over [`MAX_TOKEN_BYTES`] (refused before it is even digested).
 fn sized(token: &[u8]) -> Result<&[u8], AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::InvalidToken("the token is too large"));
