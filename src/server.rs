@@ -2,6 +2,7 @@
 //! (`h1`) or HTTP/2 (h2c, ALPN h2) by hyper's (`h2`) once the protocol is known.
 
 pub mod detect;
+mod drain;
 mod h1;
 mod h2;
 pub mod preface;
@@ -21,6 +22,7 @@ use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::net::h1::Wire;
 use detect::Proto;
+use drain::{Drain, Waiter};
 
 /// Counts open connections so shutdown can wait for them to drain.
 #[derive(Debug, Default)]
@@ -131,16 +133,18 @@ pub async fn accept_plain(
     tracker: Arc<ConnTracker>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let conn_shutdown = shutdown.clone();
+    let drain = Drain::new();
     accept_loop(listener, &gateway.clone(), tracker, shutdown, "http", |a| {
         let info = ConnInfo::new(a.peer, a.local, false, None, gateway.https_port());
-        let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
+        let (gateway, waiter) = (gateway.clone(), drain.waiter());
         Some(async move {
-            serve_connection(a.stream, info, None, gateway, shutdown).await;
+            serve_connection(a.stream, info, None, gateway, waiter).await;
             drop(a.slot);
         })
     })
     .await;
+    // The loop ends at shutdown (or when the shutdown sender is gone): connections drain.
+    drain.start();
 }
 
 /// Serves one connection (plain or TLS) until it closes, is idle too long, or shutdown drains it.
@@ -150,7 +154,7 @@ pub async fn serve_connection<I>(
     info: ConnInfo,
     proto: Option<Proto>,
     gateway: Arc<Gateway>,
-    mut shutdown: watch::Receiver<bool>,
+    mut drain: Waiter,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
@@ -171,7 +175,7 @@ pub async fn serve_connection<I>(
                 tracing::debug!(peer = %info.peer, "no request head within header_read_timeout; closing");
                 return;
             }
-            _ = shutdown.changed() => return,
+            () = drain.wait() => return,
         },
     };
     let tunnels = info.tunnels.clone();
@@ -179,18 +183,11 @@ pub async fn serve_connection<I>(
         Proto::Http1 => {
             let (io, first, n) = io.into_parts();
             let wire = Wire::new(Box::new(io), &first[..n]);
-            h1::serve(wire, &info, &gateway, &mut shutdown, opened).await;
+            h1::serve(wire, &info, &gateway, &mut drain, opened).await;
         }
         // Boxed: an HTTP/1 connection's task does not carry the size of an HTTP/2 one.
         Proto::Http2 => {
-            Box::pin(h2::serve(
-                io,
-                info,
-                gateway,
-                shutdown,
-                first_deadline.as_mut(),
-            ))
-            .await;
+            Box::pin(h2::serve(io, info, gateway, drain, first_deadline.as_mut())).await;
         }
     }
     // Tunnels upgraded from this connection keep its slot: a drain waits for them (up to

@@ -1,6 +1,6 @@
 //! Portico's own HTTP/1.1 server codec, over raw sockets: `expect: 100-continue`, pipelined
 //! requests with bodies, chunked request bodies, HTTP/1.0 clients (keep-alive on request,
-//! close-delimited streamed answers), and a client that leaves mid-request.
+//! close-delimited streamed answers), a client that leaves mid-request, and the drain.
 
 mod support;
 
@@ -222,4 +222,50 @@ async fn a_client_that_leaves_mid_request_cancels_it() {
         Some(0.0),
         "the abandoned request was cancelled"
     );
+}
+
+/// A drain closes, at once, a keep-alive connection waiting for its next request and one that
+/// has not sent a byte yet; a request in flight on a third still gets its answer, marked as
+/// the connection's last.
+#[tokio::test]
+async fn a_drain_closes_waiting_connections_at_once_and_finishes_the_request_in_flight() {
+    let (_backend, mut gw) = gateway().await;
+    let mut waiting = TcpStream::connect(gw.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = answer(&mut waiting, &mut Vec::new()).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut slow = TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let shutdown = tokio::spawn(gw.running.take().unwrap().shutdown());
+    for (name, s) in [("waiting", &mut waiting), ("silent", &mut silent)] {
+        let (rest, took) = read_until_closed(s, Duration::from_secs(10)).await;
+        assert!(
+            rest.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&rest)
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{name} closed after {took:?}"
+        );
+    }
+    // Both closed while the slow answer (2 s after its request) was still being made.
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(slow.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the slow answer came before the waiting connections were closed"
+    );
+    let (head, body) = answer(&mut slow, &mut Vec::new()).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, "slow");
+    assert!(shutdown.await.unwrap(), "the drain did not finish cleanly");
 }

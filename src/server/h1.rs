@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, ClientBody};
@@ -29,6 +28,7 @@ use crate::net::h1::request_head::{self, BadHead, Framing, Head};
 use crate::net::h1::response_head::{self, Asked};
 use crate::net::h1::{self, Inbound, PendingUpgrade, Returned, Wire, WriteError};
 use crate::runtime::Runtime;
+use crate::server::drain::Waiter;
 
 /// Quiet time after which an idle connection gives its read buffer back (an idle keep-alive
 /// connection then holds its task and socket only). Long enough that a client sending
@@ -44,7 +44,7 @@ const READ_AHEAD: usize = 64 * 1024;
 struct Serving<'a, H> {
     info: &'a ConnInfo,
     gateway: &'a Gateway,
-    shutdown: &'a mut watch::Receiver<bool>,
+    drain: &'a mut Waiter,
     /// A drain started: the request in flight is the last.
     closing: bool,
     opened: Instant,
@@ -79,15 +79,15 @@ pub async fn serve(
     wire: Wire,
     info: &ConnInfo,
     gateway: &Gateway,
-    shutdown: &mut watch::Receiver<bool>,
+    drain: &mut Waiter,
     opened: Instant,
 ) {
     let header_read = gateway.runtime().limits.header_read_timeout;
-    let closing = *shutdown.borrow();
+    let closing = drain.started();
     let mut s = Serving {
         info,
         gateway,
-        shutdown,
+        drain,
         closing,
         opened,
         last_done: None,
@@ -163,7 +163,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
                         return Err(Stop::Quiet);
                     }
                 }
-                _ = self.shutdown.changed(), if !self.closing => {
+                () = self.drain.wait(), if !self.closing => {
                     self.closing = true;
                     // A head already started is served (with `connection: close`); an idle
                     // connection closes at once.
@@ -293,7 +293,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         // looked at here, once, rather than waited on beside the handler: nothing happens
         // at the moment it starts (the request runs to its end either way), and waiting on
         // it would register and unregister a waiter on every request.
-        if !self.closing && *self.shutdown.borrow_and_update() {
+        if !self.closing && self.drain.started() {
             self.closing = true;
         }
         let mut wire = match held {

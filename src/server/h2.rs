@@ -17,7 +17,6 @@ use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::preface::FirstRequest;
@@ -26,6 +25,7 @@ use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::handler;
 use crate::runtime::Limits;
+use crate::server::drain::Waiter;
 
 /// Streams in flight on one connection, and when the last one ended.
 #[derive(Debug)]
@@ -133,7 +133,7 @@ pub async fn serve<I>(
     io: I,
     info: ConnInfo,
     gateway: Arc<Gateway>,
-    mut shutdown: watch::Receiver<bool>,
+    mut drain: Waiter,
     mut first_deadline: Pin<&mut Sleep>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -169,7 +169,7 @@ pub async fn serve<I>(
     let mut armed = Instant::now() + idle;
     let idle_timer = tokio::time::sleep_until(armed);
     tokio::pin!(idle_timer);
-    let mut closing = *shutdown.borrow();
+    let mut closing = drain.started();
     if closing {
         served.as_mut().graceful_shutdown();
     }
@@ -190,7 +190,7 @@ pub async fn serve<I>(
                     return;
                 }
             }
-            _ = shutdown.changed(), if !closing => {
+            () = drain.wait(), if !closing => {
                 closing = true;
                 served.as_mut().graceful_shutdown();
             }

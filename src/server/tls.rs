@@ -16,6 +16,7 @@ use tokio_rustls::server::TlsStream;
 use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::server::detect::Proto;
+use crate::server::drain::Drain;
 use crate::server::{Accepted, ConnTracker, accept_loop, serve_connection};
 use crate::tls::ClientCert;
 
@@ -28,7 +29,7 @@ pub async fn accept_tls(
     tracker: Arc<ConnTracker>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let conn_shutdown = shutdown.clone();
+    let drain = Drain::new();
     accept_loop(
         listener,
         &gateway.clone(),
@@ -43,7 +44,7 @@ pub async fn accept_tls(
             };
             let acceptor = TlsAcceptor::from(tls.server_config.clone());
             let timeout = tls.handshake_timeout;
-            let (gateway, shutdown) = (gateway.clone(), conn_shutdown.clone());
+            let (gateway, waiter) = (gateway.clone(), drain.waiter());
             Some(async move {
                 let Accepted {
                     stream,
@@ -71,12 +72,14 @@ pub async fn accept_tls(
                     .map(|leaf| Arc::new(ClientCert::from_der(leaf)));
                 let info = ConnInfo::new(peer, local, true, client_cert, Some(local.port()));
                 let proto = Proto::from_alpn(stream.get_ref().1.alpn_protocol());
-                serve_connection(stream, info, proto, gateway, shutdown).await;
+                serve_connection(stream, info, proto, gateway, waiter).await;
                 drop(slot);
             })
         },
     )
     .await;
+    // The loop ends at shutdown (or when the shutdown sender is gone): connections drain.
+    drain.start();
 }
 
 /// What a plain-HTTP client sent to the HTTPS port is told before the connection closes.
