@@ -451,7 +451,9 @@ impl Upstream {
         served: &mut Served,
         tried: &mut Tried,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        let started = Deadline::now();
+        // When the first attempt started (for a timeout error): that attempt's own clock
+        // reading, not one more.
+        let mut first_attempt: Option<Deadline> = None;
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
         let request_id = req.headers().get(&X_REQUEST_ID).cloned();
@@ -506,6 +508,7 @@ impl Upstream {
             let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
             let attempt = Deadline::now();
+            let started = *first_attempt.get_or_insert(attempt);
             let sending = std::pin::pin!(self.transport.send(ep, req));
             let sent = deadline::within(deadline, sending).await;
             drop(in_flight);

@@ -30,6 +30,21 @@ async fn gateway() -> (Backend, TestGateway) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 Response::new(full("slow"))
             }
+            "/fields" => {
+                // The x-one/two/three fields (sorted: the gateway does not keep the order
+                // of different names), and a response field named after how many there were.
+                let mut got: Vec<String> = req
+                    .headers()
+                    .iter()
+                    .filter(|(n, _)| ["x-one", "x-two", "x-three"].contains(&n.as_str()))
+                    .map(|(n, v)| format!("{n}={};", v.to_str().unwrap()))
+                    .collect();
+                got.sort();
+                Response::builder()
+                    .header(format!("x-back-{}", got.len()), "yes")
+                    .body(full(got.concat()))
+                    .unwrap()
+            }
             _ => {
                 let (parts, body) = req.into_parts();
                 let body = body.collect().await.unwrap().to_bytes();
@@ -268,4 +283,44 @@ async fn a_drain_closes_waiting_connections_at_once_and_finishes_the_request_in_
     assert!(head.contains("connection: close"), "{head}");
     assert_eq!(body, "slow");
     assert!(shutdown.await.unwrap(), "the drain did not finish cleanly");
+}
+
+/// Field names are remembered per connection (client side and upstream side) between heads:
+/// heads whose names change order, case or number are still read exactly.
+#[tokio::test]
+async fn heads_with_changing_field_names_on_one_connection_are_read_exactly() {
+    let (backend, gw) = gateway().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "X-One: 1\r\nX-Two: 2\r\n",
+            "x-one=1;x-two=2;",
+            "x-back-2: yes",
+        ),
+        (
+            "X-Two: 3\r\nX-One: 4\r\n",
+            "x-one=4;x-two=3;",
+            "x-back-2: yes",
+        ),
+        (
+            "x-one: a\r\nX-TWO: b\r\nX-Three: c\r\n",
+            "x-one=a;x-three=c;x-two=b;",
+            "x-back-3: yes",
+        ),
+        ("X-Three: d\r\n", "x-three=d;", "x-back-1: yes"),
+    ];
+    for round in 0..2 {
+        for (fields, want, back) in cases {
+            let head = format!("GET /fields HTTP/1.1\r\nhost: x\r\n{fields}\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            let (head, body) = answer(&mut s, &mut buf).await;
+            assert!(head.starts_with("http/1.1 200"), "{round}: {head}");
+            assert_eq!(body, want, "{round}: {fields}");
+            assert!(head.contains(back), "{round}: {head}");
+            let backs = head.lines().filter(|l| l.starts_with("x-back-")).count();
+            assert_eq!(backs, 1, "{round}: {head}");
+        }
+    }
+    assert_eq!(backend.hits(), 8);
 }

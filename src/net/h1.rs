@@ -20,6 +20,7 @@ mod error;
 mod exchange;
 mod idle;
 mod inbound;
+mod names;
 pub mod request_head;
 mod respond;
 pub mod response_head;
@@ -31,6 +32,7 @@ pub use error::Error;
 pub use exchange::{Failure, send};
 pub use idle::IdleList;
 pub use inbound::{Back, Inbound, InboundError, Returned, discard_buffered};
+pub use names::Names;
 pub use respond::{WriteError, write_response};
 pub use wire::{Io, PendingUpgrade, Upgraded, Wire};
 

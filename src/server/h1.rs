@@ -26,7 +26,7 @@ use crate::gateway::Gateway;
 use crate::handler;
 use crate::net::h1::request_head::{self, BadHead, Framing, Head};
 use crate::net::h1::response_head::{self, Asked};
-use crate::net::h1::{self, Inbound, PendingUpgrade, Returned, Wire, WriteError};
+use crate::net::h1::{self, Inbound, Names, PendingUpgrade, Returned, Wire, WriteError};
 use crate::runtime::Runtime;
 use crate::server::drain::Waiter;
 
@@ -55,6 +55,8 @@ struct Serving<'a, H> {
     armed: Instant,
     /// The last response's field map, emptied, for the next request's head.
     spare: HeaderMap,
+    /// The last request head's field names.
+    names: Names,
     /// Response heads are encoded here.
     wbuf: Vec<u8>,
     /// `limits.keepalive_timeout` as of the latest request.
@@ -94,6 +96,7 @@ pub async fn serve(
         timer: Box::pin(tokio::time::sleep_until(opened + header_read)),
         armed: opened + header_read,
         spare: HeaderMap::new(),
+        names: Names::default(),
         wbuf: Vec::new(),
         keepalive: gateway.runtime().limits.keepalive_timeout,
         handling: None,
@@ -123,7 +126,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         // Read once per request and copied: an idle connection does not hold on to a
         // configuration a reload replaced.
         let (max_bytes, max_fields, timeouts) = {
-            let rt = self.gateway.runtime();
+            let rt = self.gateway.peek();
             let l = &rt.limits;
             (
                 l.max_header_bytes,
@@ -136,7 +139,13 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         let mut started: Option<Instant> = None;
         loop {
             if !wire.rbuf.is_empty() {
-                match request_head::parse(&mut wire.rbuf, max_bytes, max_fields, &mut self.spare) {
+                match request_head::parse(
+                    &mut wire.rbuf,
+                    max_bytes,
+                    max_fields,
+                    &mut self.spare,
+                    &mut self.names,
+                ) {
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {
                         if started.is_none() {
@@ -198,6 +207,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
                 if !wire.released() && now >= done + RELEASE_AFTER {
                     wire.release();
                     self.spare = HeaderMap::new();
+                    self.names = Names::default();
                     self.wbuf = Vec::new();
                     self.handling = None;
                 }

@@ -12,6 +12,7 @@ use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
 use super::idle::IdleList;
+use super::names::Names;
 use crate::net::stream::Stream;
 
 /// The smallest read: hyper's default buffer size, large enough for a typical response head
@@ -37,6 +38,8 @@ pub struct Conn {
     pub(super) reused: bool,
     /// When it went idle.
     pub(super) since: Instant,
+    /// The field names of the last response head.
+    pub(super) names: Names,
     /// Counted under the upstream's `max_connections` until dropped.
     _counted: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -56,6 +59,7 @@ impl Conn {
             home: Arc::downgrade(home),
             reused: false,
             since: Instant::now(),
+            names: Names::default(),
             _counted: counted,
         })
     }

@@ -6,12 +6,11 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
-use http::header::{
-    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
-};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue, TRANSFER_ENCODING};
 
 use super::encode::parse_decimal;
 use super::error::Error;
+use super::names::Names;
 
 /// Fields in one response head (hyper's default too).
 pub(super) const MAX_FIELDS: usize = 100;
@@ -103,13 +102,16 @@ pub(super) fn build(
     p: &Parsed,
     fields: &Fields,
     mut headers: HeaderMap,
+    names: &mut Names,
 ) -> Result<(StatusCode, HeaderMap, Seen), Error> {
     let status = StatusCode::from_u16(p.status).map_err(|_| Error::Head("status code"))?;
     headers.reserve(p.count);
     let mut seen = Seen::default();
-    for f in &fields[..p.count] {
+    for (i, f) in fields[..p.count].iter().enumerate() {
         let [ns, ne, vs, ve] = f.map(|x| x as usize);
-        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Error::Head("field name"))?;
+        let name = names
+            .get(i, &head[ns..ne])
+            .map_err(|_| Error::Head("field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| Error::Head("field value"))?;
         match name {
@@ -222,7 +224,8 @@ mod tests {
             return Ok(None);
         };
         let bytes = buf.split_to(p.len).freeze();
-        let (status, headers, seen) = build(&bytes, &p, &fields, HeaderMap::new())?;
+        let (status, headers, seen) =
+            build(&bytes, &p, &fields, HeaderMap::new(), &mut Names::default())?;
         Ok(Some((status, headers, p.len, p.http10, seen)))
     }
 

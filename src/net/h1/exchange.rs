@@ -294,7 +294,8 @@ fn poll_head(
                 let bytes = conn.rbuf.split_to(p.len).freeze();
                 let mut map = std::mem::take(req.headers_mut());
                 map.clear();
-                let (status, headers, seen) = decode::build(&bytes, &p, &fields, map)?;
+                let (status, headers, seen) =
+                    decode::build(&bytes, &p, &fields, map, &mut conn.names)?;
                 return Poll::Ready(Ok(Head {
                     status,
                     headers,

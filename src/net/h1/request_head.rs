@@ -6,12 +6,12 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, EXPECT, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
-    UPGRADE,
+    CONNECTION, CONTENT_LENGTH, EXPECT, HeaderMap, HeaderValue, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{Method, Request, Uri, Version};
 
 use super::encode::parse_decimal;
+use super::names::Names;
 
 /// Field slots kept on the stack; a configured `max_headers` above this parses into the heap.
 const STACK_FIELDS: usize = 100;
@@ -57,19 +57,20 @@ pub enum BadHead {
 /// Parses the head at the start of `buf`; `None` until it is complete. A complete head is
 /// split off `buf` (field values and the target are slices of it, not copies) and its fields
 /// go into the map taken from `headers`, an empty one whose room is reused from the previous
-/// exchange.
+/// exchange. `names` holds the connection's last field names (see [`Names`]).
 pub fn parse(
     buf: &mut BytesMut,
     max_bytes: usize,
     max_fields: usize,
     headers: &mut HeaderMap,
+    names: &mut Names,
 ) -> Result<Option<Head>, BadHead> {
     if max_fields <= STACK_FIELDS {
         let mut fields = [[0u32; 4]; STACK_FIELDS];
-        parse_into(buf, max_bytes, &mut fields[..max_fields], headers)
+        parse_into(buf, max_bytes, &mut fields[..max_fields], headers, names)
     } else {
         let mut fields = vec![[0u32; 4]; max_fields];
-        parse_into(buf, max_bytes, &mut fields, headers)
+        parse_into(buf, max_bytes, &mut fields, headers, names)
     }
 }
 
@@ -87,12 +88,14 @@ fn parse_into(
     max_bytes: usize,
     fields: &mut [[u32; 4]],
     headers: &mut HeaderMap,
+    names: &mut Names,
 ) -> Result<Option<Head>, BadHead> {
     let Some(line) = scan(buf, max_bytes, fields)? else {
         return Ok(None);
     };
     let head = buf.split_to(line.len).freeze();
-    build(&head, &line, &fields[..line.count], std::mem::take(headers)).map(Some)
+    let fields = &fields[..line.count];
+    build(&head, &line, fields, std::mem::take(headers), names).map(Some)
 }
 
 /// Runs httparse over `buf`, recording where each field is.
@@ -153,6 +156,7 @@ fn build(
     line: &Line,
     fields: &[[u32; 4]],
     mut headers: HeaderMap,
+    names: &mut Names,
 ) -> Result<Head, BadHead> {
     let method =
         Method::from_bytes(&head[..line.method_end]).map_err(|_| BadHead::Malformed("method"))?;
@@ -166,10 +170,11 @@ fn build(
     let mut expect_continue = false;
     let mut upgrade = method == Method::CONNECT;
     headers.reserve(fields.len());
-    for f in fields {
+    for (i, f) in fields.iter().enumerate() {
         let [ns, ne, vs, ve] = f.map(|x| x as usize);
-        let name =
-            HeaderName::from_bytes(&head[ns..ne]).map_err(|_| BadHead::Malformed("field name"))?;
+        let name = names
+            .get(i, &head[ns..ne])
+            .map_err(|_| BadHead::Malformed("field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| BadHead::Malformed("field value"))?;
         match name {
@@ -264,7 +269,13 @@ mod tests {
 
     fn head(text: &str) -> Result<Option<Head>, BadHead> {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse(&mut buf, 16 * 1024, 100, &mut HeaderMap::new())
+        parse(
+            &mut buf,
+            16 * 1024,
+            100,
+            &mut HeaderMap::new(),
+            &mut Names::default(),
+        )
     }
 
     #[test]
@@ -349,19 +360,40 @@ mod tests {
     fn limits_and_syntax_errors() {
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX-A: 1\r\nX-B: 2\r\n\r\n"[..]);
         assert_eq!(
-            parse(&mut buf, 16 * 1024, 1, &mut HeaderMap::new()).unwrap_err(),
+            parse(
+                &mut buf,
+                16 * 1024,
+                1,
+                &mut HeaderMap::new(),
+                &mut Names::default()
+            )
+            .unwrap_err(),
             BadHead::TooLarge
         );
         let long = format!("GET / HTTP/1.1\r\nX-A: {}\r\n\r\n", "a".repeat(200));
         let mut buf = BytesMut::from(long.as_bytes());
         assert_eq!(
-            parse(&mut buf, 100, 100, &mut HeaderMap::new()).unwrap_err(),
+            parse(
+                &mut buf,
+                100,
+                100,
+                &mut HeaderMap::new(),
+                &mut Names::default()
+            )
+            .unwrap_err(),
             BadHead::TooLarge
         );
         let partial = format!("GET / HTTP/1.1\r\nX-A: {}", "a".repeat(200));
         let mut buf = BytesMut::from(partial.as_bytes());
         assert_eq!(
-            parse(&mut buf, 100, 100, &mut HeaderMap::new()).unwrap_err(),
+            parse(
+                &mut buf,
+                100,
+                100,
+                &mut HeaderMap::new(),
+                &mut Names::default()
+            )
+            .unwrap_err(),
             BadHead::TooLarge
         );
         let mut many = String::from("GET / HTTP/1.1\r\n");
@@ -371,9 +403,15 @@ mod tests {
         many.push_str("\r\n");
         let mut buf = BytesMut::from(many.as_bytes());
         assert!(
-            parse(&mut buf, 64 * 1024, 200, &mut HeaderMap::new())
-                .unwrap()
-                .is_some()
+            parse(
+                &mut buf,
+                64 * 1024,
+                200,
+                &mut HeaderMap::new(),
+                &mut Names::default()
+            )
+            .unwrap()
+            .is_some()
         );
         for bad in [
             "GET  / HTTP/1.1\r\n\r\n",
@@ -391,13 +429,25 @@ mod tests {
     #[test]
     fn pipelined_heads_parse_one_at_a_time() {
         let mut buf = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
-        let one = parse(&mut buf, 1024, 10, &mut HeaderMap::new())
-            .unwrap()
-            .unwrap();
+        let one = parse(
+            &mut buf,
+            1024,
+            10,
+            &mut HeaderMap::new(),
+            &mut Names::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(one.request.uri().path(), "/1");
-        let two = parse(&mut buf, 1024, 10, &mut HeaderMap::new())
-            .unwrap()
-            .unwrap();
+        let two = parse(
+            &mut buf,
+            1024,
+            10,
+            &mut HeaderMap::new(),
+            &mut Names::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(two.request.uri().path(), "/2");
         assert!(buf.is_empty());
     }
