@@ -267,15 +267,24 @@ fn last_token_is(value: &[u8], token: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn head(text: &str) -> Result<Option<Head>, BadHead> {
-        let mut buf = BytesMut::from(text.as_bytes());
+    /// `parse` with a new map and no remembered names.
+    fn fresh(
+        buf: &mut BytesMut,
+        max_bytes: usize,
+        max_fields: usize,
+    ) -> Result<Option<Head>, BadHead> {
         parse(
-            &mut buf,
-            16 * 1024,
-            100,
+            buf,
+            max_bytes,
+            max_fields,
             &mut HeaderMap::new(),
             &mut Names::default(),
         )
+    }
+
+    fn head(text: &str) -> Result<Option<Head>, BadHead> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        fresh(&mut buf, 16 * 1024, 100)
     }
 
     #[test]
@@ -360,59 +369,22 @@ mod tests {
     fn limits_and_syntax_errors() {
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX-A: 1\r\nX-B: 2\r\n\r\n"[..]);
         assert_eq!(
-            parse(
-                &mut buf,
-                16 * 1024,
-                1,
-                &mut HeaderMap::new(),
-                &mut Names::default()
-            )
-            .unwrap_err(),
+            fresh(&mut buf, 16 * 1024, 1).unwrap_err(),
             BadHead::TooLarge
         );
         let long = format!("GET / HTTP/1.1\r\nX-A: {}\r\n\r\n", "a".repeat(200));
         let mut buf = BytesMut::from(long.as_bytes());
-        assert_eq!(
-            parse(
-                &mut buf,
-                100,
-                100,
-                &mut HeaderMap::new(),
-                &mut Names::default()
-            )
-            .unwrap_err(),
-            BadHead::TooLarge
-        );
+        assert_eq!(fresh(&mut buf, 100, 100).unwrap_err(), BadHead::TooLarge);
         let partial = format!("GET / HTTP/1.1\r\nX-A: {}", "a".repeat(200));
         let mut buf = BytesMut::from(partial.as_bytes());
-        assert_eq!(
-            parse(
-                &mut buf,
-                100,
-                100,
-                &mut HeaderMap::new(),
-                &mut Names::default()
-            )
-            .unwrap_err(),
-            BadHead::TooLarge
-        );
+        assert_eq!(fresh(&mut buf, 100, 100).unwrap_err(), BadHead::TooLarge);
         let mut many = String::from("GET / HTTP/1.1\r\n");
         for i in 0..150 {
             many.push_str(&format!("x-{i}: 1\r\n"));
         }
         many.push_str("\r\n");
         let mut buf = BytesMut::from(many.as_bytes());
-        assert!(
-            parse(
-                &mut buf,
-                64 * 1024,
-                200,
-                &mut HeaderMap::new(),
-                &mut Names::default()
-            )
-            .unwrap()
-            .is_some()
-        );
+        assert!(fresh(&mut buf, 64 * 1024, 200).unwrap().is_some());
         for bad in [
             "GET  / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.2\r\n\r\n",
@@ -429,25 +401,9 @@ mod tests {
     #[test]
     fn pipelined_heads_parse_one_at_a_time() {
         let mut buf = BytesMut::from(&b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"[..]);
-        let one = parse(
-            &mut buf,
-            1024,
-            10,
-            &mut HeaderMap::new(),
-            &mut Names::default(),
-        )
-        .unwrap()
-        .unwrap();
+        let one = fresh(&mut buf, 1024, 10).unwrap().unwrap();
         assert_eq!(one.request.uri().path(), "/1");
-        let two = parse(
-            &mut buf,
-            1024,
-            10,
-            &mut HeaderMap::new(),
-            &mut Names::default(),
-        )
-        .unwrap()
-        .unwrap();
+        let two = fresh(&mut buf, 1024, 10).unwrap().unwrap();
         assert_eq!(two.request.uri().path(), "/2");
         assert!(buf.is_empty());
     }
