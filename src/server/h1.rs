@@ -301,8 +301,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         slot.set(None);
         // A drain that started meanwhile makes this answer the connection's last. It is
         // looked at here, once, rather than waited on beside the handler: nothing happens
-        // at the moment it starts (the request runs to its end either way), and waiting on
-        // it would register and unregister a waiter on every request.
+        // at the moment it starts (the request runs to its end either way).
         if !self.closing && self.drain.started() {
             self.closing = true;
         }
