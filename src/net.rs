@@ -1,6 +1,7 @@
 //! Network pieces below the features: CIDR blocks for `trusted_proxies`, request host and path
 //! rules, upstream byte streams (`stream`) and Portico's HTTP/1.1 client codec (`h1`).
 
+pub mod bytes;
 pub mod h1;
 pub mod host;
 pub mod path;

@@ -4,6 +4,8 @@
 
 use http::header::{HeaderName, InvalidHeaderName};
 
+use crate::net::bytes::same;
+
 /// Most names remembered, and most bytes of them: a head with more (or longer) fields is
 /// parsed as usual past that point, so a hostile peer cannot grow the cache.
 const MAX_NAMES: usize = 32;
@@ -64,42 +66,6 @@ impl Known {
     }
 }
 
-/// `a == b` for short names, in a few word compares instead of a call to `memcmp` or a byte
-/// loop: the first and last words of each length overlap rather than leave a tail.
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            if word8(a, i) != word8(b, i) {
-                return false;
-            }
-            i += 8;
-        }
-        return word8(a, n - 8) == word8(b, n - 8);
-    }
-    if n >= 4 {
-        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
-}
-
-fn word8(s: &[u8], at: usize) -> u64 {
-    let mut w = [0; 8];
-    w.copy_from_slice(&s[at..at + 8]);
-    u64::from_ne_bytes(w)
-}
-
-fn word4(s: &[u8], at: usize) -> u32 {
-    let mut w = [0; 4];
-    w.copy_from_slice(&s[at..at + 4]);
-    u32::from_ne_bytes(w)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,24 +120,6 @@ mod tests {
         // The same bytes as a remembered name are the same name; other bytes are checked.
         assert!(n.get(0, b"ho st").is_err());
         assert_eq!(k(&n).known.len(), 0);
-    }
-
-    #[test]
-    fn same_is_byte_equality() {
-        let words: Vec<Vec<u8>> = (0..20u8).map(|n| (b'a'..b'a' + n).collect()).collect();
-        for a in &words {
-            for b in &words {
-                assert_eq!(same(a, b), a == b);
-                // One byte changed, wherever it is.
-                for at in 0..b.len() {
-                    let mut c = b.clone();
-                    if let Some(x) = c.get_mut(at) {
-                        *x ^= 1;
-                        assert!(!same(b, &c), "{b:?} {at}");
-                    }
-                }
-            }
-        }
     }
 
     #[test]
