@@ -186,9 +186,20 @@ impl Provider {
         hash: TokenHash,
         now: u64,
     ) -> Result<Accepted, AuthError> {
-        if let Some(hit) = self.cache.get(hash, now) {
-            return Ok(hit);
+        match self.cache.get(hash, now) {
+            Some(hit) => Ok(hit),
+            None => self.verify_uncached(token, hash, now).await,
         }
+    }
+
+    /// Verifies a token its caller already looked for in the cache (and did not find), and
+    /// caches it.
+    pub async fn verify_uncached(
+        &self,
+        token: &str,
+        hash: TokenHash,
+        now: u64,
+    ) -> Result<Accepted, AuthError> {
         let malformed = AuthError::InvalidToken("the token is malformed");
         if token.bytes().filter(|&b| b == b'.').count() != 2 {
             return Err(malformed);
