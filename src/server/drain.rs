@@ -148,18 +148,22 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_used_again_and_dropped_waiters_are_not_woken() {
+    fn slots_are_used_again_and_freed_when_a_waiter_drops() {
         let drain = Drain::new();
-        let a = drain.waiter();
-        let b = drain.waiter();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut a = drain.waiter();
+        let mut b = drain.waiter();
         assert_eq!((a.slot, b.slot), (0, 1));
+        assert!(a.poll_started(&mut cx).is_pending());
+        assert!(b.poll_started(&mut cx).is_pending());
+        assert!(drain.wakers().slots.iter().all(Option::is_some));
         drop(a);
         let c = drain.waiter();
         assert_eq!(c.slot, 0, "a freed slot is taken first");
+        assert!(drain.wakers().slots[0].is_none(), "its waker went with it");
         assert_eq!(drain.wakers().slots.len(), 2);
         drop((b, c));
         assert!(drain.wakers().slots.iter().all(Option::is_none));
-        drain.start();
     }
 
     #[tokio::test]
