@@ -1,4 +1,4 @@
-//! Comparisons and searches over short byte strings (field names, JSON keys) done a word at a
+//! Comparisons and searches over short byte strings (header field names) done a word at a
 //! time: a call to `memcmp` or `memchr` costs more than the whole check at these lengths.
 
 /// `a == b`, in a few word compares: the first and last words of each length overlap rather
