@@ -22,6 +22,7 @@ use crate::filter;
 use crate::filter::cors::Cors;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
+use crate::net::added::Added;
 use crate::route::{self, ProxyAction, Route};
 use crate::runtime::Runtime;
 use crate::script;
@@ -409,11 +410,13 @@ async fn proxy<'a>(
         dispatch.timeout
     };
     let ends_at = grpc_deadline.then(|| tokio::time::Instant::now() + timeout);
-    prepare_request_head(rt, conn, action, request_id, &mut parts);
+    let mut added = prepare_request_head(rt, conn, action, request_id, &mut parts);
 
     // Phase 6: forward (and mirror).
     let mut resp = match route.mirror.as_deref() {
         Some(m) if m.wants(&parts, &body, upgrading) => {
+            // The mirror copies the map: it says everything.
+            added.move_into(&mut parts.headers);
             Box::pin(m.forward(upstream, parts, body, limit, timeout, key)).await?
         }
         _ => {
@@ -429,6 +432,7 @@ async fn proxy<'a>(
             let sent = upstream
                 .forward(
                     Request::from_parts(parts, body),
+                    &added,
                     reclaim,
                     timeout,
                     key,
@@ -491,40 +495,48 @@ async fn proxy<'a>(
 }
 
 /// Rewrites the request head for the upstream (hop-by-hop fields are already gone): forwarding
-/// headers, request id, Host, route header edits, path rewrite.
-fn prepare_request_head(
+/// headers, request id, Host, route header edits, path rewrite. The gateway's own fields are
+/// returned beside the map ([`Added`]: the HTTP/1 encoder writes them without a map insert
+/// each); a route that edits request headers gets them in the map first, so its edits see and
+/// override them as configured.
+fn prepare_request_head<'a>(
     rt: &Runtime,
-    conn: &ConnInfo,
+    conn: &'a ConnInfo,
     action: &ProxyAction,
-    request_id: &HeaderValue,
+    request_id: &'a HeaderValue,
     parts: &mut http::request::Parts,
-) {
-    // The client's Host moves to X-Forwarded-Host (a clone of a value still in the request
-    // buffer would cost an allocation); it is copied only when `preserve_host` keeps it.
-    let original_host = parts.headers.remove(HOST).or_else(|| {
+) -> Added<'a> {
+    // The client's Host becomes X-Forwarded-Host; it stays in the map (for readers of the
+    // request) and goes upstream only with `preserve_host`.
+    let client_host = parts.headers.get(HOST).cloned();
+    let in_map = client_host.is_some();
+    let original_host = client_host.or_else(|| {
         parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    if action.preserve_host {
+    if action.preserve_host && !in_map {
         if let Some(h) = &original_host {
             parts.headers.insert(HOST, h.clone());
         }
     }
-    headers::forward(
+    let mut added = headers::forward_beside(
         &mut parts.headers,
         conn,
         &rt.server.trusted_proxies,
         original_host,
+        request_id,
     );
-    parts.headers.insert(&X_REQUEST_ID, request_id.clone());
+    added.replace_host = !action.preserve_host;
     if !action.request_headers.is_empty() {
+        added.move_into(&mut parts.headers);
         action.request_headers.apply(&mut parts.headers);
     }
     let path = upstream_path(action, parts.uri.path_and_query());
     parts.uri = Uri::from(path);
     parts.version = Version::HTTP_11;
+    added
 }
 
 /// The path and query sent upstream after `strip_prefix` and `rewrite_prefix`.

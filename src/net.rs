@@ -1,6 +1,8 @@
 //! Network pieces below the features: CIDR blocks for `trusted_proxies`, request host and path
-//! rules, upstream byte streams (`stream`) and Portico's HTTP/1.1 client codec (`h1`).
+//! rules, upstream byte streams (`stream`), Portico's HTTP/1.1 client codec (`h1`) and the
+//! gateway's own fields a proxied request carries beside its map (`added`).
 
+pub mod added;
 pub mod bytes;
 pub mod h1;
 pub mod host;

@@ -44,6 +44,7 @@ use crate::body::{Reclaim, RequestBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::filter::headers::X_REQUEST_ID;
 use crate::metrics::Metrics;
+use crate::net::added::{Added, Extra, NONE};
 pub use activate::activate;
 use balance::{BalanceSettings, KeySource, Pick, Tried};
 use health::HealthSettings;
@@ -363,13 +364,16 @@ impl Upstream {
         );
     }
 
-    /// Proxies a client request (its URI holds only path and query); `reclaim` gets the body
+    /// Proxies a client request (its URI holds only path and query) with the gateway's fields
+    /// held beside it (`added`, see [`Added`]); `reclaim` gets the body
     /// back for another endpoint if the first refused the connection before reading it. `key`
     /// is the request's consistent-hash key ([`Upstream::key`]).
     /// (A plain function: an `async fn` wrapper would hold a second copy of `req`.)
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<'a>(
         &'a self,
         req: Request<RequestBody>,
+        added: &'a Added<'a>,
         reclaim: Option<Reclaim>,
         timeout: Duration,
         key: Option<u64>,
@@ -377,7 +381,8 @@ impl Upstream {
         route: &'a retry::RouteRetry,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + 'a {
         let replay = reclaim.map_or(Replay::Empty, Replay::Reclaim);
-        self.attempts(req, replay, Deadline::now() + timeout, key, served, route)
+        let deadline = Deadline::now() + timeout;
+        self.attempts(req, added, replay, deadline, key, served, route)
     }
 
     /// Sends a request the gateway built itself (a BFF part call): the body is in memory, so a
@@ -402,8 +407,16 @@ impl Upstream {
         *req.headers_mut() = headers;
         let mut served = Served::default();
         let none = &retry::RouteRetry::NONE;
-        self.attempts(req, Replay::Bytes(body), until, key, &mut served, none)
-            .await
+        self.attempts(
+            req,
+            &NONE,
+            Replay::Bytes(body),
+            until,
+            key,
+            &mut served,
+            none,
+        )
+        .await
     }
 
     /// Sends a mirror copy (body in memory, see `route::mirror`): like [`Upstream::call`], but
@@ -430,6 +443,7 @@ impl Upstream {
         let mut tried = Tried::default();
         self.send(
             req,
+            &NONE,
             &Replay::Bytes(body),
             until,
             None,
@@ -442,9 +456,11 @@ impl Upstream {
     /// Sends to a chosen endpoint and waits for the response head until `deadline`. A refused
     /// connection skips that endpoint for `fail_timeout` and, when the body can be sent again,
     /// tries another endpoint not tried yet (`tried`: endpoints this request already used).
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         mut req: Request<RequestBody>,
+        added: &Added<'_>,
         replay: &Replay,
         deadline: Deadline,
         key: Option<u64>,
@@ -456,7 +472,10 @@ impl Upstream {
         let mut first_attempt: Option<Deadline> = None;
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
-        let request_id = req.headers().get(&X_REQUEST_ID).cloned();
+        let request_id = match &added.request_id {
+            Some(id) => Some((*id).clone()),
+            None => req.headers().get(&X_REQUEST_ID).cloned(),
+        };
         let set = self.endpoints();
         if set.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints {
@@ -464,8 +483,9 @@ impl Upstream {
             });
         }
         let n = set.endpoints.len();
-        // Without a Host from the route (preserve_host), each attempt names its endpoint.
-        let set_host = !req.headers().contains_key(HOST);
+        // Without a Host to send (the route's `preserve_host`, or one a request the gateway
+        // built carries), each attempt names its endpoint.
+        let set_host = added.replace_host || !req.headers().contains_key(HOST);
         let shadow = req.extensions().get::<Shadow>().is_some();
         // A hedged call's first leg tells the hedge which endpoint it chose.
         let picked = req.extensions_mut().remove::<retry::hedge::Picked>();
@@ -497,19 +517,22 @@ impl Upstream {
             let ep = &set.endpoints[pick.index];
             served.attempts += 1;
             served.endpoint = Some(ep.authority.clone());
-            if set_host {
-                let host = if shadow {
-                    shadow_host(&ep.host_header)
-                } else {
-                    ep.host_header.clone()
-                };
-                req.headers_mut().insert(HOST, host);
-            }
+            // A shadow's Host (made per attempt) goes in the map: the common case borrows
+            // the endpoint's.
+            let host = match (set_host, shadow) {
+                (false, _) => None,
+                (true, false) => Some(&ep.host_header),
+                (true, true) => {
+                    req.headers_mut().insert(HOST, shadow_host(&ep.host_header));
+                    None
+                }
+            };
             let span = spans::start(&mut req);
             let in_flight = InFlight::start(&ep.state);
             let attempt = Deadline::now();
             let started = *first_attempt.get_or_insert(attempt);
-            let sending = std::pin::pin!(self.transport.send(ep, req));
+            let extra = Extra { host, added };
+            let sending = std::pin::pin!(self.transport.send(ep, req, extra));
             let sent = deadline::within(deadline, sending).await;
             drop(in_flight);
             if let Some(span) = span {

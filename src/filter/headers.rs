@@ -12,14 +12,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::conn::ConnInfo;
 use crate::net::Cidr;
 
-/// `x-request-id`.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// `x-forwarded-for`.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `x-forwarded-proto`.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// `x-forwarded-host`.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::net::added::{Added, HTTP, HTTPS, is_forwarding_name};
+pub use crate::net::added::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -154,6 +148,47 @@ pub fn forward(
     let trusted = is_trusted(trusted_proxies, conn.peer.ip());
     let proto = if conn.tls { "https" } else { "http" };
     set_forwarded(headers, &conn.forwarded_for, trusted, proto, host);
+}
+
+/// The forwarding fields of a proxied request held beside its map ([`Added`]): what
+/// [`forward`] writes in the map, plus the request id. From an untrusted peer the client's own
+/// copies (and `forwarded`, and its `x-request-id`) leave the map — found by one scan of its
+/// names, as clients rarely send any — and the gateway's values are held. A trusted proxy's
+/// chain is extended in the map as `forward` does (its proto and host stand when present).
+pub fn forward_beside<'a>(
+    headers: &mut HeaderMap,
+    conn: &'a ConnInfo,
+    trusted_proxies: &[Cidr],
+    host: Option<HeaderValue>,
+    request_id: &'a HeaderValue,
+) -> Added<'a> {
+    if is_trusted(trusted_proxies, conn.peer.ip()) {
+        let proto = if conn.tls { "https" } else { "http" };
+        set_forwarded(headers, &conn.forwarded_for, true, proto, host);
+        headers.remove(&X_REQUEST_ID);
+        return Added {
+            request_id: Some(request_id),
+            ..Added::default()
+        };
+    }
+    if headers.keys().any(is_forwarding_name) {
+        for name in [
+            &FORWARDED,
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_REQUEST_ID,
+        ] {
+            headers.remove(name);
+        }
+    }
+    Added {
+        forwarded_for: Some(&conn.forwarded_for),
+        forwarded_proto: Some(if conn.tls { &HTTPS } else { &HTTP }),
+        forwarded_host: host,
+        request_id: Some(request_id),
+        replace_host: false,
+    }
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host; `peer` is the client's address as a header value

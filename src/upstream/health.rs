@@ -20,6 +20,7 @@ use super::balance::rng;
 use super::state::{EndpointState, clock_ms};
 use super::transport::Transport;
 use crate::body::RequestBody;
+use crate::net::added::Extra;
 
 /// `[upstreams.NAME.health]`, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,7 @@ impl Checker {
             .insert(USER_AGENT, HeaderValue::from_static("portico-health-check"));
         let limit = self.settings.timeout;
         let exchange = async {
-            let resp = self.transport.send(&self.ep, req).await.ok()?;
+            let resp = self.transport.send(&self.ep, req, Extra::NONE).await.ok()?;
             let status = resp.status();
             // Read a small body so the connection can be reused; a large one is cut off.
             let _ = Limited::new(resp.into_body(), 64 * 1024).collect().await;

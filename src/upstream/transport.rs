@@ -25,6 +25,7 @@ pub use pool::{Limits, Pool};
 
 use super::{Endpoint, UpstreamSettings};
 use crate::body::{BodyTooLarge, ClientBodyError, RequestBody, UpstreamBody};
+use crate::net::added::Extra;
 use crate::net::h1;
 
 /// `[upstreams.NAME] protocol`.
@@ -125,24 +126,34 @@ impl Transport {
         self.limits.as_ref().map(|l| l.connections())
     }
 
-    /// Sends `req` (its URI holds the path and query) to `ep` and waits for the response head.
+    /// Sends `req` (its URI holds the path and query) with `extra` (the Host naming `ep`, the
+    /// gateway's fields) to `ep` and waits for the response head.
     ///
     /// A plain function returning one of the two sends: an `async fn` here would keep its own
     /// copy of `req` beside the one the chosen send holds, in every request's future.
     pub fn send<'a>(
         &'a self,
         ep: &'a Endpoint,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
+        extra: Extra<'a>,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + 'a {
         let h2_first = match self.protocol {
             Protocol::Http1 => false,
             Protocol::H2 => true,
             Protocol::Auto => ep.scheme == Scheme::HTTPS && h2::connections(&ep.pool) > 0,
         };
+        // Only Portico's HTTP/1 encoder writes `extra` beside the map; hyper's senders (HTTP/2,
+        // upgrades) get it in the map. An upgrade is known here, before any future exists.
+        let upgrade = !h2_first && req.headers().contains_key(UPGRADE);
+        if h2_first || upgrade {
+            extra.move_into(req.headers_mut());
+        }
         if h2_first {
-            Either::Left(self.send_h2(ep, req))
+            Either::Left(Either::Left(self.send_h2(ep, req)))
+        } else if upgrade {
+            Either::Left(Either::Right(Box::pin(self.send_upgrade(ep, req))))
         } else {
-            Either::Right(self.send_h1(ep, req))
+            Either::Right(self.send_h1(ep, req, extra))
         }
     }
 
@@ -150,10 +161,8 @@ impl Transport {
         &self,
         ep: &Endpoint,
         mut req: Request<RequestBody>,
+        extra: Extra<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        if req.headers().contains_key(UPGRADE) {
-            return Box::pin(self.send_upgrade(ep, req)).await;
-        }
         let mut last = None;
         for _ in 0..ROUNDS {
             let conn = match ep.pool.h1.checkout() {
@@ -162,10 +171,13 @@ impl Transport {
                 // otherwise sit in every request's future, which keep-alive rarely needs.
                 None => match Box::pin(self.fresh(ep, self.pending()?)).await? {
                     Fresh::H1(c) => c,
-                    Fresh::H2 => return Box::pin(self.send_h2(ep, req)).await,
+                    Fresh::H2 => {
+                        extra.move_into(req.headers_mut());
+                        return Box::pin(self.send_h2(ep, req)).await;
+                    }
                 },
             };
-            match h1::send(conn, &mut req).await {
+            match h1::send(conn, &mut req, extra).await {
                 Ok(resp) => return Ok(resp.map(UpstreamBody::H1)),
                 // A kept connection the upstream closed meanwhile: try another.
                 Err(f) if f.again => last = Some(f.error),

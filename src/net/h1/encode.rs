@@ -1,10 +1,11 @@
 //! The request head as HTTP/1.1 bytes, and how its body is framed on the wire.
 
-use http::header::{CONTENT_LENGTH, HeaderMap};
+use http::header::{CONTENT_LENGTH, HeaderMap, HeaderValue};
 use http::{Method, Request};
 use http_body::Body as _;
 
 use crate::body::RequestBody;
+use crate::net::added::Extra;
 
 /// How the request body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +61,15 @@ pub(super) fn parse_decimal(text: &[u8]) -> Option<u64> {
     })
 }
 
-/// Writes the request line and fields (names as `http` keeps them: lower case) into `out`,
-/// with the framing field the request lacks (`say_length`: its content-length; chunked: the
-/// transfer coding). The request URI holds the path and query; the version is always HTTP/1.1.
+/// Writes the request line and fields (names as `http` keeps them: lower case) into `out`:
+/// `extra`'s Host first (RFC 9112 §3.2: a client sends Host first), the map's fields but the
+/// Host `extra` replaces, the gateway's fields, and the framing field the request lacks
+/// (`say_length`: its content-length; chunked: the transfer coding). The request URI holds the
+/// path and query; the version is always HTTP/1.1.
 pub(super) fn head(
     out: &mut Vec<u8>,
     req: &Request<RequestBody>,
+    extra: Extra<'_>,
     framing: Framing,
     say_length: bool,
 ) {
@@ -77,11 +81,16 @@ pub(super) fn head(
         _ => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = extra.host {
+        field(out, b"host", host);
+    }
     for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if extra.sends(name) {
+            field(out, name.as_str().as_bytes(), value);
+        }
+    }
+    for (name, value) in extra.added.fields() {
+        field(out, name.as_str().as_bytes(), value);
     }
     match framing {
         Framing::Length(n) if say_length => {
@@ -92,6 +101,15 @@ pub(super) fn head(
         Framing::Length(_) => {}
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: value` and the line end.
+#[inline]
+fn field(out: &mut Vec<u8>, name: &[u8], value: &HeaderValue) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -131,13 +149,55 @@ mod tests {
         let (how, say_length) = framing(&r);
         assert_eq!((how, say_length), (Framing::Length(5), true));
         let mut out = Vec::new();
-        head(&mut out, &r, how, say_length);
+        head(&mut out, &r, Extra::NONE, how, say_length);
         assert_eq!(
             out,
             b"POST /a?b=1 HTTP/1.1\r\nhost: up:8080\r\ncontent-length: 5\r\n\r\n"
         );
         let r = req(Method::GET, RequestBody::empty());
         assert_eq!(framing(&r), (Framing::Length(0), false));
+    }
+
+    #[test]
+    fn extra_host_goes_first_in_place_of_the_client_host_and_the_gateway_fields_last() {
+        use crate::net::added::Added;
+        static PEER: HeaderValue = HeaderValue::from_static("10.0.0.9");
+        static ID: HeaderValue = HeaderValue::from_static("id-1");
+        let mut r = req(Method::GET, RequestBody::empty());
+        r.headers_mut().insert("accept", "*/*".parse().unwrap());
+        let added = Added {
+            forwarded_for: Some(&PEER),
+            forwarded_proto: Some(&crate::net::added::HTTP),
+            forwarded_host: None,
+            request_id: Some(&ID),
+            replace_host: true,
+        };
+        let host = HeaderValue::from_static("10.1.1.1:9000");
+        let extra = Extra {
+            host: Some(&host),
+            added: &added,
+        };
+        let mut out = Vec::new();
+        head(&mut out, &r, extra, Framing::Length(0), false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /a?b=1 HTTP/1.1\r\nhost: 10.1.1.1:9000\r\naccept: */*\r\n\
+             x-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\nx-request-id: id-1\r\n\r\n"
+        );
+        // Kept (preserve_host): the map's Host is sent and no other.
+        let kept = Added {
+            replace_host: false,
+            ..added.clone()
+        };
+        let extra = Extra {
+            host: None,
+            added: &kept,
+        };
+        let mut out = Vec::new();
+        head(&mut out, &r, extra, Framing::Length(0), false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: up:8080\r\naccept: */*\r\n"));
+        assert_eq!(text.matches("host:").count(), 1);
     }
 
     #[test]

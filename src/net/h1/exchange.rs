@@ -20,6 +20,7 @@ use super::decode::{self, MAX_FIELDS};
 use super::encode::{self, Framing};
 use super::error::Error;
 use crate::body::RequestBody;
+use crate::net::added::Extra;
 use crate::net::stream::Stream;
 
 /// How long an upstream that broke the connection while the request went out is given for
@@ -67,16 +68,18 @@ enum Sent {
     Early,
 }
 
-/// Sends `req` (its URI holds the path and query) on `conn` and waits for the response head.
-/// The request is borrowed, not taken: after a failure that allows it, the caller sends it
-/// again as it is (one copy of it in the request's future, not one here and one there).
+/// Sends `req` (its URI holds the path and query) and `extra` (a Host, the gateway's fields)
+/// on `conn` and waits for the response head. The request is borrowed, not taken: after a
+/// failure that allows it, the caller sends it again as it is (one copy of it in the request's
+/// future, not one here and one there).
 pub async fn send(
     mut conn: Box<Conn>,
     req: &mut Request<RequestBody>,
+    extra: Extra<'_>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head_request = req.method() == Method::HEAD;
     let (framing, say_length) = encode::framing(req);
-    encode::head(&mut conn.wbuf, req, framing, say_length);
+    encode::head(&mut conn.wbuf, req, extra, framing, say_length);
     let mut s = Sending {
         framing,
         left: match framing {

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::body::RequestBody;
+use crate::net::added::Extra;
 use crate::net::stream::Stream;
 
 /// A server that answers each request head on a connection with the next of `answers`
@@ -67,7 +68,7 @@ async fn get_on_new(
     addr: std::net::SocketAddr,
     home: &Arc<IdleList>,
 ) -> http::Response<ResponseBody> {
-    send(conn(addr, home).await, &mut get("/"))
+    send(conn(addr, home).await, &mut get("/"), Extra::NONE)
         .await
         .expect("an answer")
 }
@@ -84,17 +85,21 @@ async fn a_connection_read_to_its_end_is_reused() {
     let home = IdleList::new(4, Duration::from_secs(60));
     let first = conn(addr, &home).await;
     assert!(!first.reused);
-    let resp = send(first, &mut get("/a")).await.expect("an answer");
+    let resp = send(first, &mut get("/a"), Extra::NONE)
+        .await
+        .expect("an answer");
     assert_eq!(body_of(resp).await, "hello");
     assert_eq!(home.len(), 1, "back in the idle list at the body's end");
     let again = home.checkout().expect("the kept connection");
     assert!(again.reused);
-    let resp = send(again, &mut get("/b")).await.expect("an answer");
+    let resp = send(again, &mut get("/b"), Extra::NONE)
+        .await
+        .expect("an answer");
     assert_eq!(body_of(resp).await, "abc");
     let mut post = get("/c");
     *post.method_mut() = Method::POST;
     *post.body_mut() = RequestBody::full(Bytes::from_static(b"xyz"));
-    let resp = send(home.checkout().unwrap(), &mut post)
+    let resp = send(home.checkout().unwrap(), &mut post, Extra::NONE)
         .await
         .expect("an answer");
     assert_eq!(body_of(resp).await, "hello");
@@ -153,7 +158,7 @@ async fn a_close_race_gives_an_idempotent_request_back() {
         let mut req = get("/again");
         *req.method_mut() = method.clone();
         *req.body_mut() = RequestBody::full(Bytes::from_static(b"body"));
-        let Err(failure) = send(kept, &mut req).await else {
+        let Err(failure) = send(kept, &mut req, Extra::NONE).await else {
             panic!("{method}: answered");
         };
         assert_eq!(failure.again, back, "{method}: {}", failure.error);
@@ -245,7 +250,7 @@ async fn an_answer_before_the_body_is_sent_is_returned() {
         *post.method_mut() = Method::POST;
         // Larger than both sockets' buffers: the write cannot finish while the body is unread.
         *post.body_mut() = RequestBody::full(Bytes::from(vec![b'x'; 32 << 20]));
-        let sent = send(conn(addr, &home).await, &mut post);
+        let sent = send(conn(addr, &home).await, &mut post, Extra::NONE);
         let resp = tokio::time::timeout(Duration::from_secs(3), sent)
             .await
             .expect("no hang")

@@ -18,6 +18,7 @@ use tokio::time::Instant as Deadline;
 use super::run::MIN_TRY;
 use crate::body::{RequestBody, UpstreamBody};
 use crate::error::GatewayError;
+use crate::net::added::NONE;
 use crate::upstream::balance::Tried;
 use crate::upstream::replay::Replay;
 use crate::upstream::state::clock_ms;
@@ -99,7 +100,7 @@ impl Upstream {
         let mut req = head.request(replay.body().unwrap_or_else(RequestBody::empty));
         req.extensions_mut().insert(picked.clone());
         let (mut served, mut tried) = (Served::default(), Tried::default());
-        let first = self.send(req, &replay, until, key, &mut served, &mut tried);
+        let first = self.send(req, &NONE, &replay, until, key, &mut served, &mut tried);
         tokio::pin!(first);
         tokio::select! {
             r = &mut first => return r,
@@ -127,6 +128,7 @@ impl Upstream {
         let mut served2 = Served::default();
         let second = self.send(
             head.request(body),
+            &NONE,
             &replay,
             until,
             key,

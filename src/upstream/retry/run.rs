@@ -13,6 +13,7 @@ use tokio::time::Instant as Deadline;
 use super::{Budget, RetryOn, RetryPolicy, RouteRetry, is_idempotent};
 use crate::body::{RequestBody, UpstreamBody};
 use crate::error::GatewayError;
+use crate::net::added::Added;
 use crate::upstream::balance::{Tried, rng};
 use crate::upstream::circuit::Permit;
 use crate::upstream::state::clock_ms;
@@ -39,9 +40,11 @@ impl Upstream {
     }
 
     /// Sends `req` under the upstream's circuit and retry policy (see the module doc).
+    #[allow(clippy::too_many_arguments)]
     pub(in crate::upstream) async fn attempts(
         &self,
         req: Request<RequestBody>,
+        added: &Added<'_>,
         replay: Replay,
         deadline: Deadline,
         key: Option<u64>,
@@ -51,7 +54,8 @@ impl Upstream {
         let permit = self.admit()?;
         let out = match self.retry_policy(route) {
             None => {
-                self.send(req, &replay, deadline, key, served, &mut Tried::default())
+                let mut tried = Tried::default();
+                self.send(req, added, &replay, deadline, key, served, &mut tried)
                     .await
             }
             Some(p) => {
@@ -61,7 +65,8 @@ impl Upstream {
                 };
                 // Boxed: the retry loop's state (the kept head, backoff timer) stays out of
                 // the futures of requests whose routes have no retry policy.
-                Box::pin(self.retrying(p, how, req, replay, deadline, key, served)).await
+                let sending = self.retrying(p, how, req, added, replay, deadline, key, served);
+                Box::pin(sending).await
             }
         };
         if let Some(p) = permit {
@@ -92,6 +97,7 @@ impl Upstream {
         p: &RetryPolicy,
         how: How<'_>,
         mut req: Request<RequestBody>,
+        added: &Added<'_>,
         replay: Replay,
         deadline: Deadline,
         key: Option<u64>,
@@ -116,7 +122,7 @@ impl Upstream {
                 .per_try_timeout
                 .map_or(deadline, |t| (Deadline::now() + t).min(deadline));
             let result = self
-                .send(req, &replay, until, key, served, &mut tried)
+                .send(req, added, &replay, until, key, served, &mut tried)
                 .await;
             if upgrade || retries >= p.attempts {
                 return result;
