@@ -25,6 +25,18 @@ const SPOOFED: [(&str, &str); 5] = [
     ("x-request-id", "client-id-1"),
 ];
 
+/// Sends `head` (request line and fields, without the blank line) with the spoofed fields
+/// on `c`, and reads the answer.
+async fn spoofing(c: &mut Raw, head: &str) -> support::attack::H1Response {
+    let mut req = head.to_owned();
+    for (k, v) in SPOOFED {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes()).await;
+    c.response(Duration::from_secs(5)).await.expect("an answer")
+}
+
 /// The one value the echo backend saw for `name` (fails on none or several).
 fn once(j: &serde_json::Value, name: &str) -> String {
     let all = j["headers"][name]
@@ -92,13 +104,8 @@ async fn http1_upstream_gets_host_first_and_each_field_once() {
     // Twice on one connection: the second request reuses both connections.
     let mut c = Raw::connect(gw.addr).await;
     for i in 0..2 {
-        let mut req = format!("GET /raw/{i} HTTP/1.1\r\nhost: shop.example\r\naccept: */*\r\n");
-        for (k, v) in SPOOFED {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        c.send(req.as_bytes()).await;
-        let r = c.response(Duration::from_secs(5)).await.expect("an answer");
+        let head = format!("GET /raw/{i} HTTP/1.1\r\nhost: shop.example\r\naccept: */*\r\n");
+        let r = spoofing(&mut c, &head).await;
         assert_eq!(r.status, 200, "{}", r.head);
         let head = tokio::time::timeout(Duration::from_secs(5), heads.recv())
             .await
@@ -263,16 +270,9 @@ async fn an_upgrade_gets_each_field_once() {
     )
     .await;
     let mut c = Raw::connect(gw.addr).await;
-    let mut req = String::from(
-        "GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-    );
-    for (k, v) in SPOOFED {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send(req.as_bytes()).await;
-    let r = c.response(Duration::from_secs(5)).await.expect("an answer");
+    let head = "GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let r = spoofing(&mut c, head).await;
     assert_eq!(r.status, 101, "{}", r.head);
     let headers = seen.lock().unwrap().clone().expect("the upgrade arrived");
     let values = |name: &str| -> Vec<&str> {
