@@ -144,7 +144,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<ClientBody>)
         resp = c.apply(coding, resp);
     }
     let route_metrics = trace.metrics.unwrap_or(rt.metrics.unmatched());
-    route_metrics.record(&method, resp.status(), start.elapsed());
+    route_metrics.record(&method, resp.status(), start);
     crate::tls::add_hsts(rt.tls.as_ref(), conn, resp.headers_mut());
 
     if let Some(l) = logged {

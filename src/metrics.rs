@@ -10,7 +10,7 @@ use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use http::{Method, StatusCode};
 use prometheus_client::encoding::text::encode;
@@ -164,13 +164,16 @@ impl Default for RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Counts one answered request and the time to its response head.
+    /// Counts one answered request, which started at `start`, and the time to its response
+    /// head (one clock reading serves the latency and the window's second).
     #[inline]
-    pub fn record(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+    pub fn record(&self, method: &Method, status: StatusCode, start: Instant) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(start);
         let code = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.requests.get(method_index(method), code).inc();
         self.latency.observe(elapsed.as_secs_f64());
-        self.window.record(code == 4, elapsed);
+        self.window.record(now, code == 4, elapsed);
     }
 
     /// The last minute of this route's traffic.
@@ -492,18 +495,23 @@ fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn route_series_survive_recompile_and_go_when_removed() {
         let m = Metrics::new();
         let a = m.route("a", Some("users"));
-        a.record(&Method::GET, StatusCode::OK, Duration::from_millis(3));
+        a.record(
+            &Method::GET,
+            StatusCode::OK,
+            Instant::now() - Duration::from_millis(3),
+        );
         // A reload resolves the same series again: counts go on.
         let again = m.route("a", Some("users"));
         again.record(
             &Method::POST,
             StatusCode::BAD_GATEWAY,
-            Duration::from_millis(3),
+            Instant::now() - Duration::from_millis(3),
         );
         let text = m.encode();
         assert!(text.contains(r#"portico_requests_total{route="a",method="GET",code="2xx"} 1"#));

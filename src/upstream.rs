@@ -472,8 +472,9 @@ impl Upstream {
         let mut first_attempt: Option<Deadline> = None;
         // The gateway set it on every request it sends; logged with a refused connection.
         // (By its `HeaderName`: a `&str` key is parsed and hashed the slow way on every call.)
-        let request_id = match &added.request_id {
-            Some(id) => Some((*id).clone()),
+        // A request the gateway built itself carries it in its map (which the send takes).
+        let map_id = match added.request_id {
+            Some(_) => None,
             None => req.headers().get(&X_REQUEST_ID).cloned(),
         };
         let set = self.endpoints();
@@ -574,10 +575,8 @@ impl Upstream {
                 });
             }
             self.report(&set, pick.index, Outcome::ConnectFailed);
-            let request_id = request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
+            let request_id = added.request_id.or(map_id.as_ref());
+            let request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::warn!(request_id, upstream = %self.name, endpoint = %ep.authority, error = %err.detail, "connect failed");
             let body = if tried.len() < n { replay.body() } else { None };
             let (Some(body), Some((method, uri, headers))) = (body, head.as_ref()) else {

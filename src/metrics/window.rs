@@ -52,8 +52,15 @@ pub struct Summary {
 }
 
 fn now_second() -> u64 {
+    second_of(Instant::now())
+}
+
+/// The window's second of `at` (1 for the process's first second).
+fn second_of(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs() + 1
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_secs()
+        + 1
 }
 
 impl Default for Window {
@@ -71,10 +78,10 @@ impl Default for Window {
 }
 
 impl Window {
-    /// Counts one answer.
+    /// Counts one answer, given at `now` (a clock reading the caller already has).
     #[inline]
-    pub fn record(&self, server_error: bool, elapsed: Duration) {
-        self.record_at(now_second(), server_error, elapsed);
+    pub fn record(&self, now: Instant, server_error: bool, elapsed: Duration) {
+        self.record_at(second_of(now), server_error, elapsed);
     }
 
     fn record_at(&self, second: u64, server_error: bool, elapsed: Duration) {
