@@ -6,8 +6,11 @@ mod admit;
 mod future_size;
 mod spans;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::FutureExt;
 
 use crate::body::ClientBody;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
@@ -55,8 +58,28 @@ struct Logged {
     bytes_in: Option<u64>,
 }
 
-/// Serves one request on the runtime current when it arrived; never fails.
-pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<ClientBody>) -> Response<Body> {
+/// Serves one request on the runtime current when it arrived; never fails. The answer
+/// carries its `x-request-id`. (A plain function: an `async fn` wrapper would hold a second
+/// copy of what it awaits.)
+pub fn handle(
+    rt: Arc<Runtime>,
+    conn: &ConnInfo,
+    req: Request<ClientBody>,
+) -> impl Future<Output = Response<Body>> + '_ {
+    answer(rt, conn, req).map(|(mut resp, request_id)| {
+        resp.headers_mut().insert(&X_REQUEST_ID, request_id);
+        resp
+    })
+}
+
+/// [`handle`] with the request id beside the answer instead of in its map: Portico's HTTP/1
+/// server writes it straight into the response head (a map insert hashes the name and
+/// probes the table), replacing any copy the map holds.
+pub async fn answer(
+    rt: Arc<Runtime>,
+    conn: &ConnInfo,
+    req: Request<ClientBody>,
+) -> (Response<Body>, HeaderValue) {
     let start = Instant::now();
     let _in_flight = rt.metrics.in_flight();
     let request_id = headers::request_id(req.headers());
@@ -135,7 +158,6 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<ClientBody>)
         };
         spans::finish_server(span, head, &t, &resp, error_slug);
     }
-    resp.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
     if trace.served.expose_attempts && trace.served.attempts > 1 {
         resp.headers_mut()
             .insert("portico-attempts", HeaderValue::from(trace.served.attempts));
@@ -170,7 +192,7 @@ pub async fn handle(rt: Arc<Runtime>, conn: &ConnInfo, req: Request<ClientBody>)
             trace_id: trace_id.as_deref(),
         });
     }
-    resp
+    (resp, request_id)
 }
 
 /// The response body's size when known up front (`Content-Length`).

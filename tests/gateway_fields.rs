@@ -1,7 +1,8 @@
 //! The fields the gateway sets on a proxied request (X-Forwarded-For/-Proto/-Host, X-Request-Id,
 //! Host) reach every kind of upstream exactly once, with the gateway's values and none of a
 //! client's spoofed copies: HTTP/1 (written beside the request's map, Host first), HTTP/2, a
-//! route whose header edits touch them, a mirror's shadow, and a protocol upgrade.
+//! route whose header edits touch them, a mirror's shadow, and a protocol upgrade. The
+//! client's answer carries the gateway's request id once, whatever the upstream said.
 
 mod support;
 
@@ -78,7 +79,10 @@ async fn raw_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<St
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head: Vec<u8> = buf.drain(..end + 4).collect();
                         let _ = tx.send(String::from_utf8_lossy(&head).into_owned()).await;
-                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        // An upstream that names its own request id: the client gets the
+                        // gateway's, once.
+                        let ok = b"HTTP/1.1 200 OK\r\nx-request-id: upstream-9\r\n\
+                                   content-length: 2\r\n\r\nok";
                         if s.write_all(ok).await.is_err() {
                             return;
                         }
@@ -107,6 +111,12 @@ async fn http1_upstream_gets_host_first_and_each_field_once() {
         let head = format!("GET /raw/{i} HTTP/1.1\r\nhost: shop.example\r\naccept: */*\r\n");
         let r = spoofing(&mut c, &head).await;
         assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.head.matches("x-request-id").count(), 1, "{}", r.head);
+        assert!(
+            r.head.contains("x-request-id: client-id-1\r\n"),
+            "{}",
+            r.head
+        );
         let head = tokio::time::timeout(Duration::from_secs(5), heads.recv())
             .await
             .unwrap()

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::time::{Instant, Sleep};
 
@@ -111,7 +111,7 @@ pub async fn serve(
                 break;
             }
         };
-        let handle = |rt, request| handler::handle(rt, info, request);
+        let handle = |rt, request| handler::answer(rt, info, request);
         match s.exchange(wire, head, handle).await {
             Some(w) => wire = w,
             None => return,
@@ -120,7 +120,7 @@ pub async fn serve(
     let _ = tokio::time::timeout(CLOSE_WAIT, wire.shutdown()).await;
 }
 
-impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
+impl<H: Future<Output = (Response<Body>, HeaderValue)>> Serving<'_, H> {
     /// Waits for the next request head and parses it.
     async fn next_head(&mut self, wire: &mut Wire) -> Result<Head, Stop> {
         // Read once per request and copied: an idle connection does not hold on to a
@@ -278,10 +278,10 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         // While the handler runs, the connection is read on (when the body does not hold
         // it): a client that leaves cancels its request, like hyper's server does.
         let mut watching = held.is_some();
-        let resp = loop {
+        let (resp, request_id) = loop {
             tokio::select! {
                 biased;
-                resp = handling.as_mut() => break resp,
+                answer = handling.as_mut() => break answer,
                 r = take_back(back.as_deref()), if held.is_none() => {
                     let (w, whole) = settle(r?);
                     watching = whole;
@@ -321,7 +321,13 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
                 || asked.connect && parts.status.is_success());
         keep_alive &= !self.closing;
         let written = self
-            .respond(&mut wire, parts, body, asked, &mut keep_alive)
+            .respond(
+                &mut wire,
+                (parts, &request_id),
+                body,
+                asked,
+                &mut keep_alive,
+            )
             .await;
         if switching {
             if written.is_ok() {
@@ -362,8 +368,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
             BadHead::UriTooLong => GatewayError::UriTooLong,
         };
         let id = headers::new_request_id();
-        let mut resp: Response<Body> = err.into_response(id.to_str().unwrap_or(""));
-        resp.headers_mut().insert(&X_REQUEST_ID, id);
+        let resp: Response<Body> = err.into_response(id.to_str().unwrap_or(""));
         let mut keep_alive = false;
         let asked = Asked {
             head: false,
@@ -372,15 +377,16 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
         };
         let (parts, body) = resp.into_parts();
         let _ = self
-            .respond(wire, parts, body, asked, &mut keep_alive)
+            .respond(wire, (parts, &id), body, asked, &mut keep_alive)
             .await;
     }
 
-    /// Writes a response; its field map is kept, emptied, for the next request's head.
+    /// Writes a response and its request id (in place of any `x-request-id` in its map); the
+    /// field map is kept, emptied, for the next request's head.
     async fn respond(
         &mut self,
         wire: &mut Wire,
-        parts: http::response::Parts,
+        (parts, request_id): (http::response::Parts, &HeaderValue),
         body: Body,
         asked: Asked,
         keep_alive: &mut bool,
@@ -389,6 +395,7 @@ impl<H: Future<Output = Response<Body>>> Serving<'_, H> {
             &mut self.wbuf,
             parts.status,
             &parts.headers,
+            Some((&X_REQUEST_ID, request_id)),
             &body.size_hint(),
             asked,
             keep_alive,

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HeaderMap, TRANSFER_ENCODING};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, DATE, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use http_body::SizeHint;
 
 use super::encode::parse_decimal;
@@ -39,11 +41,13 @@ pub struct Asked {
 /// Writes the status line and fields of a response into `out` (cleared first), with the
 /// framing field its body needs, `date` when absent, and `connection` saying what happens
 /// next. `hint` is the body's size hint; `keep_alive` is turned off when the body can only be
-/// delimited by closing, or when a `connection: close` field is in `headers`.
+/// delimited by closing, or when a `connection: close` field is in `headers`. `added` (the
+/// gateway's request id) is written in place of any field of its name in `headers`.
 pub fn encode(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    added: Option<(&HeaderName, &HeaderValue)>,
     hint: &SizeHint,
     asked: Asked,
     keep_alive: &mut bool,
@@ -60,8 +64,9 @@ pub fn encode(
     }
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let (mut declared, mut dated, mut says_connection) = (None, false, false);
+    let replaced = added.map(|(name, _)| name);
     for (name, value) in headers {
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || replaced == Some(name) {
             continue;
         }
         if name == CONTENT_LENGTH {
@@ -76,10 +81,10 @@ pub fn encode(
                 *keep_alive = false;
             }
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(out, name, value);
+    }
+    if let Some((name, value)) = added {
+        field(out, name, value);
     }
     let framing = if switching
         || status.is_informational()
@@ -123,6 +128,13 @@ pub fn encode(
     }
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn length_field(out: &mut Vec<u8>, n: u64) {
@@ -180,6 +192,7 @@ mod tests {
             &mut out,
             StatusCode::from_u16(status).unwrap(),
             &map,
+            None,
             &hint,
             asked,
             &mut keep,
@@ -217,6 +230,33 @@ mod tests {
         );
         assert_eq!(f, Framing::None);
         assert!(!t.contains("content-length"));
+    }
+
+    #[test]
+    fn an_added_field_replaces_the_maps_copies() {
+        let mut map = HeaderMap::new();
+        map.append("x-request-id", HeaderValue::from_static("upstream-1"));
+        map.append("x-a", HeaderValue::from_static("1"));
+        map.append("x-request-id", HeaderValue::from_static("upstream-2"));
+        let name = HeaderName::from_static("x-request-id");
+        let id = HeaderValue::from_static("gw-7");
+        let mut out = Vec::new();
+        let mut keep = true;
+        encode(
+            &mut out,
+            StatusCode::OK,
+            &map,
+            Some((&name, &id)),
+            &SizeHint::with_exact(0),
+            GET,
+            &mut keep,
+        );
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\nx-request-id: gw-7\r\n"),
+            "{t}"
+        );
+        assert_eq!(t.matches("x-request-id").count(), 1, "{t}");
     }
 
     #[test]
