@@ -5,6 +5,9 @@ mod admit;
 #[cfg(test)]
 mod future_size;
 mod spans;
+mod upstream_head;
+
+use upstream_head::prepare_request_head;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,9 +16,8 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use crate::body::ClientBody;
-use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
 
 use crate::bff;
 use crate::body::{Body, RequestBody};
@@ -25,8 +27,7 @@ use crate::filter;
 use crate::filter::cors::Cors;
 use crate::filter::headers::{self, X_REQUEST_ID};
 use crate::metrics::RouteMetrics;
-use crate::net::added::Added;
-use crate::route::{self, ProxyAction, Route};
+use crate::route::{self, Route};
 use crate::runtime::Runtime;
 use crate::script;
 
@@ -514,83 +515,6 @@ async fn proxy<'a>(
         Some(s) => s.on_response(resp).await,
         None => Ok(resp),
     }
-}
-
-/// Rewrites the request head for the upstream (hop-by-hop fields are already gone): forwarding
-/// headers, request id, Host, route header edits, path rewrite. The gateway's own fields are
-/// returned beside the map ([`Added`]: the HTTP/1 encoder writes them without a map insert
-/// each); a route that edits request headers gets them in the map first, so its edits see and
-/// override them as configured.
-fn prepare_request_head<'a>(
-    rt: &Runtime,
-    conn: &'a ConnInfo,
-    action: &ProxyAction,
-    request_id: &'a HeaderValue,
-    parts: &mut http::request::Parts,
-) -> Added<'a> {
-    // The client's Host becomes X-Forwarded-Host; it stays in the map (for readers of the
-    // request) and goes upstream only with `preserve_host`.
-    let client_host = parts.headers.get(HOST).cloned();
-    let in_map = client_host.is_some();
-    let original_host = client_host.or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if action.preserve_host && !in_map {
-        if let Some(h) = &original_host {
-            parts.headers.insert(HOST, h.clone());
-        }
-    }
-    let mut added = headers::forward_beside(
-        &mut parts.headers,
-        conn,
-        &rt.server.trusted_proxies,
-        original_host,
-        request_id,
-    );
-    added.replace_host = !action.preserve_host;
-    if !action.request_headers.is_empty() {
-        added.move_into(&mut parts.headers);
-        action.request_headers.apply(&mut parts.headers);
-    }
-    let path = upstream_path(action, parts.uri.path_and_query());
-    parts.uri = Uri::from(path);
-    parts.version = Version::HTTP_11;
-    added
-}
-
-/// The path and query sent upstream after `strip_prefix` and `rewrite_prefix`.
-pub fn upstream_path(action: &ProxyAction, pq: Option<&PathAndQuery>) -> PathAndQuery {
-    let original = pq
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    if action.strip_prefix.is_none() && action.rewrite_prefix.is_none() {
-        return original;
-    }
-    let path = original.path();
-    let mut rest = path;
-    if let Some(strip) = action.strip_prefix.as_deref() {
-        if crate::route::prefix_matches(strip, path) && strip != "/" {
-            rest = &path[strip.len()..];
-        }
-    }
-    let mut out = String::with_capacity(path.len() + 16);
-    match action.rewrite_prefix.as_deref() {
-        Some(prefix) if prefix != "/" => {
-            out.push_str(prefix);
-            if rest != "/" {
-                out.push_str(rest);
-            }
-        }
-        _ => out.push_str(if rest.is_empty() { "/" } else { rest }),
-    }
-    if let Some(q) = original.query() {
-        out.push('?');
-        out.push_str(q);
-    }
-    PathAndQuery::try_from(out).unwrap_or(original)
 }
 
 /// Whether `name` (lowercase, with `-`) is a header the gateway sets from what it verified:
