@@ -2,9 +2,9 @@
 //! (held beside the map, see `net::added`), the Host rule, route header edits, and the path
 //! after `strip_prefix` and `rewrite_prefix`.
 
-use http::{Uri, Version};
 use http::header::{HOST, HeaderValue};
 use http::uri::PathAndQuery;
+use http::{Uri, Version};
 
 use crate::conn::ConnInfo;
 use crate::filter::headers;
