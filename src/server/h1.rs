@@ -320,15 +320,8 @@ impl<H: Future<Output = (Response<Body>, HeaderValue)>> Serving<'_, H> {
             && (parts.status == StatusCode::SWITCHING_PROTOCOLS
                 || asked.connect && parts.status.is_success());
         keep_alive &= !self.closing;
-        let written = self
-            .respond(
-                &mut wire,
-                (parts, &request_id),
-                body,
-                asked,
-                &mut keep_alive,
-            )
-            .await;
+        let framing = self.head(parts, request_id, &body, asked, &mut keep_alive);
+        let written = h1::write_response(&mut wire, &mut self.wbuf, body, framing).await;
         if switching {
             if written.is_ok() {
                 if let Some(tx) = switch {
@@ -376,33 +369,34 @@ impl<H: Future<Output = (Response<Body>, HeaderValue)>> Serving<'_, H> {
             http10: false,
         };
         let (parts, body) = resp.into_parts();
-        let _ = self
-            .respond(wire, (parts, &id), body, asked, &mut keep_alive)
-            .await;
+        let framing = self.head(parts, id, &body, asked, &mut keep_alive);
+        let _ = h1::write_response(wire, &mut self.wbuf, body, framing).await;
     }
 
-    /// Writes a response and its request id (in place of any `x-request-id` in its map); the
-    /// field map is kept, emptied, for the next request's head.
-    async fn respond(
+    /// Writes a response head and its request id (in place of any `x-request-id` in its map)
+    /// into the write buffer; the field map is kept, emptied, for the next request's head. Not
+    /// `async`, and the id is taken: nothing of it stays in the connection's task while the
+    /// body is written (an idle connection's task is its memory).
+    fn head(
         &mut self,
-        wire: &mut Wire,
-        (parts, request_id): (http::response::Parts, &HeaderValue),
-        body: Body,
+        parts: http::response::Parts,
+        request_id: HeaderValue,
+        body: &Body,
         asked: Asked,
         keep_alive: &mut bool,
-    ) -> Result<(), WriteError> {
+    ) -> response_head::Framing {
         let framing = response_head::encode(
             &mut self.wbuf,
             parts.status,
             &parts.headers,
-            Some((&X_REQUEST_ID, request_id)),
+            Some((&X_REQUEST_ID, &request_id)),
             &body.size_hint(),
             asked,
             keep_alive,
         );
         self.spare = parts.headers;
         self.spare.clear();
-        h1::write_response(wire, &mut self.wbuf, body, framing).await
+        framing
     }
 }
 
