@@ -63,19 +63,13 @@ impl Added<'_> {
     /// Moves the fields into `headers` (replacing any copy there) and drops the client's Host
     /// when it was not to be sent; `self` is left empty, so the map alone says what goes.
     pub fn move_into(&mut self, headers: &mut HeaderMap) {
-        if std::mem::take(&mut self.replace_host) {
+        if self.replace_host {
             headers.remove(HOST);
         }
-        for (name, value) in [
-            (&X_FORWARDED_FOR, self.forwarded_for.take().cloned()),
-            (&X_FORWARDED_PROTO, self.forwarded_proto.take().cloned()),
-            (&X_FORWARDED_HOST, self.forwarded_host.take()),
-            (&X_REQUEST_ID, self.request_id.take().cloned()),
-        ] {
-            if let Some(v) = value {
-                headers.insert(name, v);
-            }
+        for (name, value) in self.fields() {
+            headers.insert(name, value.clone());
         }
+        *self = Added::default();
     }
 }
 

@@ -104,9 +104,9 @@ pub(super) fn head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `name: value` and the line end.
+/// Appends `name: value` and the line end (request and response heads).
 #[inline]
-fn field(out: &mut Vec<u8>, name: &[u8], value: &HeaderValue) {
+pub(super) fn field(out: &mut Vec<u8>, name: &[u8], value: &HeaderValue) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());

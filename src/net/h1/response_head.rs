@@ -11,7 +11,7 @@ use http::header::{
 };
 use http_body::SizeHint;
 
-use super::encode::parse_decimal;
+use super::encode::{field, parse_decimal};
 use super::request_head::has_token;
 
 /// How a response body goes on the wire.
@@ -81,10 +81,10 @@ pub fn encode(
                 *keep_alive = false;
             }
         }
-        field(out, name, value);
+        field(out, name.as_str().as_bytes(), value);
     }
     if let Some((name, value)) = added {
-        field(out, name, value);
+        field(out, name.as_str().as_bytes(), value);
     }
     let framing = if switching
         || status.is_informational()
@@ -128,13 +128,6 @@ pub fn encode(
     }
     out.extend_from_slice(b"\r\n");
     framing
-}
-
-fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 fn length_field(out: &mut Vec<u8>, n: u64) {
