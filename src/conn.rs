@@ -51,6 +51,11 @@ impl ConnInfo {
             forwarded_for,
         }
     }
+
+    /// The scheme the client used: `https` over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 /// Tunnels still open on one client connection.

@@ -369,7 +369,7 @@ async fn proxy<'a>(
             // Phase 5 for a route the gateway answers itself (redirect, static answer).
             let host = crate::net::host::requested(&parts.uri, &parts.headers);
             let inputs = route::answer::Inputs {
-                scheme: if conn.tls { "https" } else { "http" },
+                scheme: conn.scheme(),
                 host: host.as_deref(),
                 uri: &parts.uri,
                 headers: &parts.headers,

@@ -146,8 +146,7 @@ pub fn forward(
     host: Option<HeaderValue>,
 ) {
     let trusted = is_trusted(trusted_proxies, conn.peer.ip());
-    let proto = if conn.tls { "https" } else { "http" };
-    set_forwarded(headers, &conn.forwarded_for, trusted, proto, host);
+    set_forwarded(headers, &conn.forwarded_for, trusted, conn.scheme(), host);
 }
 
 /// The forwarding fields of a proxied request held beside its map ([`Added`]): what
@@ -163,8 +162,7 @@ pub fn forward_beside<'a>(
     request_id: &'a HeaderValue,
 ) -> Added<'a> {
     if is_trusted(trusted_proxies, conn.peer.ip()) {
-        let proto = if conn.tls { "https" } else { "http" };
-        set_forwarded(headers, &conn.forwarded_for, true, proto, host);
+        set_forwarded(headers, &conn.forwarded_for, true, conn.scheme(), host);
         headers.remove(&X_REQUEST_ID);
         return Added {
             request_id: Some(request_id),
