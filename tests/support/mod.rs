@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pooled;
 pub mod profile;
 pub mod python;
+pub mod raw_h1;
 pub mod redis;
 pub mod saga;
 pub mod tls;

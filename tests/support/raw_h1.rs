@@ -1,6 +1,6 @@
 //! A raw-TCP HTTP/1.1 upstream that answers hand-written bytes, and the gateway and client
-//! helpers of the `upstream_h1_*` tests. Not in `support/mod.rs`: those tests include it with
-//! `#[path = "support/raw_h1.rs"] mod raw_h1;` beside `mod support;`.
+//! helpers of the `upstream_h1_*` tests (`use crate::support::raw_h1;`, not glob-exported: its
+//! names are those tests' own).
 #![allow(dead_code)]
 
 use std::sync::Arc;
