@@ -268,6 +268,19 @@ expect_200() {
     [[ $status == 200 ]] || die "$name: GET $path answered $status, expected 200 (see $WORK/*.log)"
 }
 
+# Sends N keep-alive requests to URL with oha (bounded to 300 s) on PROFILE_CONNECTIONS
+# connections (default 16), the report in $WORK/oha-NAME.json; dies unless 99% got a 2xx.
+# Usage: bounded_oha NAME N URL [HEADER]
+bounded_oha() {
+    local name=$1 n=$2 url=$3 args=()
+    [[ -n ${4:-} ]] && args=(-H "$4")
+    timeout 300 "$OHA" --no-tui --output-format json -c "${PROFILE_CONNECTIONS:-16}" -n "$n" \
+        "${args[@]}" "$url" >"$WORK/oha-$name.json" || die "oha failed ($name)"
+    local ok
+    ok=$(count_2xx "$WORK/oha-$name.json")
+    ((ok * 100 >= n * 99)) || die "$name: only $ok of $n requests got a 2xx"
+}
+
 # The 2xx responses in an oha JSON report. Usage: count_2xx FILE
 count_2xx() {
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(v for k,v in d["statusCodeDistribution"].items() if k.startswith("2")))' "$1"
