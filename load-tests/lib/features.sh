@@ -52,6 +52,13 @@ mint_token() {
     [[ -n $TOKEN ]] || die "portico token printed no JWT: $out"
 }
 
+# The path a BFF profile is mounted at: its `mount`, else /NAME. Usage: bff_mount FILE NAME
+bff_mount() {
+    local mount
+    mount=$(sed -n 's/^mount *= *"\(.*\)".*/\1/p' "$1" | head -n1)
+    echo "${mount:-/$2}"
+}
+
 # The demo upstreams (users, orders, catalog: `portico demo --latency 0ms`) in their own process
 # on the load generator's CPU. Sets USERS_PORT, ORDERS_PORT, CATALOG_PORT and DEMO_PID.
 start_bff_demo() {
